@@ -1,0 +1,163 @@
+# Tether -- one top-level GNU Makefile.
+#
+#   make            build every daemon, the CLI and the tests (into build/)
+#   make run        bootstrap, build, start Redis + the suite on loopback
+#   make stop       stop what 'make run' started
+#   make test       bootstrap, build, run every test (unit, fuzz smoke, integration)
+#   make SANITIZE=address,undefined   an instrumented tree in build-san/
+#
+# Sources are discovered: lib/*.c is the shared library, <daemon>/*.c a daemon,
+# client/*.c the SDK + CLI, tests/unit/test_*.c one cmocka binary each.
+
+SHELL := /bin/bash
+CC ?= cc
+ifeq ($(origin CC),default)
+CC := cc
+endif
+
+ifdef SANITIZE
+B := build-san
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+else
+B := build
+SANFLAGS :=
+endif
+
+PKGS := libzmq libwebsockets hiredis libprotobuf-c libjwt jansson openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+MEDIA_PKGS := glib-2.0 nice libsrtp2 opus
+MEDIA_CFLAGS = $(shell pkg-config --cflags $(MEDIA_PKGS) 2>/dev/null)
+MEDIA_LIBS = $(shell pkg-config --libs $(MEDIA_PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wformat=2 -Wwrite-strings -Wno-format-nonliteral
+OPT ?= -O2 -g
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(OPT) $(SANFLAGS) -MMD -MP -I. -Ilib -I$(B)/gen $(PKG_CFLAGS)
+CFLAGS_ALL := $(CFLAGS_BASE) $(WARN) $(CFLAGS)
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+
+PROTOS := $(wildcard protos/*.proto)
+GEN_C := $(patsubst protos/%.proto,$(B)/gen/%.pb-c.c,$(PROTOS))
+GEN_H := $(GEN_C:.c=.h)
+GEN_O := $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(GEN_C))
+
+LIB_SRC := $(wildcard lib/*.c)
+LIB_O := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC))
+LIBA := $(B)/lib/libtether.a
+
+DAEMONS := gateway replayd sessiond mediad busd
+DAEMON_BINS := $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/*.c),$(B)/bin/$(d)))
+
+CLIENT_LIB_SRC := $(filter-out client/cli%.c,$(wildcard client/*.c))
+CLIENT_CLI_SRC := $(wildcard client/cli*.c)
+CLIENT_LIB_O := $(patsubst %.c,$(B)/obj/%.o,$(CLIENT_LIB_SRC))
+CLIENT_CLI_O := $(patsubst %.c,$(B)/obj/%.o,$(CLIENT_CLI_SRC))
+CLIENTA := $(B)/lib/libtetherclient.a
+CLI_BIN := $(if $(CLIENT_CLI_SRC),$(B)/bin/tether)
+
+EXAMPLE_SRC := $(wildcard examples/*/*.c)
+EXAMPLE_BINS := $(patsubst examples/%/,$(B)/bin/example-%,$(sort $(dir $(EXAMPLE_SRC))))
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
+
+.PHONY: all bootstrap run stop test test-unit test-integration test-fuzz test-chaos soak bench clean
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: $(DAEMON_BINS) $(CLI_BIN) $(EXAMPLE_BINS) $(UNIT_BINS) $(BENCH_BINS)
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+# ---- generated protobuf code -------------------------------------------------
+$(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: protos/%.proto
+	@mkdir -p $(B)/gen
+	protoc-c --c_out=$(B)/gen -Iprotos $<
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -w -c $< -o $@
+
+# ---- our objects (all depend on generated headers existing) ------------------
+$(B)/obj/mediad/%.o: mediad/%.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(MEDIA_CFLAGS) -c $< -o $@
+
+$(B)/obj/%.o: %.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIBA): $(LIB_O) $(GEN_O)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CLIENTA): $(CLIENT_LIB_O)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+.SECONDEXPANSION:
+$(B)/bin/mediad: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard mediad/*.c)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(MEDIA_LIBS) $(PKG_LIBS) -lm
+
+$(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard $$*/*.c)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
+
+$(B)/bin/tether: $(CLIENT_CLI_O) $(CLIENTA) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
+
+$(B)/bin/example-%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard examples/$$*/*.c)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
+
+$(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(if $(CLIENT_LIB_O),$(CLIENTA)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lm
+
+$(B)/bench/%: $(B)/obj/bench/%.o $(if $(CLIENT_LIB_O),$(CLIENTA)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
+
+# ---- fuzzing (libFuzzer via clang) ---------------------------------------------
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+FUZZ_LIB_SRC := $(LIB_SRC) $(wildcard gateway/gw_frame*.c)
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. -Ilib -Igateway -Ibuild/gen $(PKG_CFLAGS)
+
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) $(GEN_C) $(GEN_H)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -DTETHER_FUZZ $< $(FUZZ_LIB_SRC) $(GEN_C) -o $@ $(PKG_LIBS) -lm
+
+# ---- running and testing -------------------------------------------------------
+run: bootstrap all
+	@bash deploy/local/run.sh start
+
+stop:
+	@bash deploy/local/run.sh stop
+
+test: bootstrap all
+	@bash tests/run_all.sh
+
+test-unit: all
+	@bash tests/run_all.sh unit
+
+test-integration: all
+	@bash tests/run_all.sh integration
+
+test-fuzz: all
+	@bash tests/run_all.sh fuzz
+
+test-chaos: all
+	@bash tests/run_all.sh chaos
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

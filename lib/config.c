@@ -1,0 +1,163 @@
+/* config.c -- TETHER_* environment variables (see config.h). */
+#include "config.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define CFG_MAX 64
+
+typedef struct {
+    const char *name;
+    const char *value;
+    int secret;
+} cfg_seen;
+static cfg_seen seen[CFG_MAX];
+static int nseen;
+
+static void record(const char *name, const char *value, int secret)
+{
+    for (int i = 0; i < nseen; i++)
+        if (strcmp(seen[i].name, name) == 0)
+            return;
+    if (nseen < CFG_MAX)
+        seen[nseen++] = (cfg_seen){ name, value, secret };
+}
+
+static void die(const char *name, const char *value, const char *why)
+{
+    fprintf(stderr, "%s: '%s' %s\n", name, value, why);
+    LOG_ERROR("bad configuration", "{s:s,s:s,s:s}", "variable", name, "value", value, "why", why);
+    exit(2);
+}
+
+const char *cfg_str(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        v = def;
+    record(name, v, 0);
+    return v;
+}
+
+const char *cfg_secret(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        v = def;
+    record(name, v, 1);
+    return v;
+}
+
+long long cfg_int(const char *name, long long def, long long min, long long max)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) {
+        static char buf[CFG_MAX][24];
+        int i = nseen < CFG_MAX ? nseen : CFG_MAX - 1;
+        snprintf(buf[i], sizeof(buf[i]), "%lld", def);
+        record(name, buf[i], 0);
+        return def;
+    }
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end)
+        die(name, v, "is not an integer");
+    if (x < min || x > max) {
+        char why[96];
+        snprintf(why, sizeof(why), "is out of range [%lld, %lld]", min, max);
+        die(name, v, why);
+    }
+    record(name, v, 0);
+    return x;
+}
+
+int cfg_bool(const char *name, int def)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) {
+        record(name, def ? "true" : "false", 0);
+        return def;
+    }
+    record(name, v, 0);
+    if (!strcasecmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+        return 1;
+    if (!strcasecmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+        return 0;
+    die(name, v, "is not a boolean (true/false)");
+    return def;
+}
+
+void cfg_print(void)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < nseen; i++) {
+        const char *v = seen[i].value;
+        if (seen[i].secret)
+            v = (v && *v) ? "***" : "";
+        json_object_set_new(o, seen[i].name, v ? json_string(v) : json_null());
+    }
+    json_t *f = json_pack("{s:o,s:s,s:I}", "config", o, "instance", cfg_instance(), "incarnation",
+                          (json_int_t)cfg_incarnation());
+    log_write_obj(LOG_LVL_INFO, "effective config", f);
+}
+
+int cfg_parse_hostport(const char *s, char *host, unsigned hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon[1] == 0)
+        return -EINVAL;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535)
+        return -EINVAL;
+    size_t hl = (size_t)(colon - s);
+    const char *h = s;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0) {
+        h = "127.0.0.1";
+        hl = strlen(h);
+    }
+    if (hl + 1 > hostlen)
+        return -EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    *port = (int)p;
+    return 0;
+}
+
+const char *cfg_instance(void)
+{
+    static char inst[160];
+    if (!inst[0]) {
+        char host[128] = "local";
+        const char *h = getenv("HOSTNAME");
+        if (h && *h)
+            snprintf(host, sizeof(host), "%s", h);
+        else
+            gethostname(host, sizeof(host) - 1);
+        snprintf(inst, sizeof(inst), "%s-%d", host, (int)getpid());
+    }
+    return inst;
+}
+
+uint64_t cfg_incarnation(void)
+{
+    static uint64_t inc;
+    if (!inc) {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        inc = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+    }
+    return inc;
+}

@@ -1,0 +1,34 @@
+/* config.h -- environment configuration with defaults, validated at start.
+ *
+ * Each getter reads one TETHER_* variable; a value that does not parse or is
+ * out of range ends the process with a message naming the variable (fail fast).
+ * Every value read is recorded so cfg_print() can log the effective config
+ * once, masking secrets.
+ */
+#ifndef TETHER_CONFIG_H
+#define TETHER_CONFIG_H
+
+#include <stdint.h>
+
+/* Returns the variable's value or def (borrowed; valid for the process life). */
+const char *cfg_str(const char *name, const char *def);
+/* Like cfg_str, but the value is masked in cfg_print. */
+const char *cfg_secret(const char *name, const char *def);
+/* Integer in [min, max]. */
+long long cfg_int(const char *name, long long def, long long min, long long max);
+/* "1/0/true/false/yes/no/on/off". */
+int cfg_bool(const char *name, int def);
+
+/* Logs {"msg":"config", name: value...} once. */
+void cfg_print(void);
+
+/* Parses "host:port" or ":port" (host defaults to 127.0.0.1) into host (size
+ * hostlen) and port. Returns 0 or -EINVAL. */
+int cfg_parse_hostport(const char *s, char *host, unsigned hostlen, int *port);
+
+/* The instance id of this process: $HOSTNAME or the host name, plus the pid,
+ * and its incarnation (microseconds at start). */
+const char *cfg_instance(void);
+uint64_t cfg_incarnation(void);
+
+#endif
