@@ -1,0 +1,103 @@
+"""conftest.py -- pytest fixtures for the Tether integration tests.
+
+Fixtures:
+  redis        a fresh redis-server (no persistence) on a free port
+  redis_aof    the same with appendonly yes + appendfsync always
+  tether       factory: tether(env={...}, aof=False, components=None) -> a
+               started Suite (redis + every built daemon on free ports)
+  suite        tether() with the overrides of @pytest.mark.suite_env(...) and
+               the options of @pytest.mark.suite_opts(aof=...)
+
+Markers:
+  requires("sessiond", ...)  skip (with the reason) when a binary is not built
+  chaos                      kills daemons; run_all.sh runs these as "chaos"
+
+When a test fails, the tail of every daemon's log is attached to its report.
+The tests are plain functions that drive asyncio through tether_client.run()
+(no pytest-asyncio in Debian 12's default install).
+"""
+
+import shutil
+
+import pytest
+
+import tether_harness as th
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "requires(*binaries): skip unless these build/bin binaries exist")
+    config.addinivalue_line("markers", "chaos: kills or stops daemons under traffic")
+    config.addinivalue_line("markers", "suite_env(**env): TETHER_* overrides for the suite fixture")
+    config.addinivalue_line("markers", "suite_opts(**opts): Suite options (aof=True) for the suite fixture")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers(name="requires"):
+        absent = th.missing(mark.args)
+        if absent:
+            pytest.skip("not built: %s (in %s)" % (", ".join(absent), th.BIN))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when in ("setup", "call"):
+        for i, suite in enumerate(getattr(item, "_tether_suites", [])):
+            rep.sections.append(("tether daemon logs (suite %d, %s)" % (i, suite.dir), suite.log_tails()))
+
+
+def _need_core():
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    absent = th.missing(th.CORE)
+    if absent:
+        pytest.skip("not built: %s (in %s)" % (", ".join(absent), th.BIN))
+
+
+@pytest.fixture
+def redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    r = th.Redis(tmp_path / "redis").start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def redis_aof(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    r = th.Redis(tmp_path / "redis-aof", aof=True).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def tether(request, tmp_path):
+    suites = []
+    request.node._tether_suites = suites
+
+    def make(env=None, aof=False, components=None):
+        _need_core()
+        s = th.Suite(tmp_path / ("suite%d" % len(suites)), env=env, aof=aof, components=components)
+        suites.append(s)
+        s.start()
+        return s
+
+    yield make
+    for s in suites:
+        s.stop()
+
+
+@pytest.fixture
+def suite(request, tether):
+    env = {}
+    for mark in reversed(list(request.node.iter_markers(name="suite_env"))):
+        env.update(mark.kwargs)
+    opts = {}
+    for mark in reversed(list(request.node.iter_markers(name="suite_opts"))):
+        opts.update(mark.kwargs)
+    return tether(env=env, **opts)
+
+

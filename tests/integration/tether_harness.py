@@ -1,0 +1,514 @@
+"""tether_harness.py -- real processes for the integration tests.
+
+A real redis-server and the real Tether daemons (busd, replayd, gateway, and
+sessiond/mediad when built) on free loopback ports, configured only through
+the TETHER_* environment contract of DESIGN.md, the way an orchestrator would
+run them. Everything here waits by polling a condition with a deadline; the
+only pauses are the poll intervals.
+
+Binaries come from $TETHER_BUILD/bin (default: build/ in the repository).
+"""
+
+import http.client
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import tether_client
+
+REPO = Path(__file__).resolve().parents[2]
+_build = Path(os.environ.get("TETHER_BUILD", "build"))
+BUILD = _build if _build.is_absolute() else REPO / _build
+BIN = BUILD / "bin"
+
+CORE = ("busd", "replayd", "gateway")
+OPTIONAL = ("sessiond", "mediad")
+START_ORDER = ("busd", "replayd", "sessiond", "mediad", "gateway")
+START_TIMEOUT = float(os.environ.get("TETHER_TEST_START_TIMEOUT", "15"))
+
+
+def binary(name):
+    return BIN / name
+
+
+def have(name):
+    p = binary(name)
+    return p.is_file() and os.access(p, os.X_OK)
+
+
+def missing(names):
+    """The names among `names` whose binary is not built."""
+    return [n for n in names if not have(n)]
+
+
+# ---- waiting -------------------------------------------------------------------
+
+def wait_until(pred, timeout, what="condition", interval=0.02):
+    """Polls pred() until it returns a true value (returned) or the deadline
+    passes (TimeoutError naming `what`)."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:      # a poll that throws is just "not yet"
+            last_exc = e
+        if time.monotonic() >= deadline:
+            msg = "timed out after %.1fs waiting for %s" % (timeout, what)
+            if last_exc is not None:
+                msg += " (last error: %r)" % (last_exc,)
+            raise TimeoutError(msg)
+        time.sleep(interval)
+
+
+# ---- ports ---------------------------------------------------------------------
+
+_used_ports = set()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nobody listens on, never handed out twice in
+    this process. Picked below the kernel's ephemeral range so that a port a
+    killed daemon must re-bind is not taken meanwhile by an outgoing
+    connection's local port."""
+    lo, hi = 20000, 32000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            eph_lo = int(f.read().split()[0])
+        hi = min(hi, eph_lo)
+    except (OSError, ValueError):
+        pass
+    for _ in range(500):
+        port = random.randrange(lo, hi)
+        if port in _used_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _used_ports.add(port)
+        return port
+    raise RuntimeError("no free port found")
+
+
+# ---- HTTP ----------------------------------------------------------------------
+
+def http_request(hostport, method, path, body=None, headers=None, timeout=3.0, json_body=None):
+    """One HTTP/1.1 request; returns (status, headers dict lowercased, body bytes).
+    body: bytes or str sent as is; json_body: any value sent as JSON."""
+    host, port = hostport.rsplit(":", 1)
+    headers = dict(headers or {})
+    if json_body is not None:
+        body = json.dumps(json_body)
+        headers.setdefault("Content-Type", "application/json")
+    if isinstance(body, str):
+        body = body.encode()
+    conn = http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def http_get(hostport, path, timeout=3.0):
+    return http_request(hostport, "GET", path, timeout=timeout)
+
+
+# ---- Redis ---------------------------------------------------------------------
+
+class RedisError(Exception):
+    pass
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RedisError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RedisError("bad RESP reply %r" % line)
+
+
+def redis_command(port, *args, timeout=2.0):
+    """Sends one command to redis on 127.0.0.1:port (a minimal RESP client, so
+    the tests need no Python redis package)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        parts = [b"*%d\r\n" % len(args)]
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        s.sendall(b"".join(parts))
+        with s.makefile("rb") as f:
+            return _resp_read(f)
+
+
+class Redis:
+    """A redis-server of our own in `workdir`: no persistence by default, or
+    AOF with fsync on every write (aof=True) for durability tests."""
+
+    def __init__(self, workdir, aof=False):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.aof = aof
+        self.port = free_port()
+        self.proc = None
+        self.log = self.dir / "redis.log"
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def start(self):
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.dir), "--save", "", "--daemonize", "no",
+                "--logfile", str(self.log)]
+        if self.aof:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited with %s; log:\n%s"
+                                   % (self.proc.returncode, tail(self.log)))
+            return self.command("PING") == "PONG"
+        _wait_or_raise(up, 10, "redis-server on port %d" % self.port, self.proc)
+        return self
+
+    def command(self, *args):
+        return redis_command(self.port, *args)
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def restart(self):
+        """Starts again on the same port and directory (AOF is replayed)."""
+        self.stop()
+        return self.start()
+
+
+def _wait_or_raise(pred, timeout, what, proc):
+    try:
+        return wait_until(pred, timeout, what)
+    except RuntimeError:
+        raise
+    except TimeoutError:
+        if proc.poll() is not None:
+            raise RuntimeError("%s: process exited with %s" % (what, proc.returncode))
+        raise
+
+
+def tail(path, n=60):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        return "\n".join(lines[-n:])
+    except OSError:
+        return "(no log at %s)" % path
+
+
+# ---- daemons -------------------------------------------------------------------
+
+class Daemon:
+    """One daemon process with a fixed environment: start, kill -9, SIGTERM,
+    restart on the same ports, read /metrics. stdout (JSON log lines) goes to
+    <name>.log and stderr to <name>.err in the suite's directory."""
+
+    def __init__(self, name, kind, env, http_addr, logdir):
+        self.name = name          # e.g. "gateway" or "gateway2"
+        self.kind = kind          # which binary
+        self.env = env
+        self.http = http_addr     # "127.0.0.1:port"
+        self.log = Path(logdir) / ("%s.log" % name)
+        self.err = Path(logdir) / ("%s.err" % name)
+        self.proc = None
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        with open(self.log, "ab") as out, open(self.err, "ab") as err:
+            err.write(b"--- harness: start #%d of %s\n" % (self.starts, self.name.encode()))
+            err.flush()
+            self.proc = subprocess.Popen([str(binary(self.kind))], env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         cwd=str(self.log.parent), start_new_session=True)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _check_alive(self):
+        if not self.alive():
+            raise RuntimeError("%s exited with status %s during start-up:\n%s\n%s"
+                               % (self.name, self.proc.returncode if self.proc else None,
+                                  tail(self.log, 30), tail(self.err, 30)))
+
+    def healthz(self):
+        return http_get(self.http, "/healthz", timeout=1.0)[0]
+
+    def readyz(self):
+        status, _, body = http_get(self.http, "/readyz", timeout=2.0)
+        return status, body
+
+    def wait_healthy(self, timeout=START_TIMEOUT):
+        def ok():
+            self._check_alive()
+            return self.healthz() == 200
+        wait_until(ok, timeout, "%s /healthz on %s" % (self.name, self.http))
+
+    def wait_ready(self, timeout=START_TIMEOUT, accept_503=False):
+        """Polls /readyz for 200. accept_503: a 503 also ends the wait (used for
+        the gateway when sessiond is not built, so it can never be ready)."""
+        def ok():
+            self._check_alive()
+            status, _ = self.readyz()
+            return status == 200 or (accept_503 and status == 503)
+        wait_until(ok, timeout, "%s /readyz on %s" % (self.name, self.http))
+
+    def kill9(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def term(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout):
+        """Returns the exit status (negative: killed by that signal)."""
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout=5.0):
+        if not self.alive():
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def metrics_text(self):
+        status, headers, body = http_get(self.http, "/metrics")
+        if status != 200:
+            raise AssertionError("%s /metrics answered %d" % (self.name, status))
+        return body.decode()
+
+    def metrics(self):
+        """{'name{labels}': value} parsed from the Prometheus text format."""
+        return parse_metrics(self.metrics_text())
+
+
+def parse_metrics(text):
+    """{'name{labels}': value} from the Prometheus text format (a trailing
+    timestamp is ignored). Raises ValueError on a line that is not a sample."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if "{" in line:
+            end = line.rindex("}")
+            key, rest = line[:end + 1], line[end + 1:].split()
+        else:
+            key, *rest = line.split()
+        if not rest or len(rest) > 2:
+            raise ValueError("not a metric sample: %r" % line)
+        out[key.strip()] = float(rest[0])
+    return out
+
+
+class Suite:
+    """Redis plus every built daemon on free ports, in `workdir`.
+
+    env: extra TETHER_* overrides for every daemon. Each daemon gets the same
+    environment except TETHER_HTTP. The process environment's own TETHER_*
+    variables are ignored so a developer's exported settings cannot leak in.
+    """
+
+    def __init__(self, workdir, env=None, aof=False, components=None, redis=None):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.redis = redis or Redis(self.dir / "redis", aof=aof)
+        self._own_redis = redis is None
+        self.secret = secrets.token_hex(24)
+        want = components or START_ORDER
+        self.components = [n for n in START_ORDER if n in want and have(n)]
+        self.ports = {k: free_port() for k in ("bus_in", "bus_out", "replayd", "sessiond", "mediad")}
+        self.overrides = dict(env or {})
+        self.daemons = {}
+        self.notes = []
+        self._gw_count = 0
+
+    # ---- environment ---------------------------------------------------------
+    def base_env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+        env.update({
+            "TETHER_REDIS": self.redis.url,
+            "TETHER_BUS_IN": "tcp://127.0.0.1:%d" % self.ports["bus_in"],
+            "TETHER_BUS_OUT": "tcp://127.0.0.1:%d" % self.ports["bus_out"],
+            "TETHER_REPLAYD": "tcp://127.0.0.1:%d" % self.ports["replayd"],
+            "TETHER_SESSIOND": "tcp://127.0.0.1:%d" % self.ports["sessiond"],
+            "TETHER_MEDIAD": "tcp://127.0.0.1:%d" % self.ports["mediad"],
+            "TETHER_JWT_SECRET": self.secret,
+            "TETHER_LOG_LEVEL": os.environ.get("TETHER_TEST_LOG_LEVEL", "info"),
+            "TETHER_MEDIA_IFACES": "lo",
+        })
+        env.update({k: str(v) for k, v in self.overrides.items()})
+        return env
+
+    def _daemon(self, name, kind):
+        env = self.base_env()
+        env["TETHER_HTTP"] = "127.0.0.1:%d" % free_port()
+        d = Daemon(name, kind, env, env["TETHER_HTTP"], self.dir)
+        self.daemons[name] = d
+        return d
+
+    # ---- life cycle ----------------------------------------------------------
+    def start(self):
+        if self._own_redis and (self.redis.proc is None or self.redis.proc.poll() is not None):
+            self.redis.start()
+        started = []
+        for name in self.components:
+            kind = name
+            d = self._daemon("gateway" if kind == "gateway" else name, kind)
+            if kind == "gateway":
+                self._gw_count = 1
+            d.start()
+            started.append(d)
+        for d in started:
+            d.wait_healthy()
+        for d in started:
+            self.wait_ready(d)
+        return self
+
+    def wait_ready(self, d, timeout=START_TIMEOUT):
+        accept_503 = d.kind == "gateway" and "sessiond" not in self.components
+        if accept_503:
+            self.notes.append("sessiond not built: gateway /readyz 503 accepted")
+        d.wait_ready(timeout, accept_503=accept_503)
+
+    def add_gateway(self, env=None):
+        """Starts one more gateway on the same backends (another replica)."""
+        self._gw_count += 1
+        d = self._daemon("gateway%d" % self._gw_count, "gateway")
+        if env:
+            d.env.update({k: str(v) for k, v in env.items()})
+        d.start()
+        d.wait_healthy()
+        self.wait_ready(d)
+        return d
+
+    def __getitem__(self, name):
+        return self.daemons[name]
+
+    @property
+    def gateway(self):
+        return self.daemons["gateway"]
+
+    def kill9(self, name):
+        self.daemons[name].kill9()
+
+    def term(self, name):
+        self.daemons[name].term()
+
+    def restart(self, name, wait_ready=True):
+        """Starts `name` again with the same environment and ports (the old
+        process is killed first if it still runs), then waits for /healthz
+        and /readyz."""
+        d = self.daemons[name]
+        d.kill9()
+        d.start()
+        wait_until(lambda: _healthy_or_dead(d), START_TIMEOUT, "%s /healthz after restart" % name)
+        if wait_ready:
+            self.wait_ready(d)
+        return d
+
+    def stop(self):
+        for name in reversed(list(self.daemons)):
+            self.daemons[name].stop()
+        if self._own_redis:
+            self.redis.stop()
+
+    # ---- clients ---------------------------------------------------------------
+    def ws_url(self, gateway=None):
+        d = self.daemons[gateway or "gateway"]
+        return "ws://%s/ws" % d.http
+
+    def token(self, user, ttl=3600, **claims):
+        return tether_client.make_token(self.secret, user, ttl=ttl, **claims)
+
+    def client(self, gateway=None, **kw):
+        """An unconnected tether_client.Client for this suite's gateway."""
+        return tether_client.Client(self.ws_url(gateway), **kw)
+
+    # ---- diagnostics -----------------------------------------------------------
+    def log_tails(self, n=40):
+        out = []
+        for d in self.daemons.values():
+            state = "running" if d.alive() else "exited %s" % (d.proc.returncode if d.proc else None)
+            out.append("===== %s (%s, %s, http %s) stdout tail: %s" % (d.name, d.kind, state, d.http, d.log))
+            out.append(tail(d.log, n))
+            err = tail(d.err, n)
+            if any(not l.startswith("--- harness:") for l in err.splitlines() if l.strip()):
+                out.append("----- %s stderr tail: %s" % (d.name, d.err))
+                out.append(err)
+        if self._own_redis:
+            out.append("===== redis log tail: %s" % self.redis.log)
+            out.append(tail(self.redis.log, 10))
+        for note in sorted(set(self.notes)):
+            out.append("note: " + note)
+        return "\n".join(out)
+
+
+def _healthy_or_dead(d):
+    if not d.alive():
+        raise RuntimeError("%s exited with %s after restart:\n%s" % (d.name, d.proc.returncode, tail(d.log, 30)))
+    return d.healthz() == 200
