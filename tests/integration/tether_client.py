@@ -173,9 +173,9 @@ class Client:
         self.session = None
         self.welcome = None
         self.pings = 0
-        self.acks = {}             # (room, id) -> [ack frames]
-        self.id_errors = {}        # id -> [error frames naming it]
-        self._taken = {}           # (room, id) -> acks/errors already returned
+        self.acks = {}             # (room, id) -> [(frame index, ack frame)]
+        self.id_errors = {}        # id -> [(frame index, error frame naming it)]
+        self._taken = {}           # (room, id) -> frame indexes already returned
         self._changed = None
         self._reader = None
 
@@ -208,9 +208,10 @@ class Client:
                 if t == "message":
                     self.by_room.setdefault(frame.get("room"), []).append(frame)
                 elif t == "ack":
-                    self.acks.setdefault((frame.get("room"), frame.get("id")), []).append(frame)
+                    self.acks.setdefault((frame.get("room"), frame.get("id")), []).append(
+                        (len(self.frames) - 1, frame))
                 elif t == "error" and frame.get("id"):
-                    self.id_errors.setdefault(frame.get("id"), []).append(frame)
+                    self.id_errors.setdefault(frame.get("id"), []).append((len(self.frames) - 1, frame))
                 elif t == "ping":
                     self.pings += 1
                     if self.auto_pong:
@@ -274,6 +275,15 @@ class Client:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except asyncio.TimeoutError:
                 pass
+
+    async def wait_change(self, timeout):
+        """Returns when a frame arrives or the connection closes, or after
+        timeout (no error): the tick of an event-driven client loop."""
+        self._changed.clear()
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     async def recv_until(self, pred, timeout=5.0, what="matching frame"):
         """Advances the cursor to the next frame satisfying pred and returns it.
@@ -355,22 +365,53 @@ class Client:
         return await self.wait_ack(room, id_, timeout)
 
     async def wait_ack(self, room, id_, timeout=5.0):
-        """The next ack (or error naming id_) not yet returned for (room, id_),
-        so pipelined publishes can be awaited in any order."""
+        """The earliest ack (or error naming id_) not yet returned for
+        (room, id_), so pipelined publishes can be awaited in any order and a
+        retry after an error gets its own answer."""
         key = (room, id_)
 
         def find():
-            taken = self._taken.get(key, 0)
-            answers = self.acks.get(key, []) + self.id_errors.get(id_, [])
-            if len(answers) > taken:
-                self._taken[key] = taken + 1
-                # acks first, then errors: good enough for "one answer per send"
-                return answers[taken]
-            return None
+            taken = self._taken.setdefault(key, set())
+            cands = [a for a in self.acks.get(key, []) + self.id_errors.get(id_, []) if a[0] not in taken]
+            if not cands:
+                return None
+            i, f = min(cands, key=lambda a: a[0])
+            taken.add(i)
+            return f
         r = await self.wait_for(find, timeout, "ack for %s/%s" % (room, id_))
         if r["type"] == "error":
             raise FrameError(r)
         return r
+
+    def acked_seqs(self, room, id_):
+        """Every seq this connection was acked for (room, id_)."""
+        return [f.get("seq") for _, f in self.acks.get((room, id_), [])]
+
+    async def publish_many(self, room, n, prefix=None, data=None, window=64, timeout=30.0):
+        """Publishes n messages (ids prefix-0..n-1, data data(i) or {"i": i}),
+        at most `window` unacknowledged, re-sending the same id after a 4429
+        or 4500 error as a client should. Returns the acks in id order."""
+        prefix = prefix or uid("m")
+        ids = ["%s-%d" % (prefix, i) for i in range(n)]
+        make = data or (lambda i: {"i": i})
+        acks = []
+        for start in range(0, n, window):
+            chunk = list(range(start, min(n, start + window)))
+            for i in chunk:
+                await self.send({"type": "publish", "room": room, "id": ids[i], "data": make(i)})
+            for i in chunk:
+                for attempt in range(50):
+                    try:
+                        acks.append(await self.wait_ack(room, ids[i], timeout))
+                        break
+                    except FrameError as e:
+                        if e.code not in (4429, 4500):
+                            raise
+                        await asyncio.sleep(0.05 * (attempt + 1))   # client backoff, not a wait
+                        await self.send({"type": "publish", "room": room, "id": ids[i], "data": make(i)})
+                else:
+                    raise AssertionError("publish %s never acknowledged" % ids[i])
+        return acks
 
     async def ping(self, timeout=5.0):
         """Client ping; returns the round-trip time in seconds."""

@@ -1,0 +1,222 @@
+"""test_positions.py -- PROTOCOL.md position rules on subscribe (and hello).
+
+{} is live only (missed 0); {epoch, seq N} delivers exactly what follows N
+(N = 0: from seq 1) with recovered:true; {seq: 0} without epoch starts at the
+oldest message still buffered; a wrong epoch or a trimmed history gives
+recovered:false with gap {from, first_available} and then the messages still
+buffered; `missed` counts the message frames that follow before any live one.
+"""
+
+import pytest
+
+import tether_client as tc
+from tether_client import run
+
+
+async def room_with(suite, n, user="pub"):
+    """A new room holding n messages; returns (room, epoch, publisher)."""
+    room = tc.uid()
+    pub = await tc.connect(suite.ws_url(), token=suite.token(user), name="pub")
+    acks = await pub.publish_many(room, n, prefix="h") if n else []
+    assert [a["seq"] for a in acks] == list(range(1, n + 1))
+    probe = await tc.connect(suite.ws_url(), token=suite.token("probe"))
+    s = await probe.subscribe(room)
+    await probe.close()
+    assert s["seq"] == n, s
+    return room, s["epoch"], pub
+
+
+async def subscriber(suite, name="sub"):
+    return await tc.connect(suite.ws_url(), token=suite.token(name), name=name)
+
+
+def check_replay(c, room, sub, first, last):
+    """`sub` announced messages first..last, and exactly those arrived first."""
+    n = last - first + 1 if last >= first else 0
+    assert sub["missed"] == n, sub
+    got = [(m["seq"], m["id"]) for m in c.messages(room)[:n]]
+    assert got == [(s, "h-%d" % (s - 1)) for s in range(first, last + 1)], got
+
+
+def test_empty_position_is_live_only(suite):
+    async def t():
+        room, epoch, pub = await room_with(suite, 5)
+        c = await subscriber(suite)
+        s = await c.subscribe(room)
+        assert (s["seq"], s["missed"], s["epoch"]) == (5, 0, epoch), s
+        await pub.publish(room, "live-1", "x")
+        msgs = await c.wait_messages(room, 1)
+        await c.ping()
+        assert [m["seq"] for m in c.messages(room)] == [6], "history delivered on a live-only subscribe"
+        assert msgs[0]["id"] == "live-1"
+    run(t())
+
+
+def test_exact_position_resumes_after_seq(suite):
+    async def t():
+        room, epoch, pub = await room_with(suite, 10)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, epoch=epoch, seq=4)
+        assert s["recovered"] is True and s["seq"] == 10 and "gap" not in s, s
+        await c.wait_messages(room, 6)
+        check_replay(c, room, s, 5, 10)
+        await pub.publish(room, "live-1", 1)
+        await c.wait_seq(room, 11)
+        assert c.seqs(room) == list(range(5, 12))
+    run(t())
+
+
+def test_exact_position_zero_is_from_seq_1(suite):
+    async def t():
+        room, epoch, _ = await room_with(suite, 7)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, epoch=epoch, seq=0)
+        assert s["recovered"] is True, s
+        await c.wait_messages(room, 7)
+        check_replay(c, room, s, 1, 7)
+    run(t())
+
+
+def test_exact_position_at_top_misses_nothing(suite):
+    async def t():
+        room, epoch, pub = await room_with(suite, 3)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, epoch=epoch, seq=3)
+        assert (s["recovered"], s["missed"], s["seq"]) == (True, 0, 3), s
+        await pub.publish(room, "live", 1)
+        await c.wait_seq(room, 4)
+        assert c.seqs(room) == [4]
+    run(t())
+
+
+def test_seq_zero_without_epoch_is_from_oldest(suite):
+    async def t():
+        room, epoch, _ = await room_with(suite, 6)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, seq=0)
+        assert s["epoch"] == epoch and s["seq"] == 6, s
+        await c.wait_messages(room, 6)
+        check_replay(c, room, s, 1, 6)
+    run(t())
+
+
+def test_wrong_epoch_is_not_recovered(suite):
+    async def t():
+        room, epoch, pub = await room_with(suite, 5)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, epoch=epoch + "-stale", seq=2)
+        assert s["recovered"] is False, s
+        assert s["epoch"] == epoch, s
+        gap = s.get("gap")
+        assert isinstance(gap, dict) and "from" in gap and "first_available" in gap, s
+        assert gap["first_available"] == 1, s
+        # What is still buffered follows, announced by `missed`.
+        n = s["missed"]
+        assert n == 5, s
+        await c.wait_messages(room, n)
+        check_replay(c, room, s, 1, 5)
+        await pub.publish(room, "live", 1)
+        await c.wait_seq(room, 6)
+        assert c.seqs(room) == [1, 2, 3, 4, 5, 6]
+    run(t())
+
+
+@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10")
+def test_trimmed_history_reports_gap_then_buffered(suite):
+    async def t():
+        room, epoch, pub = await room_with(suite, 25)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, epoch=epoch, seq=3)
+        assert s["recovered"] is False, s
+        assert s["epoch"] == epoch and s["seq"] == 25, s
+        gap = s.get("gap") or {}
+        assert (gap.get("from"), gap.get("first_available")) == (4, 16), s
+        await c.wait_messages(room, 10)
+        check_replay(c, room, s, 16, 25)
+        await pub.publish(room, "live", 1)
+        await c.wait_seq(room, 26)
+        assert c.seqs(room) == list(range(16, 27))
+    run(t())
+
+
+@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10")
+def test_trimmed_history_position_still_buffered_is_recovered(suite):
+    async def t():
+        room, epoch, _ = await room_with(suite, 25)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, epoch=epoch, seq=15)      # 16..25 are all buffered
+        assert s["recovered"] is True and "gap" not in s, s
+        await c.wait_messages(room, 10)
+        check_replay(c, room, s, 16, 25)
+    run(t())
+
+
+@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10")
+def test_seq_zero_with_trimmed_history_starts_at_oldest_buffered(suite):
+    async def t():
+        room, epoch, _ = await room_with(suite, 25)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, seq=0)
+        assert s["epoch"] == epoch and s["seq"] == 25, s
+        await c.wait_messages(room, 10)
+        check_replay(c, room, s, 16, 25)
+    run(t())
+
+
+def test_subscribe_to_empty_room_from_zero(suite):
+    async def t():
+        room = tc.uid()
+        c = await subscriber(suite)
+        s = await c.subscribe(room, seq=0)
+        assert (s["seq"], s["missed"]) == (0, 0), s
+        assert isinstance(s["epoch"], str) and s["epoch"], s
+        p = await tc.connect(suite.ws_url(), token=suite.token("pub"))
+        await p.publish(room, "first", 1)
+        await c.wait_seq(room, 1)
+        assert c.seqs(room) == [1]
+    run(t())
+
+
+def test_hello_rooms_subscribe_in_one_step(suite):
+    async def t():
+        room_a, epoch_a, _ = await room_with(suite, 4)
+        room_b, epoch_b, _ = await room_with(suite, 2)
+        room_c = tc.uid()
+        c = tc.Client(suite.ws_url())
+        await c.connect()
+        await c.hello(token=suite.token("alice"),
+                      rooms={room_a: {"epoch": epoch_a, "seq": 1}, room_b: {"seq": 0}, room_c: {}})
+        subs = {}
+        for _ in range(3):
+            f = await c.recv_until(lambda x: x.get("type") in ("subscribed", "error"), 5, "subscribed")
+            assert f["type"] == "subscribed", f
+            subs[f["room"]] = f
+        assert set(subs) == {room_a, room_b, room_c}
+        assert subs[room_a]["recovered"] is True and subs[room_a]["missed"] == 3
+        assert subs[room_b]["missed"] == 2 and subs[room_c]["missed"] == 0
+        await c.wait_messages(room_a, 3)
+        await c.wait_messages(room_b, 2)
+        check_replay(c, room_a, subs[room_a], 2, 4)
+        check_replay(c, room_b, subs[room_b], 1, 2)
+    run(t())
+
+
+def test_resubscribe_same_room_on_one_connection_no_duplicates(suite):
+    async def t():
+        room, epoch, pub = await room_with(suite, 3)
+        c = await subscriber(suite)
+        await c.subscribe(room, epoch=epoch, seq=0)
+        await c.wait_messages(room, 3)
+        # Subscribing again from an older position on the same connection
+        # must not deliver seq 1..3 twice ("each once" per connection) --
+        # unless the gateway treats it as a fresh subscription, in which
+        # case it must say so with a second `subscribed` announcing them.
+        s2 = await c.subscribe(room, epoch=epoch, seq=0)
+        await pub.publish(room, "live", 1)
+        await c.wait_seq(room, 4)
+        seqs = c.seqs(room)
+        if s2["missed"] == 0:
+            assert seqs == [1, 2, 3, 4], seqs
+        else:
+            assert seqs == [1, 2, 3] + list(range(4 - s2["missed"], 4)) + [4], seqs
+    run(t())
