@@ -100,12 +100,16 @@ $(CLIENTA): $(CLIENT_LIB_O)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# Objects of a source directory (a function, so that '%' is not taken for the
+# pattern rules' stem).
+objs_of = $(patsubst %.c,$(B)/obj/%.o,$(wildcard $(1)/*.c))
+
 .SECONDEXPANSION:
-$(B)/bin/mediad: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard mediad/*.c)) $(LIBA)
+$(B)/bin/mediad: $$(call objs_of,mediad) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(MEDIA_LIBS) $(PKG_LIBS) -lm
 
-$(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard $$*/*.c)) $(LIBA)
+$(B)/bin/%: $$(call objs_of,$$*) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
 
@@ -113,7 +117,7 @@ $(B)/bin/tether: $(CLIENT_CLI_O) $(CLIENTA) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
 
-$(B)/bin/example-%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard examples/$$*/*.c)) $(LIBA)
+$(B)/bin/example-%: $$(call objs_of,examples/$$*) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
 

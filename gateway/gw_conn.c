@@ -1,0 +1,568 @@
+/* gw_conn.c -- one client connection: authentication, the protocol state
+ * machine, the bounded outbound queue, heartbeats and draining.
+ *
+ * Frames from the client arrive (possibly fragmented) through gw_conn_rx; the
+ * reassembled frame is decoded by gw_frame.c and dispatched here. Frames to the
+ * client are refcounted gw_bufs queued on the connection and written one per
+ * writable callback, as libwebsockets requires. The queue is bounded in bytes:
+ * a client that does not read is closed with 4002 and resumes on reconnect,
+ * instead of making the gateway hold an unbounded backlog.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "gw.h"
+#include "log.h"
+#include "quality.h"
+
+#define MALFORMED_MAX 10
+#define MALFORMED_WINDOW_MS 60000
+#define DEAD_PEER_GRACE_MS 10000
+#define SKIP_CLOSE_FACTOR 16
+
+static void idkey(char *buf, size_t n, uint64_t id) { snprintf(buf, n, "%llx", (unsigned long long)id); }
+
+gw_conn *gw_conn_find(uint64_t id)
+{
+    char k[24];
+    idkey(k, sizeof(k), id);
+    return hmap_get(G.conns, k);
+}
+
+gw_conn *gw_conn_open(struct lws *wsi, int proto)
+{
+    gw_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->wsi = wsi;
+    c->id = ++G.next_conn_id;
+    c->proto = proto ? 1 : 0;
+    c->created_ms = c->last_rx_ms = c->last_ping_ms = loop_now_ms(G.l);
+    char k[24];
+    idkey(k, sizeof(k), c->id);
+    if (hmap_put(G.conns, k, c) < 0) {
+        free(c);
+        return NULL;
+    }
+    c->next = G.conn_list;
+    if (G.conn_list)
+        G.conn_list->prev = c;
+    G.conn_list = c;
+    G.nconns++;
+    G.st.conns_opened++;
+    return c;
+}
+
+static void queue_clear(gw_conn *c)
+{
+    while (c->qlen) {
+        gw_buf_unref(c->q[c->qhead]);
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+    }
+    c->qbytes = 0;
+}
+
+void gw_conn_closed(gw_conn *c)
+{
+    while (c->nsubs)
+        gw_sub_stop(c->subs[c->nsubs - 1]);
+    if (c->session[0] && hmap_get(G.sessions, c->session) == c)
+        hmap_del(G.sessions, c->session);
+    char k[24];
+    idkey(k, sizeof(k), c->id);
+    hmap_del(G.conns, k);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        G.conn_list = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    G.nconns--;
+    G.st.conns_closed++;
+    LOG_DEBUG("connection closed", "{s:I,s:s,s:s,s:i}", "conn", (json_int_t)c->id, "user", c->claims.sub,
+              "session", c->session, "code", c->close_code);
+    queue_clear(c);
+    free(c->q);
+    free(c->subs);
+    free(c->rx);
+    jwt_claims_clear(&c->claims);
+    free(c);
+}
+
+/* ---- sending ------------------------------------------------------------------------ */
+
+void gw_conn_send(gw_conn *c, gw_buf *b)
+{
+    if (!b || c->close_code)
+        return;
+    if (c->qbytes + b->len > G.cfg.outq_max_bytes) {
+        G.st.slow_closes++;
+        LOG_WARN("slow consumer", "{s:I,s:s,s:I}", "conn", (json_int_t)c->id, "user", c->claims.sub, "queued",
+                 (json_int_t)c->qbytes);
+        queue_clear(c);
+        gw_conn_close(c, 4002, "slow consumer");
+        return;
+    }
+    if (c->qlen == c->qcap) {
+        uint32_t n = c->qcap ? c->qcap * 2 : 8;
+        gw_buf **q = malloc(n * sizeof(*q));
+        if (!q) {
+            gw_conn_close(c, 1011, "out of memory");
+            return;
+        }
+        for (uint32_t i = 0; i < c->qlen; i++)
+            q[i] = c->q[(c->qhead + i) % c->qcap];
+        free(c->q);
+        c->q = q;
+        c->qcap = n;
+        c->qhead = 0;
+    }
+    c->q[(c->qhead + c->qlen) % c->qcap] = gw_buf_ref(b);
+    c->qlen++;
+    c->qbytes += b->len;
+    lws_callback_on_writable(c->wsi);
+}
+
+void gw_conn_send_take(gw_conn *c, gw_buf *b)
+{
+    gw_conn_send(c, b);
+    gw_buf_unref(b);
+}
+
+void gw_conn_error(gw_conn *c, int code, const char *reason, const char *id)
+{
+    gw_conn_send_take(c, gw_enc_error(c->proto, code, reason, id));
+}
+
+void gw_conn_close(gw_conn *c, int code, const char *reason)
+{
+    if (c->close_code)
+        return;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    lws_callback_on_writable(c->wsi);
+    /* A peer that never lets us write still goes away. */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 5);
+}
+
+int gw_conn_writable(gw_conn *c)
+{
+    if (c->qlen) {
+        gw_buf *b = c->q[c->qhead];
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+        c->qbytes -= b->len;
+        int n = lws_write(c->wsi, gw_buf_payload(b), b->len, b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+        G.st.frames_out++;
+        G.st.bytes_out += b->len;
+        size_t len = b->len;
+        gw_buf_unref(b);
+        if (n < (int)len)
+            return -1;
+        if (c->qlen || c->close_code)
+            lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (c->close_code) {
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
+                         strlen(c->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- publish ------------------------------------------------------------------------ */
+
+typedef struct pub_ctx {
+    uint64_t conn_id;
+    char id[GW_MAX_ID + 1];
+    char room[GW_MAX_ROOM + 1];
+} pub_ctx;
+
+static void pub_reply(rpc_client *rc, int status, const bus_env *rep, void *arg)
+{
+    (void)rc;
+    pub_ctx *x = arg;
+    gw_conn *c = gw_conn_find(x->conn_id);
+    if (!c)
+        goto out;
+    c->inflight_pub--;
+    if (status < 0 || !rep) {
+        G.st.publish_errors++;
+        gw_conn_error(c, GW_E_INTERNAL, "publish not acknowledged in time; retrying with the same id is safe", x->id);
+    } else if (rep->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_APPEND_REP) {
+        G.st.acks++;
+        gw_conn_send_take(c, gw_enc_ack(c->proto, x->id, x->room, rep->append_rep->seq, rep->append_rep->duplicate));
+    } else if (rep->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_ERROR) {
+        G.st.publish_errors++;
+        gw_conn_error(c, (int)rep->error->code, rep->error->reason ? rep->error->reason : "publish failed", x->id);
+    } else {
+        G.st.publish_errors++;
+        gw_conn_error(c, GW_E_INTERNAL, "unexpected reply from replayd", x->id);
+    }
+out:
+    free(x);
+}
+
+uint64_t gw_append(const char *user, const char *room, const char *id, const char *data, rpc_reply_cb *cb, void *arg)
+{
+    bus_env req = TETHER__BUS__ENVELOPE__INIT;
+    Tether__Bus__AppendReq ar = TETHER__BUS__APPEND_REQ__INIT;
+    ar.room = (char *)room;
+    ar.user = (char *)user;
+    ar.id = (char *)id;
+    ar.data = (char *)data;
+    req.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_APPEND_REQ;
+    req.append_req = &ar;
+    G.st.publishes++;
+    return rpc_call(G.replayd, &req, G.cfg.publish_timeout_ms, G.cfg.publish_attempts, cb, arg);
+}
+
+static void do_publish(gw_conn *c, gw_cframe *f)
+{
+    if (!jwt_claims_room_allowed(&c->claims, f->room)) {
+        gw_conn_error(c, GW_E_FORBIDDEN, "forbidden: this room is not in your token", f->id);
+        return;
+    }
+    if (c->inflight_pub >= G.cfg.max_inflight_publish) {
+        gw_conn_error(c, GW_E_RATE, "too many publishes awaiting ack", f->id);
+        return;
+    }
+    pub_ctx *x = calloc(1, sizeof(*x));
+    if (!x) {
+        gw_conn_error(c, GW_E_INTERNAL, "out of memory", f->id);
+        return;
+    }
+    x->conn_id = c->id;
+    strcpy(x->id, f->id);
+    strcpy(x->room, f->room);
+    if (!gw_append(c->claims.sub, f->room, f->id, f->data, pub_reply, x)) {
+        free(x);
+        gw_conn_error(c, GW_E_INTERNAL, "out of memory", f->id);
+        return;
+    }
+    c->inflight_pub++;
+}
+
+/* ---- hello ---------------------------------------------------------------------------- */
+
+static void new_session_id(char *out, size_t n)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char r[16];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        uint64_t t = loop_mono_ms() ^ ((uint64_t)rand() << 20);
+        memcpy(r, &t, 8);
+        memcpy(r + 8, &G.next_conn_id, 8);
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < sizeof(r) && o + 1 < n; i++)
+        out[o++] = b64[r[i] & 63];
+    out[o] = 0;
+}
+
+/* Verifies token into c->claims. Returns 0 or the close code (4501/4502). */
+static int authenticate(gw_conn *c, const char *token)
+{
+    jwt_claims cl;
+    const char *why = "invalid token";
+    memset(&cl, 0, sizeof(cl));
+    int r = jwtv_verify(G.jwt, token, (int64_t)time(NULL), &cl, &why);
+    if (r < 0) {
+        G.st.auth_failures++;
+        LOG_INFO("authentication failed", "{s:I,s:s}", "conn", (json_int_t)c->id, "why", why);
+        jwt_claims_clear(&cl);
+        return r == -EKEYEXPIRED ? GW_E_EXPIRED : GW_E_AUTH;
+    }
+    if (c->authed && strcmp(cl.sub, c->claims.sub) != 0) {
+        jwt_claims_clear(&cl);
+        return GW_E_AUTH; /* a token may not switch users on a live connection */
+    }
+    jwt_claims_clear(&c->claims);
+    c->claims = cl;
+    c->authed = 1;
+    return 0;
+}
+
+int gw_conn_auth_header(gw_conn *c, const char *token)
+{
+    return authenticate(c, token);
+}
+
+static void do_hello(gw_conn *c, gw_cframe *f)
+{
+    if (c->ready) {
+        gw_conn_error(c, GW_E_INVALID, "hello already received", NULL);
+        return;
+    }
+    if (f->token) {
+        int code = authenticate(c, f->token);
+        if (code) {
+            gw_conn_close(c, code, code == GW_E_EXPIRED ? "token expired" : "authentication failed");
+            return;
+        }
+    } else if (!c->authed) {
+        gw_conn_close(c, GW_E_AUTH, "authentication failed: no token");
+        return;
+    }
+    if (f->session[0]) {
+        snprintf(c->session, sizeof(c->session), "%s", f->session);
+        gw_conn *old = hmap_get(G.sessions, c->session);
+        if (old && old != c) {
+            hmap_del(G.sessions, c->session);
+            old->session[0] = 0;
+            gw_conn_close(old, 4006, "session taken over");
+        }
+    } else {
+        new_session_id(c->session, sizeof(c->session));
+    }
+    hmap_put(G.sessions, c->session, c);
+    c->ready = 1;
+    int64_t exp_in = (c->claims.exp - (int64_t)time(NULL)) * 1000;
+    gw_conn_send_take(c, gw_enc_welcome(c->proto, c->session, c->claims.sub, 0, 0, G.cfg.heartbeat_ms,
+                                        G.cfg.session_ttl_ms, exp_in > 0 ? exp_in : 0));
+    LOG_DEBUG("hello", "{s:I,s:s,s:s,s:i}", "conn", (json_int_t)c->id, "user", c->claims.sub, "session",
+              c->session, "rooms", (int)f->nrooms);
+    if (!f->nrooms)
+        return;
+    /* Refuse the forbidden rooms one by one; subscribe the rest in one read. */
+    gw_room_pos *ok = calloc(f->nrooms, sizeof(*ok));
+    size_t nok = 0;
+    if (!ok) {
+        gw_conn_error(c, GW_E_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    for (size_t i = 0; i < f->nrooms; i++) {
+        if (!jwt_claims_room_allowed(&c->claims, f->rooms[i].room)) {
+            char why[GW_MAX_ROOM + 48];
+            snprintf(why, sizeof(why), "forbidden: room %s is not in your token", f->rooms[i].room);
+            gw_conn_error(c, GW_E_FORBIDDEN, why, NULL);
+            continue;
+        }
+        ok[nok++] = f->rooms[i];
+    }
+    gw_sub_start_many(c, ok, nok);
+    free(ok);
+}
+
+static void do_quality(gw_conn *c, gw_cframe *f)
+{
+    quality_in in = { f->rtt_ms, f->loss_pct, f->jitter_ms, f->bandwidth_kbps };
+    quality_out out;
+    quality_classify(&in, &out);
+    gw_conn_send_take(c, gw_enc_quality(c->proto, quality_name(out.level), out.recs, out.nrecs));
+}
+
+/* ---- dispatch -------------------------------------------------------------------------- */
+
+static void malformed(gw_conn *c, int code, const char *why, const char *id)
+{
+    uint64_t now = loop_now_ms(G.l);
+    G.st.malformed++;
+    if (now - c->bad_window_ms > MALFORMED_WINDOW_MS) {
+        c->bad_window_ms = now;
+        c->bad_count = 0;
+    }
+    gw_conn_error(c, code, why, id);
+    if (++c->bad_count >= MALFORMED_MAX)
+        gw_conn_close(c, GW_E_MALFORMED, "protocol violation: too many malformed frames");
+}
+
+static void dispatch(gw_conn *c, const unsigned char *buf, size_t len, int binary)
+{
+    gw_cframe f;
+    const char *why = "malformed";
+    int code;
+    G.st.frames_in++;
+    if (binary != (int)c->proto) {
+        malformed(c, GW_E_MALFORMED, c->proto ? "expected a binary frame" : "expected a text frame", NULL);
+        return;
+    }
+    if (c->proto)
+        code = gw_decode_proto(buf, len, &G.cfg.lim, &f, &why);
+    else
+        code = gw_decode_json((const char *)buf, len, &G.cfg.lim, &f, &why);
+    if (code) {
+        if (code == GW_E_MALFORMED)
+            malformed(c, code, why, f.id[0] ? f.id : NULL);
+        else
+            gw_conn_error(c, code, why, f.id[0] ? f.id : NULL);
+        return;
+    }
+    if (!c->ready && f.type != GW_C_HELLO && f.type != GW_C_PING && f.type != GW_C_PONG) {
+        gw_conn_error(c, GW_E_INVALID, "send hello first", f.id[0] ? f.id : NULL);
+        goto out;
+    }
+    switch (f.type) {
+    case GW_C_HELLO:
+        do_hello(c, &f);
+        break;
+    case GW_C_SUBSCRIBE:
+        if (!jwt_claims_room_allowed(&c->claims, f.room)) {
+            gw_conn_error(c, GW_E_FORBIDDEN, "forbidden: this room is not in your token", NULL);
+            break;
+        }
+        code = gw_sub_start(c, f.room, &f.pos);
+        if (code)
+            gw_conn_error(c, code, code == GW_E_INVALID ? "too many rooms on this connection" : "cannot subscribe",
+                          NULL);
+        break;
+    case GW_C_UNSUBSCRIBE: {
+        gw_sub *s = gw_conn_find_sub(c, f.room);
+        if (s)
+            gw_sub_stop(s);
+        else
+            gw_conn_error(c, GW_E_NOT_FOUND, "not subscribed to this room", NULL);
+        break;
+    }
+    case GW_C_PUBLISH:
+        do_publish(c, &f);
+        break;
+    case GW_C_PING:
+        gw_conn_send_take(c, gw_enc_simple(c->proto, GW_C_PONG));
+        break;
+    case GW_C_PONG:
+        break;
+    case GW_C_REFRESH: {
+        int r = authenticate(c, f.token);
+        if (r)
+            gw_conn_error(c, r, r == GW_E_EXPIRED ? "refresh token already expired" : "refresh token invalid", NULL);
+        break;
+    }
+    case GW_C_QUALITY:
+        do_quality(c, &f);
+        break;
+    case GW_C_PTT:
+    case GW_C_MEDIA:
+        gw_conn_error(c, GW_E_INTERNAL, "push-to-talk media service is not available on this gateway", NULL);
+        break;
+    case GW_C_BYE:
+        if (c->session[0] && hmap_get(G.sessions, c->session) == c)
+            hmap_del(G.sessions, c->session);
+        c->session[0] = 0;
+        gw_conn_close(c, 1000, "bye");
+        break;
+    default:
+        break;
+    }
+out:
+    gw_cframe_clear(&f);
+}
+
+void gw_conn_rx(gw_conn *c, const void *in, size_t len, int first, int final, int binary)
+{
+    c->last_rx_ms = loop_now_ms(G.l);
+    if (c->close_code)
+        return;
+    size_t max = G.cfg.lim.max_frame;
+    if (first) {
+        c->rxlen = 0;
+        c->rx_skipping = 0;
+        c->rx_skipped = 0;
+    }
+    if (first && final) {
+        if (len > max) {
+            malformed(c, GW_E_TOO_LARGE, "frame too large", NULL);
+            return;
+        }
+        dispatch(c, in, len, binary);
+        return;
+    }
+    if (c->rx_skipping) {
+        c->rx_skipped += len;
+        if (c->rx_skipped > max * SKIP_CLOSE_FACTOR) {
+            gw_conn_close(c, GW_E_MALFORMED, "protocol violation: frame far over the limit");
+            return;
+        }
+        if (final)
+            malformed(c, GW_E_TOO_LARGE, "frame too large", NULL);
+        return;
+    }
+    if (c->rxlen + len > max) {
+        c->rx_skipping = 1;
+        c->rx_skipped = c->rxlen + len;
+        free(c->rx);
+        c->rx = NULL;
+        c->rxcap = c->rxlen = 0;
+        if (final)
+            malformed(c, GW_E_TOO_LARGE, "frame too large", NULL);
+        return;
+    }
+    if (c->rxlen + len > c->rxcap) {
+        size_t n = c->rxcap ? c->rxcap : 1024;
+        while (n < c->rxlen + len)
+            n *= 2;
+        unsigned char *p = realloc(c->rx, n);
+        if (!p) {
+            gw_conn_close(c, 1011, "out of memory");
+            return;
+        }
+        c->rx = p;
+        c->rxcap = n;
+    }
+    memcpy(c->rx + c->rxlen, in, len);
+    c->rxlen += len;
+    if (final) {
+        dispatch(c, c->rx, c->rxlen, binary);
+        /* Keep small buffers; give large ones back. */
+        c = NULL;
+    }
+}
+
+void gw_conn_rx_done(gw_conn *c)
+{
+    if (c->rxcap > 4096) {
+        free(c->rx);
+        c->rx = NULL;
+        c->rxcap = 0;
+    }
+    c->rxlen = 0;
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+void gw_conn_sweep(void)
+{
+    uint64_t now = loop_now_ms(G.l);
+    int64_t wall_s = (int64_t)time(NULL);
+    for (gw_conn *c = G.conn_list, *nx; c; c = nx) {
+        nx = c->next;
+        if (c->close_code)
+            continue;
+        if (!c->ready) {
+            if (now - c->created_ms >= G.cfg.hello_timeout_ms)
+                gw_conn_close(c, GW_E_HELLO_TIMEOUT, "no hello in time");
+            continue;
+        }
+        if (now - c->last_rx_ms >= (uint64_t)G.cfg.heartbeat_ms + DEAD_PEER_GRACE_MS) {
+            gw_conn_close(c, 4001, "heartbeat timeout");
+            continue;
+        }
+        if (c->claims.exp && wall_s >= c->claims.exp) {
+            gw_conn_close(c, GW_E_EXPIRED, "token expired");
+            continue;
+        }
+        if (now - c->last_ping_ms >= G.cfg.heartbeat_ms) {
+            c->last_ping_ms = now;
+            gw_conn_send_take(c, gw_enc_simple(c->proto, GW_C_PING));
+        }
+    }
+}
+
+void gw_conn_drain_all(void)
+{
+    for (gw_conn *c = G.conn_list; c; c = c->next) {
+        if (c->close_code)
+            continue;
+        /* Spread the comebacks over the drain window so that the remaining
+         * gateways see a ramp, not a wall. */
+        uint32_t after = G.cfg.drain_ms ? (uint32_t)((uint64_t)rand() % G.cfg.drain_ms) : 0;
+        gw_conn_send_take(c, gw_enc_reconnect(c->proto, after, "server draining"));
+        gw_conn_close(c, 4000, "draining");
+    }
+}
