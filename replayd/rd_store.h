@@ -1,0 +1,114 @@
+/* rd_store.h -- replayd's Redis data model: append (sequence + store +
+ * dedup, one atomic script), range reads and room heads.
+ *
+ * Two connections: one carries appends and head reads, so that their replies
+ * (and what replayd does with them) follow the order Redis executed them in;
+ * the other carries range reads, so that a large resume cannot delay acks.
+ *
+ * Calls take an rd_op the caller embeds in its own request (no allocation
+ * here per call); it must stay valid until the callback has run. If a call
+ * returns an error its callback never runs. Callback statuses: 0, or
+ * -ETIMEDOUT / -ECONNRESET (Redis did not answer in time, or the connection
+ * dropped: the operation may or may not have happened), -EIO (Redis answered
+ * with an error), -EPROTO (unexpected reply shape), -ECANCELED (store freed).
+ */
+#ifndef TETHER_RD_STORE_H
+#define TETHER_RD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "redis.h"
+
+#define RD_MAX_ROOM 128
+#define RD_MAX_ID 64
+#define RD_MAX_USER 128
+#define RD_MAX_DATA (64 * 1024)
+#define RD_MAX_EPOCH 64
+#define RD_RANGE_MAX_LIMIT 1000
+
+typedef struct rd_store rd_store;
+
+typedef struct rd_store_cfg {
+    const char *redis_url;
+    uint32_t history_size;   /* messages kept per room */
+    uint32_t history_ttl_s;  /* the message log's TTL, refreshed by each append */
+    uint32_t dedup_ttl_s;    /* how long an (user, id) publish is remembered */
+    uint32_t meta_ttl_s;     /* the room's {epoch, top}; >= history_ttl_s */
+    uint32_t cmd_timeout_ms; /* per Redis command; 0: 1000 */
+} rd_store_cfg;
+
+typedef struct rd_append_res {
+    char epoch[RD_MAX_EPOCH + 1];
+    uint64_t seq;
+    int64_t ts;
+    int duplicate;
+} rd_append_res;
+
+/* One stored message; strings point into the result's reply. */
+typedef struct rd_msg {
+    uint64_t seq;
+    int64_t ts;
+    const char *id, *from, *data;
+    size_t data_len;
+} rd_msg;
+
+/* A range result: new, owned by the callback's receiver (rd_range_res_free). */
+typedef struct rd_range_res {
+    const char *epoch;        /* "" when the room has no meta */
+    uint64_t top;
+    uint64_t first_available; /* top + 1 when nothing is stored */
+    int more;                 /* the limit was reached before top */
+    size_t n;
+    rd_msg *msgs;
+    redisReply *rep;          /* owns the strings */
+} rd_range_res;
+
+typedef void rd_append_cb(int status, const rd_append_res *res, void *arg);
+typedef void rd_range_cb(int status, rd_range_res *res, void *arg);
+typedef void rd_head_cb(int status, const char *epoch, uint64_t top, void *arg);
+
+typedef struct rd_op {
+    rd_store *s;
+    union {
+        rd_append_cb *append;
+        rd_range_cb *range;
+        rd_head_cb *head;
+    } cb;
+    void *arg;
+} rd_op;
+
+/* Connects both Redis connections (in the background; see rd_store_ready).
+ * cfg is copied. Returns NULL (errno set; EINVAL for a bad URL). */
+rd_store *rd_store_new(loop *l, const rd_store_cfg *cfg);
+/* Fails pending operations with -ECANCELED (their callbacks run), frees. NULL: no-op. */
+void rd_store_free(rd_store *s);
+
+/* Appends one message, or finds the earlier append of (room, user, id).
+ * Strings are borrowed for the call (lengths given; validated by the caller). */
+int rd_store_append(rd_store *s, rd_op *op, const char *room, size_t room_len, const char *user,
+                    size_t user_len, const char *id, size_t id_len, const char *data, size_t data_len,
+                    rd_append_cb *cb, void *arg);
+/* Reads the room's position and up to limit messages with seq > after_seq
+ * (from the oldest stored one when from_oldest). limit is clamped to
+ * 1..RD_RANGE_MAX_LIMIT (0: the maximum). */
+int rd_store_range(rd_store *s, rd_op *op, const char *room, uint64_t after_seq, uint32_t limit,
+                   int from_oldest, rd_range_cb *cb, void *arg);
+/* Reads the room's {epoch, top} ("" and 0 when absent), on the append
+ * connection: a head read after an append sees at least that append. */
+int rd_store_head(rd_store *s, rd_op *op, const char *room, rd_head_cb *cb, void *arg);
+
+void rd_range_res_free(rd_range_res *res);
+
+/* 1 when both connections are up and answer PINGs. */
+int rd_store_ready(const rd_store *s);
+/* The append (0) and read (1) connections, for health and metrics. */
+const redis *rd_store_conn(const rd_store *s, int which);
+/* Operations issued and not yet called back. */
+size_t rd_store_inflight(const rd_store *s);
+
+/* Writes a fresh random epoch (16 hex digits + NUL) into buf. */
+void rd_store_new_epoch(rd_store *s, char buf[17]);
+
+#endif
