@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# run_all.sh -- every Tether test behind one command and one summary line.
+#
+#   tests/run_all.sh [unit|fuzz|integration|chaos|all]     (default: all)
+#
+#   unit         every build/tests/test_* binary (cmocka)
+#   fuzz         each tests/fuzz/fuzz_<name>.c built with clang libFuzzer
+#                (make build-fuzz/fuzz_<name>) and run FUZZ_SECONDS (10) on
+#                build-fuzz/corpus/<name>, seeded from tests/fuzz/corpus/<name>/
+#   integration  /usr/bin/python3 -m pytest tests/integration (not the chaos ones)
+#   chaos        pytest -m chaos tests/integration, plus tests/chaos/ if any
+#
+# Prints a result line per part and finally exactly "N passed, N failed"
+# (", N skipped" when some were). Exits 1 if anything failed.
+# Logs and JUnit XML: $TETHER_BUILD/test-results/ (default build/).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+PART=${1:-all}
+PY=/usr/bin/python3
+BUILD=${TETHER_BUILD:-build}
+export TETHER_BUILD=$BUILD
+RES=$BUILD/test-results
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-600}
+CHAOS_TIMEOUT=${CHAOS_TIMEOUT:-480}
+mkdir -p "$RES"
+
+PASSED=0 FAILED=0 SKIPPED=0
+SUMMARY=()
+
+case $PART in
+  unit|fuzz|integration|chaos|all) ;;
+  *) echo "usage: $0 [unit|fuzz|integration|chaos|all]" >&2; exit 2 ;;
+esac
+
+# record <part> <passed> <failed> <skipped> [note]
+record() {
+  PASSED=$((PASSED + $2)); FAILED=$((FAILED + $3)); SKIPPED=$((SKIPPED + $4))
+  local line
+  line=$(printf '%-12s %d passed, %d failed, %d skipped' "$1:" "$2" "$3" "$4")
+  [ -n "${5:-}" ] && line+="  ($5)"
+  SUMMARY+=("$line")
+  echo "== $line"
+}
+
+# show_tail <file> -- the end of a failing test's output
+show_tail() {
+  echo "---- last lines of $1:"
+  tail -n "${2:-30}" "$1" | sed 's/^/    /'
+}
+
+# ---- unit ------------------------------------------------------------------------
+# A cmocka binary reports "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)";
+# our own harnesses print "N passed, N failed". A binary that exits non-zero
+# counts at least one failure even if it printed nothing (a crash).
+run_unit() {
+  echo "== unit tests"
+  local p=0 f=0 s=0 n=0 t name log rc cp cf cs
+  for t in "$BUILD"/tests/test_*; do
+    [ -f "$t" ] && [ -x "$t" ] || continue
+    n=$((n + 1))
+    name=$(basename "$t")
+    log=$RES/unit-$name.log
+    timeout 300 "$t" >"$log" 2>&1
+    rc=$?
+    cp=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+    cf=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+    cs=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+    if [ -z "$cp$cf" ]; then
+      read -r cp cf < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' "$log" | tail -1)
+    fi
+    cp=${cp:-0} cf=${cf:-0} cs=${cs:-0}
+    if [ "$rc" -ne 0 ] && [ "$cf" -eq 0 ]; then cf=1; fi
+    if [ "$rc" -eq 0 ] && [ "$cp" -eq 0 ] && [ "$cf" -eq 0 ]; then cp=1; fi
+    if [ "$rc" -eq 0 ] && [ "$cf" -eq 0 ]; then
+      echo "   ok    $name ($cp passed)"
+    else
+      [ "$rc" -eq 124 ] && echo "   (timed out after 300 s)"
+      echo "   FAIL  $name (exit $rc, $cf failed)"
+      show_tail "$log"
+    fi
+    p=$((p + cp)); f=$((f + cf)); s=$((s + cs))
+  done
+  record unit "$p" "$f" "$s" "$n binaries"
+}
+
+# ---- fuzz smoke ------------------------------------------------------------------
+run_fuzz() {
+  echo "== fuzz smoke (${FUZZ_SECONDS}s per target)"
+  local p=0 f=0 s=0 src name corpus log rc
+  local srcs=(tests/fuzz/fuzz_*.c)
+  if [ ! -e "${srcs[0]}" ]; then
+    record fuzz 0 0 0 "no targets in tests/fuzz"
+    return
+  fi
+  if ! command -v clang >/dev/null 2>&1; then
+    record fuzz 0 0 "${#srcs[@]}" "clang not installed"
+    return
+  fi
+  mkdir -p build-fuzz/artifacts
+  for src in "${srcs[@]}"; do
+    name=$(basename "$src" .c)
+    log=$RES/fuzz-$name.log
+    if ! make -s "build-fuzz/$name" >"$RES/fuzz-$name.build.log" 2>&1; then
+      echo "   FAIL  $name (build)"
+      show_tail "$RES/fuzz-$name.build.log"
+      f=$((f + 1)); continue
+    fi
+    corpus=build-fuzz/corpus/$name
+    mkdir -p "$corpus"
+    if [ -d "tests/fuzz/corpus/$name" ]; then
+      cp -n "tests/fuzz/corpus/$name"/* "$corpus"/ 2>/dev/null || true
+    fi
+    local extra=()
+    [ -f "tests/fuzz/$name.dict" ] && extra+=("-dict=tests/fuzz/$name.dict")
+    timeout $((FUZZ_SECONDS + 60)) "build-fuzz/$name" "${extra[@]}" \
+      -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="build-fuzz/artifacts/$name-" -print_final_stats=1 \
+      "$corpus" >"$log" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+      echo "   ok    $name ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?') runs," \
+           "corpus $(find "$corpus" -type f | wc -l))"
+      p=$((p + 1))
+    else
+      echo "   FAIL  $name (exit $rc; crashing inputs: build-fuzz/artifacts/$name-*)"
+      show_tail "$log" 40
+      f=$((f + 1))
+    fi
+  done
+  record fuzz "$p" "$f" "$s" "${#srcs[@]} targets"
+}
+
+# ---- pytest ------------------------------------------------------------------------
+# junit_counts <xml> -> "passed failed skipped", one verdict per test case
+# (a case that failed in its call and errored in teardown counts once).
+junit_counts() {
+  "$PY" - "$1" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+p = f = s = 0
+for case in root.iter("testcase"):
+    tags = {c.tag for c in case}
+    if tags & {"failure", "error"}:
+        f += 1
+    elif "skipped" in tags:
+        s += 1
+    else:
+        p += 1
+print(p, f, s)
+EOF
+}
+
+# run_pytest <part> <timeout> <pytest args...>
+run_pytest() {
+  local part=$1 limit=$2; shift 2
+  local xml=$RES/$part.xml log=$RES/$part.log rc counts p f s
+  if ! "$PY" -c 'import pytest, websockets' 2>/dev/null; then
+    echo "   $PY lacks pytest or websockets (Debian: python3-pytest python3-websockets)"
+    record "$part" 0 1 0 "python packages missing"
+    return
+  fi
+  rm -f "$xml"
+  timeout "$limit" "$PY" -m pytest -q -rfEs -p no:cacheprovider --junitxml="$xml" "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 124 ]; then
+    echo "   $part: pytest killed after ${limit}s"
+  fi
+  if [ -s "$xml" ] && counts=$(junit_counts "$xml"); then
+    read -r p f s <<<"$counts"
+    # Killed or crashed pytest: whatever did not finish is a failure.
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ] && [ "$rc" -ne 5 ] && [ "$f" -eq 0 ]; then f=1; fi
+    record "$part" "$p" "$f" "$s"
+  elif [ "$rc" -eq 5 ]; then
+    record "$part" 0 0 0 "no tests collected"
+  else
+    record "$part" 0 1 0 "pytest exit $rc, no results"
+  fi
+}
+
+run_integration() {
+  echo "== integration tests (tests/integration, not chaos)"
+  run_pytest integration "$INTEGRATION_TIMEOUT" -m "not chaos" tests/integration
+}
+
+run_chaos() {
+  echo "== chaos tests"
+  run_pytest chaos "$CHAOS_TIMEOUT" -m chaos tests/integration
+  # tests/chaos/: pytest files, and executables (one verdict each).
+  local pys=(tests/chaos/test_*.py) p=0 f=0 t log
+  if [ -e "${pys[0]}" ]; then
+    run_pytest chaos-extra "$CHAOS_TIMEOUT" tests/chaos
+  fi
+  local found=0
+  for t in tests/chaos/*; do
+    [ -f "$t" ] && [ -x "$t" ] || continue
+    case $t in *.py) continue ;; esac
+    found=1
+    log=$RES/chaos-$(basename "$t").log
+    if timeout "$CHAOS_TIMEOUT" "$t" >"$log" 2>&1; then
+      echo "   ok    $t"; p=$((p + 1))
+    else
+      echo "   FAIL  $t"; show_tail "$log"; f=$((f + 1))
+    fi
+  done
+  [ "$found" -eq 1 ] && record chaos-scripts "$p" "$f" 0
+}
+
+start=$(date +%s)
+case $PART in
+  unit) run_unit ;;
+  fuzz) run_fuzz ;;
+  integration) run_integration ;;
+  chaos) run_chaos ;;
+  all) run_unit; run_fuzz; run_integration; run_chaos ;;
+esac
+
+echo
+echo "== results ($(( $(date +%s) - start )) s; logs in $RES/)"
+for line in "${SUMMARY[@]}"; do echo "   $line"; done
+final="$PASSED passed, $FAILED failed"
+[ "$SKIPPED" -gt 0 ] && final+=", $SKIPPED skipped"
+echo "$final"
+[ "$FAILED" -eq 0 ]
