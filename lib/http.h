@@ -1,0 +1,120 @@
+/* http.h -- a small non-blocking HTTP/1.1 server on the process loop.
+ *
+ * For the non-gateway daemons' operational endpoints (/healthz, /readyz,
+ * /metrics) and small JSON APIs; the gateway serves HTTP through
+ * libwebsockets instead. Bodies are bounded and read whole before the handler
+ * runs; there is no chunked encoding, no TLS, no upgrade.
+ *
+ * Limits (exceeding one answers the status shown, then closes):
+ *   request head 8 KiB (431), body 64 KiB by Content-Length (413),
+ *   Transfer-Encoding (501), malformed request (400), 256 concurrent
+ *   connections (503 to the ones beyond), a request not complete within the
+ *   timeout (408; default 5 s, also the keep-alive idle and write timeout).
+ * Keep-alive and pipelining are supported, one request in flight per
+ * connection.
+ *
+ * Request ownership (the async contract). The handler receives a request it
+ * then owns: it must answer it exactly once with http_reply() (or one of its
+ * variants), either inside the handler or later from any loop callback, e.g.
+ * when a bus round trip for /readyz completes. http_reply frees the request;
+ * it must not be used afterwards. If the client disconnects (or the server is
+ * freed) before the reply, the request is detached, not freed: its accessors
+ * keep working, http_req_gone() returns 1, and http_reply() just frees it. So
+ * a pending request is always safe to reply to; an owner that can drop work
+ * early may poll http_req_gone(). A request that is never replied to leaks.
+ *
+ * Single-threaded like the loop: call everything from the loop thread.
+ */
+#ifndef TETHER_HTTP_H
+#define TETHER_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "loop.h"
+
+#define HTTP_MAX_HEAD (8 * 1024)
+#define HTTP_MAX_BODY (64 * 1024)
+#define HTTP_MAX_CONNS 256
+#define HTTP_TIMEOUT_MS 5000
+
+typedef struct http_server http_server;
+typedef struct http_req http_req;
+
+/* Called once per complete request; req is owned by the callee (see above). */
+typedef void http_handler(http_req *req, void *arg);
+
+/* Listens on hostport ("host:port", ":port", "[v6]:port"; host an IPv4 or
+ * IPv6 literal, "*" for all IPv4 interfaces, or "localhost"; port 0 picks a
+ * free port, see http_server_port) with SO_REUSEADDR, and serves requests on
+ * l with h(req, arg). Borrows l (must outlive the server). Returns NULL with
+ * errno set (EINVAL for an address that does not parse, or bind's error such
+ * as EADDRINUSE). */
+http_server *http_server_new(loop *l, const char *hostport, http_handler *h, void *arg);
+/* Closes the listener and every connection; requests still owned by handlers
+ * are detached (their owners must still reply to free them). NULL is a no-op.
+ * Not from inside this server's handler. */
+void http_server_free(http_server *s);
+/* The bound TCP port. */
+int http_server_port(const http_server *s);
+/* Open connections (including ones being refused with 503). */
+size_t http_server_connections(const http_server *s);
+/* Changes the request/idle/write timeout (ms > 0) for later timers. */
+void http_server_set_timeout(http_server *s, unsigned ms);
+
+/* Request accessors: strings are borrowed from req and valid until it is
+ * replied to. */
+const char *http_req_method(const http_req *req);  /* "GET", as sent */
+const char *http_req_path(const http_req *req);    /* "/readyz", raw (not percent-decoded) */
+const char *http_req_query(const http_req *req);   /* after '?', raw; "" if none */
+/* The first header named name (case-insensitive), value trimmed; NULL if absent. */
+const char *http_req_header(const http_req *req, const char *name);
+/* The body (NUL-terminated for convenience; may contain NULs) and its length. */
+const char *http_req_body(const http_req *req, size_t *len);
+/* Percent-decodes the first query parameter key ('+' is a space) into buf
+ * (NUL-terminated). Returns its length, -ENOENT if absent, -ENOSPC if buf is
+ * too small, -EINVAL for a bad escape. */
+int http_req_query_param(const http_req *req, const char *key, char *buf, size_t buflen);
+/* 1 once the client has gone (or the server was freed) before the reply. */
+int http_req_gone(const http_req *req);
+
+/* Answers and frees req. status 100..599 (others become 500); content_type
+ * may be NULL when len is 0; body is copied. For HEAD requests the body is
+ * omitted and Content-Length still describes it. NULL req: no-op. */
+void http_reply(http_req *req, int status, const char *content_type, const void *body, size_t len);
+/* Same, with extra header lines (each "Name: value\r\n"; NULL for none). */
+void http_reply_ex(http_req *req, int status, const char *content_type, const char *headers,
+                   const void *body, size_t len);
+/* Replies with text/plain; charset=utf-8. */
+void http_reply_text(http_req *req, int status, const char *text);
+/* Replies with application/json: takes over obj (decref'd; NULL gives 500). */
+void http_reply_json(http_req *req, int status, json_t *obj);
+/* Replies with the status' reason phrase as text ("Not Found\n"). */
+void http_reply_status(http_req *req, int status);
+/* The reason phrase for status ("OK", "Not Found"...), "Unknown" otherwise. */
+const char *http_status_text(int status);
+
+/* The standard operational routes every daemon serves identically.
+ *
+ *   GET|HEAD /healthz  200 "ok\n" (the loop answers, so it is alive)
+ *   GET|HEAD /metrics  200 metrics_render()
+ *   GET|HEAD /readyz   ready(req, ready_arg), which owns req and must reply
+ *                      (200 when the daemon's dependencies answer, 503 with a
+ *                      JSON detail otherwise; possibly later); ready NULL: 200
+ *   other methods on those paths: 405 with Allow: GET, HEAD
+ *
+ * Returns 1 when it took req (replied or handed it to ready), 0 when the path
+ * is none of these (req untouched: route it yourself, or http_reply_status(req, 404)). */
+typedef void http_ready_fn(http_req *req, void *arg);
+int http_std_route(http_req *req, http_ready_fn *ready, void *ready_arg);
+
+/* A ready-made handler for daemons without routes of their own: pass it to
+ * http_server_new with an http_std (borrowed for the server's life) as arg;
+ * it serves the standard routes and 404 for everything else. */
+typedef struct http_std {
+    http_ready_fn *ready;
+    void *ready_arg;
+} http_std;
+void http_std_handler(http_req *req, void *arg);
+
+#endif
