@@ -8,8 +8,8 @@
  *   rd_heads: every second, RoomHead for rooms appended to in the last 30 s
  *   rd_health: /healthz /readyz /metrics on TETHER_HTTP
  *
- * SIGTERM: stop announcing heads, answer new requests 4500 "draining" (the
- * gateway retries elsewhere), finish what is in flight (bounded by
+ * SIGTERM: stop announcing heads, leave new requests unanswered (the
+ * gateway's rpc retries them elsewhere), finish what is in flight (bounded by
  * DRAIN_MAX_MS), give ZeroMQ a moment to flush replies and publications,
  * exit 0. A second signal exits at once.
  */
@@ -153,8 +153,8 @@ int main(void)
     loop_run(a.l);
     rc = 0;
 out:
-    /* Store first: operations still pending fail and are answered 4500
-     * through the api's socket, which must still exist. */
+    /* Store first: operations still pending fail with -ECANCELED and call
+     * back into the api (which drops them), so the api must still exist. */
     rd_store_free(a.st);
     rd_api_free(a.api);
     rd_heads_free(a.heads);

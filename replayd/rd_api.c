@@ -65,8 +65,8 @@ struct rd_api {
     void *idle_arg;
 };
 
-static metrics_series *m_appends, *m_dups, *m_ranges, *m_range_rooms, *m_err_invalid, *m_err_store,
-    *m_err_draining, *m_latency, *m_range_latency;
+static metrics_series *m_appends, *m_dups, *m_ranges, *m_range_rooms, *m_err_invalid, *m_err_nomem,
+    *m_drop_store, *m_drop_draining, *m_latency, *m_range_latency;
 
 static void register_metrics(void)
 {
@@ -78,11 +78,13 @@ static void register_metrics(void)
     m_ranges = metrics_counter("tether_replayd_ranges_total", "Range requests answered.", NULL);
     m_range_rooms = metrics_counter("tether_replayd_range_rooms_total", "Rooms read by range requests.", NULL);
     m_err_invalid = metrics_counter("tether_replayd_request_errors_total", "Requests answered with an error.",
-                                    "code=\"4400\",reason=\"invalid\"");
-    m_err_store = metrics_counter("tether_replayd_request_errors_total", "Requests answered with an error.",
-                                  "code=\"4500\",reason=\"store\"");
-    m_err_draining = metrics_counter("tether_replayd_request_errors_total", "Requests answered with an error.",
-                                     "code=\"4500\",reason=\"draining\"");
+                                    "code=\"4400\"");
+    m_err_nomem = metrics_counter("tether_replayd_request_errors_total", "Requests answered with an error.",
+                                  "code=\"4500\"");
+    m_drop_store = metrics_counter("tether_replayd_requests_dropped_total",
+                                   "Requests left unanswered for the client to retry.", "reason=\"store\"");
+    m_drop_draining = metrics_counter("tether_replayd_requests_dropped_total",
+                                      "Requests left unanswered for the client to retry.", "reason=\"draining\"");
     m_latency = metrics_histogram("tether_replayd_append_latency_seconds",
                                   "From request to reply, for appends that succeeded.", NULL, lat,
                                   sizeof(lat) / sizeof(lat[0]));
@@ -132,6 +134,13 @@ static void reply_error(rd_api *a, rpc_ctx *ctx, uint32_t code, const char *reas
 {
     metrics_inc(m);
     rpc_reply_error(a->srv, ctx, code, reason);
+}
+
+/* Leaves a request unanswered: its client times out and retries. */
+static void drop(rpc_ctx *ctx, metrics_series *m)
+{
+    metrics_inc(m);
+    rpc_ctx_drop(ctx);
 }
 
 /* ---- append ---------------------------------------------------------------------- */
@@ -212,12 +221,7 @@ static void on_appended(int status, const rd_append_res *res, void *arg)
     append_req *q = arg;
     rd_api *a = q->a;
     if (status < 0) {
-        reply_error(a, q->ctx, 4500,
-                    status == -ETIMEDOUT     ? "store timeout"
-                    : status == -ECANCELED   ? "shutting down"
-                    : status == -ECONNRESET  ? "store connection lost"
-                                             : "store error",
-                    m_err_store);
+        drop(q->ctx, m_drop_store);
     } else {
         bus_env env = TETHER__BUS__ENVELOPE__INIT;
         Tether__Bus__AppendRep rep = TETHER__BUS__APPEND_REP__INIT;
@@ -260,7 +264,7 @@ static void handle_append(rd_api *a, rpc_ctx *ctx, const Tether__Bus__AppendReq 
     }
     append_req *q = append_get(a, room_len + user_len + id_len + data_len + 4);
     if (!q) {
-        reply_error(a, ctx, 4500, "out of memory", m_err_store);
+        reply_error(a, ctx, 4500, "out of memory", m_err_nomem);
         return;
     }
     q->t0_us = now_us();
@@ -277,7 +281,7 @@ static void handle_append(rd_api *a, rpc_ctx *ctx, const Tether__Bus__AppendReq 
     int rc = rd_store_append(a->st, &q->op, room, room_len, user, user_len, id, id_len, data, data_len,
                              on_appended, q);
     if (rc < 0) {
-        reply_error(a, ctx, 4500, rc == -ENOTCONN ? "store unavailable" : "store error", m_err_store);
+        drop(ctx, m_drop_store);
         append_put(a, q);
         return;
     }
@@ -305,7 +309,7 @@ static void range_reply(range_req *rq)
     Tether__Bus__RoomMessage *msgs = calloc(total ? total : 1, sizeof(*msgs));
     Tether__Bus__RoomMessage **msgp = calloc(total ? total : 1, sizeof(*msgp));
     if (!rooms || !roomp || !msgs || !msgp) {
-        reply_error(a, rq->ctx, 4500, "out of memory", m_err_store);
+        reply_error(a, rq->ctx, 4500, "out of memory", m_err_nomem);
         goto out;
     }
     size_t k = 0, used = 0;
@@ -363,7 +367,7 @@ static void range_finish(range_req *rq)
 {
     rd_api *a = rq->a;
     if (rq->failed)
-        reply_error(a, rq->ctx, 4500, "store unavailable", m_err_store);
+        drop(rq->ctx, m_drop_store);
     else
         range_reply(rq);
     range_free(rq);
@@ -396,7 +400,7 @@ static void handle_range(rd_api *a, rpc_ctx *ctx, const Tether__Bus__RangeReq *r
     }
     range_req *rq = calloc(1, sizeof(*rq) + r->n_items * sizeof(range_item));
     if (!rq) {
-        reply_error(a, ctx, 4500, "out of memory", m_err_store);
+        reply_error(a, ctx, 4500, "out of memory", m_err_nomem);
         return;
     }
     rq->a = a;
@@ -433,7 +437,7 @@ static void on_request(rpc_server *s, rpc_ctx *ctx, const bus_env *req, void *ar
     (void)s;
     rd_api *a = arg;
     if (a->draining) {
-        reply_error(a, ctx, 4500, "draining", m_err_draining);
+        drop(ctx, m_drop_draining);
         return;
     }
     switch (req->payload_case) {

@@ -3,26 +3,31 @@
  * Semantics (the gateway's contract):
  *
  *   AppendReq {room, user, id, data}
- *     invalid field     -> ErrorRep{4400, reason}; never retry.
- *     Redis unavailable, error or timeout, or replayd draining
- *                       -> ErrorRep{4500, reason}, at once: retry (any
- *                          replica) with the same request. The append may
- *                          have happened (a timeout after Redis ran it); the
- *                          retry then gets the first seq with duplicate=true.
- *     success           -> AppendRep{room, epoch, seq, duplicate, ts}; then,
- *                          if not a duplicate, the RoomMessage is published
- *                          on room.<room>. Replies and publications of a room
- *                          leave in seq order (one Redis connection, replies
- *                          handled in the order Redis ran the scripts).
- *     No reply at all only when replayd dies: the client's timeout covers it.
+ *     invalid field -> ErrorRep{4400, reason}: final, do not retry.
+ *     success       -> AppendRep{room, epoch, seq, duplicate, ts}; then, if
+ *                      not a duplicate, the RoomMessage is published on
+ *                      room.<room>. Replies and publications of a room leave
+ *                      in seq order (one Redis connection for appends, replies
+ *                      handled in the order Redis ran the scripts).
+ *     Redis down, slow (no answer within 1 s), erroring, or replayd draining
+ *                   -> NO reply. The request is dropped and the client's rpc
+ *                      timeout retries it (any replica), which is what the
+ *                      gateway's rpc_call already does; the client sees a
+ *                      stalled ack, not an error, as the failure matrix asks.
+ *                      A retry is exact: the append may have run (a timeout
+ *                      after Redis executed it), and then the retry gets the
+ *                      first seq with duplicate=true.
+ *     ErrorRep{4500} only for out-of-memory inside replayd.
  *
  *   RangeReq {items}
  *     one RangeRep with one RangeRoom per item, in item order, after every
- *     room was read (pipelined); any invalid item -> 4400 for the request;
- *     any Redis failure -> 4500 for the request (ranges are reads: retry).
- *     A reply carries at most RD_API_RANGE_BUDGET bytes of messages: rooms
- *     past the budget come back with fewer messages and more=true, and the
- *     gateway asks again from the last seq it got.
+ *     room was read (pipelined EVALSHAs); any invalid item -> 4400 for the
+ *     request; any store failure -> no reply (retry, as above). A reply holds
+ *     at most about RD_API_RANGE_BUDGET bytes of messages (always at least
+ *     one message): rooms past the budget come back short with more=true, and
+ *     the caller asks again from the last seq it got.
+ *
+ *   Unknown payloads -> 4400. PingReq is answered by lib/rpc itself.
  */
 #ifndef TETHER_RD_API_H
 #define TETHER_RD_API_H
@@ -46,8 +51,8 @@ rd_api *rd_api_new(loop *l, const char *endpoint, rd_store *st, bus *b, rd_heads
  * call back here, and their replies still need the socket. NULL is a no-op. */
 void rd_api_free(rd_api *a);
 
-/* Refuses new requests with 4500 "draining"; idle(arg) runs once no request
- * is in flight (maybe at once). */
+/* Drops new requests unanswered (their clients retry elsewhere); idle(arg)
+ * runs once no request is in flight (maybe at once). */
 typedef void rd_api_idle_cb(void *arg);
 void rd_api_drain(rd_api *a, rd_api_idle_cb *idle, void *arg);
 /* Requests being served. */

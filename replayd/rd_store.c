@@ -3,9 +3,13 @@
  * Keys, all tagged with {room} so that Redis Cluster (or our own consistent
  * hashing) keeps one room's keys on one shard and a script may touch them all:
  *
- *   tether:{room}:meta   hash {epoch, top}. epoch: 16 hex digits chosen by
- *                        the replayd that created the room's history; top:
- *                        the last seq handed out. TTL max(history TTL, 24 h),
+ *   tether:{room}:meta   hash {epoch, top}. epoch: 20 hex digits, the
+ *                        creation time (Redis clock, ms, 12 digits) then 8
+ *                        random ones from the replayd that created it: unique,
+ *                        and a later epoch sorts after an earlier one (fixed
+ *                        width), which is how subscribers tell a stale event
+ *                        of the old epoch from the new epoch. top: the last
+ *                        seq handed out. TTL max(history TTL, 24 h),
  *                        refreshed by every append: a room whose messages
  *                        expired still knows its epoch and top, so a resume
  *                        reports a trim ("first_available" > position + 1)
@@ -50,16 +54,16 @@ static const char APPEND_LUA[] =
     "  local e, s, t = string.match(d, '^([^:]*):(%d+):(%d+)$')\n"
     "  if e then return {e, tonumber(s), tonumber(t), 1} end\n"
     "end\n"
+    "local now = redis.call('TIME')\n"
+    "local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)\n"
     "local m = redis.call('HMGET', KEYS[1], 'epoch', 'top')\n"
     "local epoch, top = m[1], tonumber(m[2])\n"
     "if not epoch or not top then\n"
-    "  epoch = ARGV[1]\n"
+    "  epoch = string.format('%012x', ts) .. ARGV[1]\n"
     "  top = 0\n"
     "  redis.call('DEL', KEYS[2])\n"
     "end\n"
     "top = top + 1\n"
-    "local now = redis.call('TIME')\n"
-    "local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], string.format('%d-0', top),\n"
     "           'i', ARGV[2], 'f', ARGV[3], 't', string.format('%d', ts), 'd', ARGV[4])\n"
     "redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', top)\n"
@@ -129,8 +133,9 @@ static size_t key_base(char *buf, const char *room, size_t room_len)
 
 /* ---- epochs -------------------------------------------------------------------- */
 
-/* splitmix64: a bijection of its input, so seed + counter never repeats
- * within a process, and random seeds make processes disagree. */
+/* splitmix64 over seed + counter: cheap, no syscall per append, and random
+ * seeds make processes disagree. The suffix only has to tell apart two
+ * epochs of one room created within the same millisecond. */
 static uint64_t mix64(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -138,15 +143,15 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-void rd_store_new_epoch(rd_store *s, char buf[17])
+void rd_store_epoch_suffix(rd_store *s, char buf[9])
 {
     static const char hex[] = "0123456789abcdef";
     uint64_t v = mix64(s->epoch_seed + ++s->epoch_ctr);
-    for (int i = 15; i >= 0; i--) {
+    for (int i = 7; i >= 0; i--) {
         buf[i] = hex[v & 15];
         v >>= 4;
     }
-    buf[16] = '\0';
+    buf[8] = '\0';
 }
 
 /* ---- lifecycle ----------------------------------------------------------------- */
@@ -244,7 +249,7 @@ int rd_store_append(rd_store *s, rd_op *op, const char *room, size_t room_len, c
 {
     if (room_len > RD_MAX_ROOM || user_len > RD_MAX_USER || id_len > RD_MAX_ID)
         return -EINVAL;
-    char kmeta[KEY_MAX], klog[KEY_MAX], kdd[KEY_MAX], epoch[17];
+    char kmeta[KEY_MAX], klog[KEY_MAX], kdd[KEY_MAX], epoch[9];
     size_t nb = key_base(kmeta, room, room_len);
     memcpy(klog, kmeta, nb);
     memcpy(kdd, kmeta, nb);
@@ -254,10 +259,10 @@ int rd_store_append(rd_store *s, rd_op *op, const char *room, size_t room_len, c
     nd += put(kdd + nd, user, user_len);
     kdd[nd++] = ':';
     nd += put(kdd + nd, id, id_len);
-    rd_store_new_epoch(s, epoch);
+    rd_store_epoch_suffix(s, epoch);
     const char *argv[11] = { kmeta, klog, kdd, epoch, id, user, data, s->size_s, s->hist_ttl_s, s->dedup_ttl_s,
                              s->meta_ttl_s };
-    size_t lens[11] = { nm, nl, nd, 16, id_len, user_len, data_len, strlen(s->size_s), strlen(s->hist_ttl_s),
+    size_t lens[11] = { nm, nl, nd, 8, id_len, user_len, data_len, strlen(s->size_s), strlen(s->hist_ttl_s),
                         strlen(s->dedup_ttl_s), strlen(s->meta_ttl_s) };
     op->s = s;
     op->cb.append = cb;

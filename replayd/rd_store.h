@@ -108,7 +108,8 @@ const redis *rd_store_conn(const rd_store *s, int which);
 /* Operations issued and not yet called back. */
 size_t rd_store_inflight(const rd_store *s);
 
-/* Writes a fresh random epoch (16 hex digits + NUL) into buf. */
-void rd_store_new_epoch(rd_store *s, char buf[17]);
+/* Writes the random part of a new epoch (8 hex digits + NUL) into buf; the
+ * append script puts the creation time in front of it. */
+void rd_store_epoch_suffix(rd_store *s, char buf[9]);
 
 #endif
