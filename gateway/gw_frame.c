@@ -266,7 +266,7 @@ int gw_decode_json(const char *buf, size_t len, const gw_limits *lim, gw_cframe 
         return GW_E_TOO_LARGE;
     }
     json_error_t err;
-    json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err);
+    json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
     if (!o) {
         *why = "not JSON";
         return GW_E_MALFORMED;
@@ -347,7 +347,7 @@ static int pb_data(dec *d, const char *text, gw_cframe *f)
     if (!text || !*text)
         return fail(d, GW_E_INVALID, "data is required");
     json_error_t err;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &err);
+    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (!v)
         return fail(d, GW_E_INVALID, "data must be JSON text");
     f->data = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);

@@ -89,7 +89,21 @@ static void respond_error(gw_hreq *r, int status, const char *why)
 
 int gw_http_reject(struct lws *wsi, int status, const char *why)
 {
-    lws_return_http_status(wsi, (unsigned)status, why);
+    /* Written by hand: at CONFIRM_UPGRADE lws has not recorded the request's
+     * HTTP version yet and lws_return_http_status() answers "HTTP/1.0",
+     * which strict WebSocket clients refuse to parse. */
+    char body[256], buf[LWS_PRE + 768];
+    int bl = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d}", why, status);
+    if (bl < 0 || bl >= (int)sizeof(body))
+        return -1;
+    int n = snprintf(buf + LWS_PRE, sizeof(buf) - LWS_PRE,
+                     "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                     "%sconnection: close\r\n\r\n%s",
+                     status, status == 401 ? "Unauthorized" : status == 503 ? "Service Unavailable" : "Error", bl,
+                     status == 401 ? "www-authenticate: Bearer\r\n" : "", body);
+    if (n < 0 || n >= (int)(sizeof(buf) - LWS_PRE))
+        return -1;
+    lws_write(wsi, (unsigned char *)buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_FINAL);
     return 1;
 }
 
@@ -168,7 +182,7 @@ static void publish_complete(gw_hreq *r)
         return;
     }
     json_error_t err;
-    json_t *v = json_loadb(r->body ? r->body : "", r->blen, JSON_DECODE_ANY, &err);
+    json_t *v = json_loadb(r->body ? r->body : "", r->blen, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (!v) {
         respond_error(r, 400, "body must be a JSON value");
         return;

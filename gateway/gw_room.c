@@ -496,12 +496,19 @@ typedef struct read_ctx {
     } it[];
 } read_ctx;
 
-static void sub_deliver_list(gw_sub *s, const Tether__Bus__RangeRoom *rr)
+/* Sends the messages of rr that follow s->pos. In a catch-up page a hole
+ * means the history was trimmed meanwhile: a `gap` frame says so. In the
+ * first reply (contiguous_only) a hole only means the read started after
+ * the client's position (a wrong epoch asks for everything buffered): stop
+ * there and let sub_advance() read the rest. */
+static void sub_deliver_list(gw_sub *s, const Tether__Bus__RangeRoom *rr, int contiguous_only)
 {
     for (size_t i = 0; i < rr->n_messages; i++) {
         const Tether__Bus__RoomMessage *m = rr->messages[i];
         if (m->seq <= s->pos)
             continue;
+        if (m->seq > s->pos + 1 && contiguous_only)
+            return;
         if (m->seq > s->pos + 1)
             gw_conn_send_take(s->conn, gw_enc_gap(s->conn->proto, s->room->name, s->pos + 1, m->seq - 1));
         send_pb_message(s, s->room->epoch, m);
@@ -561,7 +568,7 @@ static void sub_initial(gw_sub *s, const Tether__Bus__RangeRoom *rr)
     s->announced = 1;
     s->pos = start - 1;
     if (s->want.kind != GW_POS_LIVE)
-        sub_deliver_list(s, rr);
+        sub_deliver_list(s, rr, 1);
     sub_advance(s);
 }
 
@@ -577,7 +584,7 @@ static void sub_page(gw_sub *s, const Tether__Bus__RangeRoom *rr)
         return;
     }
     uint64_t before = s->pos;
-    sub_deliver_list(s, rr);
+    sub_deliver_list(s, rr, 0);
     uint64_t fa = rr->first_available;
     if (s->pos == before && rr->top > s->pos && fa > s->pos + 1) {
         uint64_t to = fa - 1 < rr->top ? fa - 1 : rr->top;

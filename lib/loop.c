@@ -332,7 +332,8 @@ static int run_deferred(loop *l)
         d.cb(l, d.arg);
         ran++;
     }
-    memmove(l->defer, l->defer + n, (l->ndefer - n) * sizeof(*l->defer));
+    if (l->ndefer > n)
+        memmove(l->defer, l->defer + n, (l->ndefer - n) * sizeof(*l->defer));
     l->ndefer -= n;
     return ran;
 }
