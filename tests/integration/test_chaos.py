@@ -136,7 +136,12 @@ def test_replayd_kill9_mid_stream_each_id_one_seq(suite):
     run(t(), timeout=150)
 
 
+@pytest.mark.suite_env(TETHER_HISTORY_SIZE="1000")
 def test_busd_kill9_under_traffic_subscribers_lose_nothing(suite):
+    # History holds every message of the test, so any gap is repairable: what
+    # the bus lost (its queues at the kill, the time it is down) must come
+    # back from replayd. With the default 100 a gap can outgrow the history
+    # and is then (rightly) reported with a `gap` frame instead.
     n = 300
 
     async def t():
@@ -268,7 +273,7 @@ def test_redis_flushed_new_epoch_never_a_silent_hole(suite):
         await pub.publish_many(room, 5, prefix="old")
         await live.wait_seq(room, 5)
         old_epoch = live.messages(room)[-1]["epoch"]
-        assert old_epoch == s0["epoch"]
+        assert old_epoch and s0["epoch"] in ("", old_epoch)
         suite.redis.command("FLUSHALL")
         ack = await pub.publish(room, "new-1", "after flush")
         assert ack["seq"] == 1 and ack["duplicate"] is False, ack

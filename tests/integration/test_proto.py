@@ -57,7 +57,7 @@ def test_proto_positions(suite):
     async def t():
         room = tc.uid()
         pub = await tc.connect(suite.ws_url(), token=suite.token("pub"))
-        await pub.publish_many(room, 8, prefix="h")
+        seq_to_id = {a["seq"]: a["id"] for a in await pub.publish_many(room, 8, prefix="h")}
         c = await tc.connect(suite.ws_url(), token=suite.token("alice"), proto="proto")
         live = await c.subscribe(room)                    # Position{has_seq: false}: live only
         assert (live["seq"], live["missed"]) == (8, 0), live
@@ -65,7 +65,7 @@ def test_proto_positions(suite):
         s = await c2.subscribe(room, epoch=live["epoch"], seq=5)
         assert (s["recovered"], s["missed"]) == (True, 3), s
         await c2.wait_messages(room, 3)
-        assert [m["id"] for m in c2.messages(room)] == ["h-5", "h-6", "h-7"]
+        assert [(m["seq"], m["id"]) for m in c2.messages(room)] == [(s, seq_to_id[s]) for s in (6, 7, 8)]
         c3 = await tc.connect(suite.ws_url(), token=suite.token("carol"), proto="proto")
         s = await c3.subscribe(room, epoch=live["epoch"] + "x", seq=5)
         assert s["recovered"] is False and s.get("gap") is not None, s

@@ -34,7 +34,8 @@ def test_subscribe_publish_ack_and_message_fields(suite):
         sub = await tc.connect(suite.ws_url(), token=suite.token("alice"), name="sub")
         s = await sub.subscribe(room)
         assert s["type"] == "subscribed" and s["room"] == room
-        assert isinstance(s.get("epoch"), str) and s["epoch"], s
+        # A room with no message yet may have no epoch yet ("").
+        assert isinstance(s.get("epoch"), str), s
         assert s.get("seq") == 0, s
         assert s.get("missed") == 0, s
         pub = await tc.connect(suite.ws_url(), token=suite.token("bob"), name="pub")
@@ -47,7 +48,10 @@ def test_subscribe_publish_ack_and_message_fields(suite):
         assert [m["seq"] for m in msgs] == [1, 2, 3]
         for i, m in enumerate(msgs, 1):
             assert m["room"] == room
-            assert m["epoch"] == s["epoch"]
+            assert isinstance(m["epoch"], str) and m["epoch"], m
+            assert m["epoch"] == msgs[0]["epoch"]
+            if s["epoch"]:
+                assert m["epoch"] == s["epoch"]
             assert m["id"] == "id-%d" % i
             assert m["from"] == "bob"
             assert m["data"] == {"n": i}
@@ -182,10 +186,19 @@ def test_two_subscribers_see_the_same_order(suite):
         assert [s for s, _ in o1] == list(range(1, 2 * n + 1))
         assert o1 == o2
         assert all(seq_of[i] == s for s, i in o1), "delivered seq differs from acked seq"
-        # Per publisher, the order of its pipelined publishes is kept.
-        a_seqs = [seq_of["a-%d" % i] for i in range(n)]
-        assert a_seqs == sorted(a_seqs)
     run(t(), timeout=90)
+
+
+@pytest.mark.xfail(strict=False, reason="PROTOCOL.md promises no order among one connection's "
+                   "publishes; drop this mark if the team decides to guarantee it")
+def test_pipelined_publishes_of_one_connection_keep_their_order(suite):
+    async def t():
+        room = tc.uid()
+        p = await tc.connect(suite.ws_url(), token=suite.token("alice"))
+        acks = await p.publish_many(room, 50, window=50)
+        seqs = [a["seq"] for a in acks]
+        assert seqs == list(range(1, 51)), "send order 0..49 got seqs %s" % seqs
+    run(t())
 
 
 def test_fanout_across_gateways(suite):

@@ -18,6 +18,7 @@ import hmac
 import json
 import os
 import time
+import weakref
 from pathlib import Path
 
 import websockets
@@ -181,6 +182,7 @@ class Client:
 
     # ---- connection ----------------------------------------------------------
     async def connect(self, timeout=5.0):
+        _open_clients.add(self)
         self.closed = asyncio.Event()
         self._changed = asyncio.Event()
         sub = [SUBPROTOCOLS[self.proto]] if self.proto else None
@@ -436,10 +438,26 @@ async def connect(url, token=None, proto="json", headers=None, name="", **kw):
 
 # ---- helpers for tests -------------------------------------------------------------
 
+_open_clients = weakref.WeakSet()
+
+
 def run(coro, timeout=60):
-    """Runs one test coroutine to completion with an overall deadline."""
+    """Runs one test coroutine to completion with an overall deadline, then
+    drops every connection it left open (no closing handshake: that would
+    cost websockets' close_timeout per connection)."""
     async def bounded():
-        return await asyncio.wait_for(coro, timeout)
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            readers = []
+            for c in list(_open_clients):
+                if c.ws is not None and c.ws.transport is not None:
+                    c.ws.transport.abort()
+                if c._reader is not None:
+                    readers.append(c._reader)
+            _open_clients.clear()
+            if readers:
+                await asyncio.wait(readers, timeout=2)
     return asyncio.run(bounded())
 
 

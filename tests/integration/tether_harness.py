@@ -471,9 +471,18 @@ class Suite:
             self.wait_ready(d)
         return d
 
-    def stop(self):
-        for name in reversed(list(self.daemons)):
-            self.daemons[name].stop()
+    def stop(self, timeout=5.0):
+        """SIGTERM to every daemon at once (as an orchestrator would), SIGKILL
+        for those still running at the deadline, then Redis."""
+        running = [d for d in self.daemons.values() if d.alive()]
+        for d in running:
+            d.term()
+        deadline = time.monotonic() + timeout
+        for d in running:
+            try:
+                d.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                d.kill9()
         if self._own_redis:
             self.redis.stop()
 
