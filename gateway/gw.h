@@ -162,6 +162,7 @@ struct gw_room {
     char topic[GW_MAX_ROOM + 8];
     char epoch[GW_MAX_EPOCH + 1];
     int known;               /* epoch/head learned from replayd */
+    int resync;              /* a newer epoch was seen: re-read the room's head */
     uint64_t head;           /* highest contiguous seq delivered */
     uint64_t max_seen;       /* highest seq known to exist */
     gw_msg **ring;           /* recent messages, by seq % ring_size */

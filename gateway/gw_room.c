@@ -244,6 +244,7 @@ static void room_adopt(gw_room *r, const Tether__Bus__RangeRoom *rr)
     LOG_WARN("room epoch changed", "{s:s,s:s,s:s,s:I}", "room", r->name, "old", r->epoch, "new", rr->epoch,
              "top", (json_int_t)rr->top);
     snprintf(r->epoch, sizeof(r->epoch), "%s", rr->epoch);
+    r->resync = 0;
     ring_clear(r);
     pend_clear(r);
     r->known = 1;
@@ -279,6 +280,7 @@ static int room_learn(gw_room *r, const Tether__Bus__RangeRoom *rr)
         return LEARN_OK;
     }
     if (strcmp(ep, r->epoch) == 0) {
+        r->resync = 0;
         if (rr->top > r->max_seen) {
             r->max_seen = rr->top;
             room_schedule_repair(r, 20);
@@ -367,7 +369,7 @@ static void repair_fire(loop *l, loop_timer *t, void *arg)
     gw_room *r = arg;
     if (r->repairing)
         return;
-    int need_epoch = !r->known;
+    int need_epoch = !r->known || r->resync;
     if (!need_epoch && r->max_seen <= r->head)
         return;
     repair_ctx *x = calloc(1, sizeof(*x));
@@ -417,7 +419,7 @@ static void on_room_message(gw_room *r, const Tether__Bus__RoomMessage *m)
             snprintf(r->epoch, sizeof(r->epoch), "%s", ep);
         } else if (epoch_newer(ep, r->epoch)) {
             /* Learn the new epoch with a read; it will bring this message. */
-            r->known = 0;
+            r->resync = 1;
             room_schedule_repair(r, 0);
             return;
         } else {
@@ -451,7 +453,7 @@ static void on_room_head(gw_room *r, const Tether__Bus__RoomHead *h)
             if (!r->epoch[0] && r->head == 0) {
                 snprintf(r->epoch, sizeof(r->epoch), "%s", ep);
             } else {
-                r->known = 0;
+                r->resync = 1;
                 room_schedule_repair(r, 0);
                 return;
             }
