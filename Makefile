@@ -140,13 +140,19 @@ build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) $(GEN_C) $(GEN_H)
 	clang $(FUZZ_FLAGS) -DTETHER_FUZZ $< $(FUZZ_LIB_SRC) $(GEN_C) -o $@ $(PKG_LIBS) -lm
 
 # ---- running and testing -------------------------------------------------------
-run: bootstrap all
+# run and test bootstrap first, then build in a fresh make: on a new machine
+# the pkg-config flags above are empty until the packages are installed.
+run:
+	@bash scripts/bootstrap.sh
+	@$(MAKE) --no-print-directory -j$$(nproc) all
 	@bash deploy/local/run.sh start
 
 stop:
 	@bash deploy/local/run.sh stop
 
-test: bootstrap all
+test:
+	@bash scripts/bootstrap.sh
+	@$(MAKE) --no-print-directory -j$$(nproc) all
 	@bash tests/run_all.sh
 
 test-unit: all
