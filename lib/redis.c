@@ -724,6 +724,8 @@ int redis_evalsha(redis *r, redis_script *s, redis_reply_cb *cb, void *arg, int 
 
 int redis_ready(const redis *r) { return r->state == ST_UP && r->ping_ok; }
 
+int redis_up(const redis *r) { return r->state == ST_UP; }
+
 const char *redis_state(const redis *r)
 {
     return r->state == ST_UP ? "up" : r->state == ST_CONNECTING ? "connecting" : "down";

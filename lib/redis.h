@@ -86,6 +86,8 @@ int redis_evalsha(redis *r, redis_script *s, redis_reply_cb *cb, void *arg, int 
 
 /* 1 when connected (handshake done) and the last PING was answered with PONG. */
 int redis_ready(const redis *r);
+/* 1 when connected (handshake done): commands are accepted. */
+int redis_up(const redis *r);
 /* "up", "connecting" or "down", for health details. */
 const char *redis_state(const redis *r);
 /* The last connection error text ("" if none); borrowed until the next error. */

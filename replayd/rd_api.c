@@ -278,8 +278,9 @@ static void handle_append(rd_api *a, rpc_ctx *ctx, const Tether__Bus__AppendReq 
     q->id_len = id_len;
     q->data_len = data_len;
     q->ctx = ctx;
-    int rc = rd_store_append(a->st, &q->op, room, room_len, user, user_len, id, id_len, data, data_len,
-                             on_appended, q);
+    /* The store keeps pointers until the callback: pass our copies. */
+    int rc = rd_store_append(a->st, &q->op, q->room, room_len, q->user, user_len, q->id, id_len, q->data,
+                             data_len, on_appended, q);
     if (rc < 0) {
         drop(ctx, m_drop_store);
         append_put(a, q);

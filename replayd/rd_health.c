@@ -34,7 +34,7 @@ static double redis_stat(void *arg)
     return (double)*(const unsigned long long *)((const char *)&s + r->off);
 }
 
-static double redis_up(void *arg)
+static double conn_up(void *arg)
 {
     const redis_stat_ref *r = arg;
     return redis_ready(rd_store_conn(r->h->st, r->conn));
@@ -44,6 +44,7 @@ static double bus_fail(void *arg) { return (double)bus_get_stats(((rd_health *)a
 static double bus_published(void *arg) { return (double)bus_get_stats(((rd_health *)arg)->b).published; }
 static double inflight(void *arg) { return (double)rd_api_inflight(((rd_health *)arg)->api); }
 static double heads_rooms(void *arg) { return (double)rd_heads_rooms(((rd_health *)arg)->heads); }
+static double batches(void *arg) { return (double)rd_store_batches(((rd_health *)arg)->st); }
 static double heads_published(void *arg) { return (double)rd_heads_published(((rd_health *)arg)->heads); }
 
 static void register_metrics(rd_health *h)
@@ -70,13 +71,15 @@ static void register_metrics(rd_health *h)
             metrics_counter_fn(rs[i].name, rs[i].help, labels[c], redis_stat, &g_refs[c][i]);
         }
         metrics_gauge_fn("tether_replayd_redis_up", "1 when the connection is up and answers PING.", labels[c],
-                         redis_up, &g_refs[c][0]);
+                         conn_up, &g_refs[c][0]);
     }
     metrics_counter_fn("tether_replayd_bus_publish_failures_total",
                        "Bus publications dropped (high-water mark); subscribers repair from heads.", NULL, bus_fail,
                        h);
     metrics_counter_fn("tether_replayd_bus_published_total", "Bus publications (messages and heads).", NULL,
                        bus_published, h);
+    metrics_counter_fn("tether_replayd_append_batches_total",
+                       "Append script calls; appends of one room in one loop iteration share one.", NULL, batches, h);
     metrics_gauge_fn("tether_replayd_inflight_requests", "Requests being served.", NULL, inflight, h);
     metrics_gauge_fn("tether_replayd_head_rooms", "Rooms whose heads are being announced.", NULL, heads_rooms, h);
     metrics_counter_fn("tether_replayd_heads_published_total", "RoomHead announcements published.", NULL,

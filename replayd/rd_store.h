@@ -7,7 +7,13 @@
  *
  * Calls take an rd_op the caller embeds in its own request (no allocation
  * here per call); it must stay valid until the callback has run. If a call
- * returns an error its callback never runs. Callback statuses: 0, or
+ * returns an error its callback never runs.
+ *
+ * Appends are batched per room: those of one loop iteration for the same
+ * room go to Redis as one script call at the end of the iteration (at most
+ * RD_BATCH_MAX messages), which divides the script's fixed cost (the meta
+ * read and write, TTLs, the call itself) among them. Nothing waits for a
+ * batch to fill; their callbacks run in request order. Callback statuses: 0, or
  * -ETIMEDOUT / -ECONNRESET (Redis did not answer in time, or the connection
  * dropped: the operation may or may not have happened), -EIO (Redis answered
  * with an error), -EPROTO (unexpected reply shape), -ECANCELED (store freed).
@@ -27,6 +33,8 @@
 #define RD_MAX_DATA (64 * 1024)
 #define RD_MAX_EPOCH 64
 #define RD_RANGE_MAX_LIMIT 1000
+#define RD_BATCH_MAX 64
+#define RD_BATCH_BYTES (512 * 1024)
 
 typedef struct rd_store rd_store;
 
@@ -69,7 +77,8 @@ typedef void rd_append_cb(int status, const rd_append_res *res, void *arg);
 typedef void rd_range_cb(int status, rd_range_res *res, void *arg);
 typedef void rd_head_cb(int status, const char *epoch, uint64_t top, void *arg);
 
-typedef struct rd_op {
+typedef struct rd_op rd_op;
+struct rd_op {
     rd_store *s;
     union {
         rd_append_cb *append;
@@ -77,7 +86,12 @@ typedef struct rd_op {
         rd_head_cb *head;
     } cb;
     void *arg;
-} rd_op;
+    rd_op *next;     /* append: the next op of its batch */
+    const char *room, *user, *id, *data;
+    size_t room_len, user_len, id_len, data_len;
+    uint64_t after;  /* range: the position asked for, to check the answer */
+    int from_oldest;
+};
 
 /* Connects both Redis connections (in the background; see rd_store_ready).
  * cfg is copied. Returns NULL (errno set; EINVAL for a bad URL). */
@@ -86,7 +100,8 @@ rd_store *rd_store_new(loop *l, const rd_store_cfg *cfg);
 void rd_store_free(rd_store *s);
 
 /* Appends one message, or finds the earlier append of (room, user, id).
- * Strings are borrowed for the call (lengths given; validated by the caller). */
+ * Strings are borrowed until the callback runs (lengths given; validated by
+ * the caller). -ENOTCONN at once when Redis is not connected. */
 int rd_store_append(rd_store *s, rd_op *op, const char *room, size_t room_len, const char *user,
                     size_t user_len, const char *id, size_t id_len, const char *data, size_t data_len,
                     rd_append_cb *cb, void *arg);
@@ -107,6 +122,8 @@ int rd_store_ready(const rd_store *s);
 const redis *rd_store_conn(const rd_store *s, int which);
 /* Operations issued and not yet called back. */
 size_t rd_store_inflight(const rd_store *s);
+/* Append script calls so far (appends / batches = the mean batch size). */
+unsigned long long rd_store_batches(const rd_store *s);
 
 /* Writes the random part of a new epoch (8 hex digits + NUL) into buf; the
  * append script puts the creation time in front of it. */
