@@ -1,0 +1,821 @@
+/* jwtcheck.c -- JWT verification and HS256 minting (see jwtcheck.h).
+ *
+ * The order of checks matters. The token is bounded and split by hand, the
+ * header is decoded here (strict base64url, jansson rejecting duplicate
+ * members) to learn `alg` and `kid`, and the key is chosen before libjwt sees
+ * anything: libjwt would otherwise let the token pick the algorithm. Only a
+ * token whose signature holds has its claims looked at, and expiry is judged
+ * last, so -EKEYEXPIRED ("get a fresh token") is never said about a token that
+ * is also wrong in some other way.
+ */
+#include "jwtcheck.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <limits.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* 9999-12-31T23:59:59Z: NumericDates beyond it are garbage, and bounding them
+ * keeps every sum with the leeway far from overflow. */
+#define JWTV_MAX_DATE 253402300799LL
+#define JWTV_MAX_KEYS 1024
+#define JWTV_MAX_LINE 16384
+#define JWTV_MAX_PEM 65536
+#define JWTV_MAX_AUD 64
+#define JWTV_MIN_RSA_BITS 2048
+
+enum { KIND_HS, KIND_RS, KIND_ES };
+
+typedef struct jwtv_alg {
+    const char *name;
+    jwt_alg_t alg;
+    int kind;
+    const EVP_MD *(*md)(void);
+    int curve;  /* ES: the NID its curve must have */
+} jwtv_alg;
+
+static const jwtv_alg algs[] = {
+    { "HS256", JWT_ALG_HS256, KIND_HS, EVP_sha256, 0 },
+    { "HS384", JWT_ALG_HS384, KIND_HS, EVP_sha384, 0 },
+    { "HS512", JWT_ALG_HS512, KIND_HS, EVP_sha512, 0 },
+    { "RS256", JWT_ALG_RS256, KIND_RS, EVP_sha256, 0 },
+    { "RS384", JWT_ALG_RS384, KIND_RS, EVP_sha384, 0 },
+    { "RS512", JWT_ALG_RS512, KIND_RS, EVP_sha512, 0 },
+    { "ES256", JWT_ALG_ES256, KIND_ES, EVP_sha256, NID_X9_62_prime256v1 },
+    { "ES384", JWT_ALG_ES384, KIND_ES, EVP_sha384, NID_secp384r1 },
+    { "ES512", JWT_ALG_ES512, KIND_ES, EVP_sha512, NID_secp521r1 },
+};
+
+/* One verification key. For HS, key holds the secret; for RS/ES, the public
+ * key re-encoded as a SubjectPublicKeyInfo PEM (what libjwt expects), so a
+ * certificate in the key file works the same as a bare public key. */
+typedef struct jwtv_key {
+    char kid[JWTV_MAX_KID + 1];
+    const jwtv_alg *alg;
+    unsigned char *key;
+    size_t keylen;
+} jwtv_key;
+
+struct jwtv {
+    jwtv_key *hs;     /* TETHER_JWT_SECRET, no kid; NULL when not set */
+    jwtv_key *keys;   /* the key file's lines */
+    size_t nkeys;
+    char *iss, *aud;  /* NULL: not checked */
+};
+
+__attribute__((format(printf, 3, 4)))
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static const jwtv_alg *alg_by_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++)
+        if (strcmp(algs[i].name, name) == 0)
+            return &algs[i];
+    return NULL;
+}
+
+static void key_wipe(jwtv_key *k)
+{
+    if (!k)
+        return;
+    if (k->key) {
+        OPENSSL_cleanse(k->key, k->keylen);
+        free(k->key);
+    }
+    k->key = NULL;
+    k->keylen = 0;
+}
+
+/* ---- base64url ------------------------------------------------------------- */
+
+static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int b64url_val(char c)
+{
+    const char *p = c ? strchr(b64url_alphabet, c) : NULL;
+    return p ? (int)(p - b64url_alphabet) : -1;
+}
+
+/* Decodes n chars of unpadded base64url. Strict: only the URL alphabet, no
+ * padding, no impossible length, no stray bits in the last char, so each
+ * byte string has exactly one accepted spelling. Returns a new NUL-terminated
+ * buffer (length in *outlen) or NULL. */
+static unsigned char *b64url_decode(const char *s, size_t n, size_t *outlen)
+{
+    unsigned char *out;
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+
+    if (n % 4 == 1)
+        return NULL;
+    out = malloc(n / 4 * 3 + 3);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64url_val(s[i]);
+        if (v < 0)
+            goto fail;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0)
+        goto fail;
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+fail:
+    free(out);
+    return NULL;
+}
+
+/* A base64url segment holding a JSON object; NULL if it is anything else. */
+static json_t *segment_object(const char *s, size_t n)
+{
+    size_t len;
+    unsigned char *raw = b64url_decode(s, n, &len);
+    json_t *j = NULL;
+
+    if (!raw)
+        return NULL;
+    j = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL);
+    free(raw);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+/* ---- key file ---------------------------------------------------------------- */
+
+/* Reads at most JWTV_MAX_PEM bytes of path into a new NUL-terminated buffer. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n;
+
+    if (!f)
+        return NULL;
+    buf = malloc(JWTV_MAX_PEM + 1);
+    if (!buf)
+        goto out;
+    n = fread(buf, 1, JWTV_MAX_PEM + 1, f);
+    if (ferror(f) || n > JWTV_MAX_PEM) {
+        free(buf);
+        buf = NULL;
+        goto out;
+    }
+    buf[n] = '\0';
+    *len = n;
+out:
+    fclose(f);
+    return buf;
+}
+
+/* Why pkey cannot serve alg, or NULL if it can. */
+static const char *key_unfit(const jwtv_alg *alg, const EVP_PKEY *pkey)
+{
+    char group[80];
+    size_t glen = 0;
+    int nid = NID_undef;
+
+    if (alg->kind == KIND_RS) {
+        if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA)
+            return "needs an RSA key";
+        return EVP_PKEY_get_bits(pkey) < JWTV_MIN_RSA_BITS ? "needs an RSA key of at least 2048 bits" : NULL;
+    }
+    if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_EC)
+        return "needs an EC key";
+    if (EVP_PKEY_get_group_name(pkey, group, sizeof group, &glen) == 1 &&
+        (nid = OBJ_sn2nid(group)) == NID_undef)
+        nid = EC_curve_nist2nid(group);
+    return nid == alg->curve ? NULL : "needs its own curve (ES256 P-256, ES384 P-384, ES512 P-521)";
+}
+
+/* Loads the public key for an RS/ES alg from a PEM public key or certificate,
+ * checks that it fits the alg and stores it in k as SubjectPublicKeyInfo PEM.
+ * Returns 0, or -1 with err set (prefixed with where). */
+static int load_public_key(jwtv_key *k, const char *path, const char *where, char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *pem = slurp(path, &len);
+    BIO *in = NULL, *mem = NULL;
+    EVP_PKEY *pkey = NULL;
+    X509 *cert = NULL;
+    const char *unfit;
+    char *data;
+    long dlen;
+    int rc = -1;
+
+    /* The message for allocation failures; anything more specific replaces it. */
+    seterr(err, errlen, "%s: out of memory loading '%s'", where, path);
+    if (!pem) {
+        seterr(err, errlen, "%s: cannot read PEM file '%s' (missing, unreadable or over 64 KiB)", where, path);
+        goto out;
+    }
+    if (!(in = BIO_new_mem_buf(pem, (int)len)))
+        goto out;
+    if (!(pkey = PEM_read_bio_PUBKEY(in, NULL, NULL, NULL))) {
+        BIO_free(in);
+        if (!(in = BIO_new_mem_buf(pem, (int)len)))
+            goto out;
+        if ((cert = PEM_read_bio_X509(in, NULL, NULL, NULL)))
+            pkey = X509_get_pubkey(cert);
+    }
+    if (!pkey) {
+        seterr(err, errlen, "%s: '%s' holds no PEM public key (BEGIN PUBLIC KEY) or certificate", where, path);
+        goto out;
+    }
+    if ((unfit = key_unfit(k->alg, pkey))) {
+        seterr(err, errlen, "%s: %s %s; '%s' does not fit", where, k->alg->name, unfit, path);
+        goto out;
+    }
+    mem = BIO_new(BIO_s_mem());
+    if (!mem || PEM_write_bio_PUBKEY(mem, pkey) != 1)
+        goto out;
+    dlen = BIO_get_mem_data(mem, &data);
+    if (dlen <= 0 || !(k->key = malloc((size_t)dlen + 1)))
+        goto out;
+    memcpy(k->key, data, (size_t)dlen);
+    k->key[dlen] = '\0';
+    k->keylen = (size_t)dlen;
+    rc = 0;
+out:
+    ERR_clear_error();
+    BIO_free(mem);
+    BIO_free(in);
+    EVP_PKEY_free(pkey);
+    X509_free(cert);
+    free(pem);
+    return rc;
+}
+
+/* Parses one non-comment line "kid alg key" into k. Returns 0 or -1 (err set). */
+static int parse_key_line(jwtv *v, jwtv_key *k, char *line, const char *file, const char *where,
+                          char *err, size_t errlen)
+{
+    const char *ws = " \t";
+    char *kid, *alg, *rest, *end;
+    const char *slash;
+    char path[PATH_MAX];
+
+    kid = line;
+    alg = kid + strcspn(kid, ws);
+    if (*alg)
+        *alg++ = '\0';
+    alg += strspn(alg, ws);
+    rest = alg + strcspn(alg, ws);
+    if (*rest)
+        *rest++ = '\0';
+    rest += strspn(rest, ws);
+    end = rest + strlen(rest);
+    while (end > rest && (end[-1] == ' ' || end[-1] == '\t'))
+        *--end = '\0';
+    if (!*alg || !*rest) {
+        seterr(err, errlen, "%s: expected 'kid alg secret-or-PEM-path'", where);
+        return -1;
+    }
+    if (strlen(kid) > JWTV_MAX_KID) {
+        seterr(err, errlen, "%s: kid longer than %d bytes", where, JWTV_MAX_KID);
+        return -1;
+    }
+    for (size_t i = 0; i < v->nkeys; i++)
+        if (strcmp(v->keys[i].kid, kid) == 0) {
+            seterr(err, errlen, "%s: duplicate kid '%s'", where, kid);
+            return -1;
+        }
+    k->alg = alg_by_name(alg);
+    if (!k->alg) {
+        seterr(err, errlen, "%s: unknown alg '%.16s' (HS256/384/512, RS256/384/512, ES256/384/512)", where, alg);
+        return -1;
+    }
+    strcpy(k->kid, kid);
+    if (k->alg->kind == KIND_HS) {
+        k->keylen = strlen(rest);
+        k->key = (unsigned char *)strdup(rest);
+        if (!k->key) {
+            seterr(err, errlen, "%s: out of memory", where);
+            return -1;
+        }
+        return 0;
+    }
+    /* A relative PEM path belongs next to the key file, as in a mounted
+     * secret directory, not wherever the daemon happens to be started. */
+    slash = rest[0] == '/' ? NULL : strrchr(file, '/');
+    if (snprintf(path, sizeof path, "%.*s%s", slash ? (int)(slash - file) + 1 : 0, file, rest) >= (int)sizeof path) {
+        seterr(err, errlen, "%s: PEM path too long", where);
+        return -1;
+    }
+    return load_public_key(k, path, where, err, errlen);
+}
+
+static int load_key_file(jwtv *v, const char *file, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int lineno = 0, rc = -1;
+    char where[PATH_MAX + 32];
+
+    if (!f) {
+        seterr(err, errlen, "TETHER_JWT_KEYS: cannot open '%s': %s", file, strerror(errno));
+        return -1;
+    }
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        char *p = line;
+        jwtv_key *grown;
+
+        lineno++;
+        snprintf(where, sizeof where, "TETHER_JWT_KEYS %s line %d", file, lineno);
+        if (n > JWTV_MAX_LINE) {
+            seterr(err, errlen, "%s: line longer than %d bytes", where, JWTV_MAX_LINE);
+            goto out;
+        }
+        if ((size_t)n != strlen(line)) {
+            seterr(err, errlen, "%s: NUL byte in line", where);
+            goto out;
+        }
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        p += strspn(p, " \t");
+        if (*p == '\0' || *p == '#')
+            continue;
+        if (v->nkeys >= JWTV_MAX_KEYS) {
+            seterr(err, errlen, "%s: more than %d keys", where, JWTV_MAX_KEYS);
+            goto out;
+        }
+        grown = realloc(v->keys, (v->nkeys + 1) * sizeof *v->keys);
+        if (!grown) {
+            seterr(err, errlen, "%s: out of memory", where);
+            goto out;
+        }
+        v->keys = grown;
+        memset(&v->keys[v->nkeys], 0, sizeof *v->keys);
+        if (parse_key_line(v, &v->keys[v->nkeys], p, file, where, err, errlen) < 0) {
+            key_wipe(&v->keys[v->nkeys]);
+            goto out;
+        }
+        v->nkeys++;
+    }
+    if (ferror(f)) {
+        seterr(err, errlen, "TETHER_JWT_KEYS: error reading '%s'", file);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (line) {
+        OPENSSL_cleanse(line, cap);
+        free(line);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* ---- verifier ---------------------------------------------------------------- */
+
+static const char *nonempty(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+jwtv *jwtv_new(const char *hs_secret, const char *keys_file, const char *iss,
+               const char *aud, char *err, size_t errlen)
+{
+    jwtv *v = calloc(1, sizeof *v);
+    int ok = 0;
+
+    hs_secret = nonempty(hs_secret);
+    keys_file = nonempty(keys_file);
+    iss = nonempty(iss);
+    aud = nonempty(aud);
+    seterr(err, errlen, "out of memory");
+    if (!v || (iss && !(v->iss = strdup(iss))) || (aud && !(v->aud = strdup(aud))))
+        goto out;
+    if (hs_secret) {
+        v->hs = calloc(1, sizeof *v->hs);
+        if (!v->hs || !(v->hs->key = (unsigned char *)strdup(hs_secret)))
+            goto out;
+        v->hs->keylen = strlen(hs_secret);
+        v->hs->alg = alg_by_name("HS256");
+    }
+    if (keys_file && load_key_file(v, keys_file, err, errlen) < 0)
+        goto out;
+    /* A key file without keys is a mistake even next to an HS secret. */
+    if (keys_file && v->nkeys == 0) {
+        seterr(err, errlen, "TETHER_JWT_KEYS: no key in '%s'", keys_file);
+        goto out;
+    }
+    if (!v->hs && v->nkeys == 0) {
+        seterr(err, errlen, "no JWT key: set TETHER_JWT_SECRET or TETHER_JWT_KEYS");
+        goto out;
+    }
+    seterr(err, errlen, "ok");
+    ok = 1;
+out:
+    if (!ok) {
+        jwtv_free(v);
+        v = NULL;
+    }
+    return v;
+}
+
+void jwtv_free(jwtv *v)
+{
+    if (!v)
+        return;
+    key_wipe(v->hs);
+    free(v->hs);
+    for (size_t i = 0; i < v->nkeys; i++)
+        key_wipe(&v->keys[i]);
+    free(v->keys);
+    free(v->iss);
+    free(v->aud);
+    free(v);
+}
+
+size_t jwtv_key_count(const jwtv *v)
+{
+    return v ? v->nkeys + (v->hs ? 1 : 0) : 0;
+}
+
+/* Checks the header and picks its key: by kid when the header has one
+ * (unknown kid: none), else the HS secret, else the key file's only key.
+ * Returns NULL with *kp set, or the reason for refusing the token. */
+static const char *check_header(const jwtv *v, const json_t *hdr, const jwtv_key **kp)
+{
+    const json_t *alg = json_object_get(hdr, "alg"), *kid = json_object_get(hdr, "kid");
+    const json_t *typ = json_object_get(hdr, "typ");
+    const jwtv_key *k = NULL;
+
+    if (!json_is_string(alg) || strlen(json_string_value(alg)) != json_string_length(alg))
+        return "alg missing";
+    if (strcasecmp(json_string_value(alg), "none") == 0)
+        return "alg none";
+    /* Extensions we would have to understand; we understand none. */
+    if (json_object_get(hdr, "crit"))
+        return "crit header";
+    if (typ && (!json_is_string(typ) || strcasecmp(json_string_value(typ), "JWT") != 0))
+        return "bad typ";
+    if (kid) {
+        const char *s = json_string_value(kid);
+        if (!s || !*s || json_string_length(kid) > JWTV_MAX_KID || strlen(s) != json_string_length(kid))
+            return "bad kid";
+        for (size_t i = 0; i < v->nkeys && !k; i++)
+            if (strcmp(v->keys[i].kid, s) == 0)
+                k = &v->keys[i];
+        if (!k)
+            return "unknown kid";
+    } else if (v->hs) {
+        k = v->hs;
+    } else if (v->nkeys == 1) {
+        k = &v->keys[0];
+    } else {
+        return "kid required";
+    }
+    /* The pin: the key decides the algorithm, never the token. An RS/ES key
+     * therefore never verifies an HS token MACed with its public PEM. */
+    if (strcmp(json_string_value(alg), k->alg->name) != 0)
+        return "alg mismatch";
+    *kp = k;
+    return NULL;
+}
+
+/* Constant-time HMAC check. libjwt compares MACs with strcmp, which leaks
+ * how many leading characters matched; checking here first means libjwt only
+ * ever compares a MAC that is already known to be right. */
+static int hmac_ok(const jwtv_key *k, const char *signed_part, size_t n, const unsigned char *sig, size_t siglen)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (!HMAC(k->alg->md(), k->key, (int)k->keylen, (const unsigned char *)signed_part, n, md, &mdlen))
+        return 0;
+    return siglen == mdlen && CRYPTO_memcmp(md, sig, mdlen) == 0;
+}
+
+/* A NumericDate (integer, or real as RFC 7519 allows) in [0, JWTV_MAX_DATE]. */
+static int numeric_date(const json_t *j, int64_t *out)
+{
+    if (json_is_integer(j)) {
+        json_int_t x = json_integer_value(j);
+        if (x < 0 || x > JWTV_MAX_DATE)
+            return -1;
+        *out = (int64_t)x;
+        return 0;
+    }
+    if (json_is_real(j)) {
+        double d = json_real_value(j);
+        if (!(d >= 0 && d <= (double)JWTV_MAX_DATE))
+            return -1;
+        *out = (int64_t)d;
+        return 0;
+    }
+    return -1;
+}
+
+/* A JSON string without embedded NUL equal to want. */
+static int json_str_eq(const json_t *j, const char *want)
+{
+    const char *s = json_string_value(j);
+    return s && json_string_length(j) == strlen(want) && strcmp(s, want) == 0;
+}
+
+static int aud_ok(const json_t *aud, const char *want)
+{
+    size_t i;
+    json_t *e;
+
+    if (json_is_string(aud))
+        return json_str_eq(aud, want);
+    if (!json_is_array(aud) || json_array_size(aud) > JWTV_MAX_AUD)
+        return 0;
+    json_array_foreach(aud, i, e) {
+        if (json_str_eq(e, want))
+            return 1;
+    }
+    return 0;
+}
+
+/* Copies a validated `rooms` array into c as one allocation. */
+static int copy_rooms(const json_t *rooms, jwt_claims *c)
+{
+    size_t n = json_array_size(rooms), total = 0, i;
+    json_t *e;
+    char *p;
+
+    json_array_foreach(rooms, i, e) {
+        const char *s = json_string_value(e);
+        if (!s || strlen(s) != json_string_length(e) || !jwt_claims_pattern_valid(s))
+            return -1;
+        total += strlen(s) + 1;
+    }
+    c->rooms_present = 1;
+    if (n == 0)
+        return 0;
+    c->rooms = malloc(n * sizeof(char *) + total);
+    if (!c->rooms)
+        return -1;
+    p = (char *)(c->rooms + n);
+    json_array_foreach(rooms, i, e) {
+        size_t len = strlen(json_string_value(e)) + 1;
+        memcpy(p, json_string_value(e), len);
+        c->rooms[i] = p;
+        p += len;
+    }
+    c->nrooms = n;
+    return 0;
+}
+
+/* sub: 1..JWTV_MAX_SUB bytes of UTF-8 (jansson guarantees that) without
+ * control characters, which have no business in a user id and in logs. */
+static int sub_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > JWTV_MAX_SUB || strlen(s) != len)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Everything about the payload except expiry, into c. Returns NULL or the
+ * reason for refusing the token. */
+static const char *check_claims(const jwtv *v, const json_t *p, int64_t now_s, jwt_claims *c)
+{
+    const json_t *j;
+
+    if (!(j = json_object_get(p, "exp")))
+        return "exp missing";
+    if (numeric_date(j, &c->exp) < 0)
+        return "bad exp";
+    if ((j = json_object_get(p, "nbf")) && numeric_date(j, &c->nbf) < 0)
+        return "bad nbf";
+    if (j && c->nbf > now_s + JWTV_LEEWAY_S)
+        return "not yet valid";
+    if ((j = json_object_get(p, "iat")) && numeric_date(j, &c->iat) < 0)
+        return "bad iat";
+    if (j && c->iat > now_s + JWTV_LEEWAY_S)
+        return "issued in the future";
+    if (v->iss && !json_str_eq(json_object_get(p, "iss"), v->iss))
+        return "iss mismatch";
+    if (v->aud && !aud_ok(json_object_get(p, "aud"), v->aud))
+        return "aud mismatch";
+    if (!(j = json_object_get(p, "sub")))
+        return "sub missing";
+    if (!json_is_string(j) || !sub_valid(json_string_value(j), json_string_length(j)))
+        return "bad sub";
+    memcpy(c->sub, json_string_value(j), json_string_length(j) + 1);
+    if ((j = json_object_get(p, "rooms")) &&
+        (!json_is_array(j) || json_array_size(j) > JWTV_MAX_ROOMS || copy_rooms(j, c) < 0))
+        return "bad rooms";
+    return NULL;
+}
+
+/* Bounds the token and finds its two dots: header and payload must be
+ * non-empty (the signature is checked later). Returns NULL or the reason. */
+static const char *split_token(const char *token, size_t *len, const char **d1, const char **d2)
+{
+    if (!token)
+        return "no token";
+    *len = strnlen(token, JWTV_MAX_TOKEN + 1);
+    if (*len == 0)
+        return "empty token";
+    if (*len > JWTV_MAX_TOKEN)
+        return "token too long";
+    *d1 = memchr(token, '.', *len);
+    *d2 = *d1 ? memchr(*d1 + 1, '.', *len - (size_t)(*d1 + 1 - token)) : NULL;
+    if (!*d2 || memchr(*d2 + 1, '.', *len - (size_t)(*d2 + 1 - token)) || *d1 == token || *d2 == *d1 + 1)
+        return "malformed token";
+    return NULL;
+}
+
+int jwtv_verify(const jwtv *v, const char *token, int64_t now_s, jwt_claims *out, const char **why)
+{
+    const char *reason, *d1 = NULL, *d2 = NULL;
+    size_t len = 0, hlen, plen, slen, siglen = 0;
+    json_t *hdr = NULL, *payload = NULL;
+    const jwtv_key *k = NULL;
+    unsigned char *sig = NULL;
+    jwt_t *jwt = NULL;
+    jwt_claims c;
+    int rc = -EACCES;
+
+    memset(&c, 0, sizeof c);
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!v)
+        reason = "no verifier";
+    else if (now_s < 0 || now_s > JWTV_MAX_DATE)
+        reason = "bad clock";
+    else
+        reason = split_token(token, &len, &d1, &d2);
+    if (reason)
+        goto out;
+    hlen = (size_t)(d1 - token);
+    plen = (size_t)(d2 - d1 - 1);
+    slen = len - (size_t)(d2 + 1 - token);
+
+    reason = "bad header";
+    if (!(hdr = segment_object(token, hlen)) || (reason = check_header(v, hdr, &k)))
+        goto out;
+    /* Parsed before the signature check only so that a malformed payload
+     * is reported as such; its claims are not looked at until then. */
+    reason = "bad payload";
+    if (!(payload = segment_object(d1 + 1, plen)))
+        goto out;
+    reason = "bad signature";
+    if (!slen || !(sig = b64url_decode(d2 + 1, slen, &siglen)))
+        goto out;
+    if (k->alg->kind == KIND_HS && !hmac_ok(k, token, (size_t)(d2 - token), sig, siglen))
+        goto out;
+    if (k->keylen == 0 || k->keylen > INT_MAX ||
+        jwt_decode(&jwt, token, k->key, (int)k->keylen) != 0 || !jwt)
+        goto out;
+    /* Second pin, on what libjwt itself parsed and verified with. */
+    reason = "alg mismatch";
+    if (jwt_get_alg(jwt) != k->alg->alg)
+        goto out;
+    if ((reason = check_claims(v, payload, now_s, &c)))
+        goto out;
+    if (now_s >= c.exp + JWTV_LEEWAY_S) {
+        reason = "expired";
+        rc = -EKEYEXPIRED;
+        goto out;
+    }
+    reason = "ok";
+    rc = 0;
+out:
+    if (rc == 0 && out)
+        *out = c;
+    else
+        jwt_claims_clear(&c);
+    if (why)
+        *why = reason;
+    jwt_free(jwt);
+    free(sig);
+    json_decref(payload);
+    json_decref(hdr);
+    ERR_clear_error();
+    return rc;
+}
+
+/* ---- claims ------------------------------------------------------------------ */
+
+int jwt_claims_pattern_valid(const char *p)
+{
+    static const char room_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@/-";
+    size_t n = p ? strlen(p) : 0;
+
+    if (n > 0 && p[n - 1] == '*')
+        n--;
+    else if (n == 0)
+        return 0;
+    return n <= 128 && strspn(p, room_chars) == n;
+}
+
+int jwt_claims_room_allowed(const jwt_claims *c, const char *room)
+{
+    if (!c || !room)
+        return 0;
+    if (!c->rooms_present)
+        return 1;
+    for (size_t i = 0; i < c->nrooms; i++) {
+        const char *p = c->rooms[i];
+        size_t n = strlen(p);
+        if (n > 0 && p[n - 1] == '*') {
+            if (strncmp(room, p, n - 1) == 0)
+                return 1;
+        } else if (strcmp(room, p) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void jwt_claims_clear(jwt_claims *c)
+{
+    if (!c)
+        return;
+    free(c->rooms);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- minting ----------------------------------------------------------------- */
+
+char *jwt_mint_hs256(const char *secret, const char *sub, const char *const *rooms,
+                     size_t nrooms, int64_t exp_s, const char *iss, const char *aud,
+                     const char *kid)
+{
+    json_t *g = NULL, *arr = NULL;
+    char *grants = NULL, *tok = NULL;
+    jwt_t *jwt = NULL;
+    int bad = 0;
+
+    if (!secret || !*secret || strlen(secret) > INT_MAX || !sub || !sub_valid(sub, strlen(sub)) ||
+        exp_s <= 0 || exp_s > JWTV_MAX_DATE || (kid && (!*kid || strlen(kid) > JWTV_MAX_KID)))
+        return NULL;
+    if (!rooms)
+        nrooms = 0;
+    if (nrooms > JWTV_MAX_ROOMS)
+        return NULL;
+    g = json_pack("{s:s,s:I,s:I}", "sub", sub, "exp", (json_int_t)exp_s, "iat", (json_int_t)time(NULL));
+    arr = json_array();
+    if (!g || !arr)
+        goto out;
+    if (iss)
+        bad |= json_object_set_new(g, "iss", json_string(iss));
+    if (aud)
+        bad |= json_object_set_new(g, "aud", json_string(aud));
+    for (size_t i = 0; i < nrooms; i++) {
+        if (!jwt_claims_pattern_valid(rooms[i]))
+            goto out;
+        bad |= json_array_append_new(arr, json_string(rooms[i]));
+    }
+    if (nrooms > 0)
+        bad |= json_object_set(g, "rooms", arr);
+    if (bad || !(grants = json_dumps(g, JSON_COMPACT)))
+        goto out;
+    if (jwt_new(&jwt) != 0 || jwt_add_grants_json(jwt, grants) != 0 ||
+        (kid && jwt_add_header(jwt, "kid", kid) != 0) ||
+        jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret)) != 0)
+        goto out;
+    tok = jwt_encode_str(jwt);
+out:
+    jwt_free(jwt);
+    free(grants);
+    json_decref(arr);
+    json_decref(g);
+    return tok;
+}
