@@ -19,7 +19,8 @@ static void usage(FILE *f)
             "\n"
             "Prints an HS256 JWT for <user> (claim sub) signed with the gateway's secret.\n"
             "\n"
-            "  --secret S     the gateway's TETHER_JWT_SECRET (default: $TETHER_JWT_SECRET)\n"
+            "  --secret S     the gateway's TETHER_JWT_SECRET (default: $TETHER_JWT_SECRET,\n"
+            "                 else the first line of ./run/dev-secret, written by `make run`)\n"
             "  --ttl SECONDS  lifetime, 1..31536000 (default 3600): exp = now + ttl\n"
             "  --rooms LIST   comma-separated allowed rooms; 'prefix*' allows a prefix\n"
             "                 (default: no rooms claim, every room allowed)\n"
@@ -27,6 +28,23 @@ static void usage(FILE *f)
             "  --kid KID      key id header, for a gateway with TETHER_JWT_KEYS\n"
             "\n"
             "example: export TETHER_TOKEN=$(tether token alice --rooms 'chat/*' --secret dev)\n");
+}
+
+/* The secret `make run` gave the local gateway: the first line of
+ * ./run/dev-secret, copied into buf. NULL when there is none. */
+static const char *dev_secret(char *buf, size_t len)
+{
+    FILE *f = fopen("./run/dev-secret", "r");
+    const char *s = NULL;
+
+    if (!f)
+        return NULL;
+    if (fgets(buf, (int)len, f)) {
+        buf[strcspn(buf, "\r\n")] = '\0';
+        s = *buf ? buf : NULL;
+    }
+    fclose(f);
+    return s;
 }
 
 int cli_token(int argc, char **argv)
@@ -40,6 +58,7 @@ int cli_token(int argc, char **argv)
     const char *rooms_arg = NULL, *secret = getenv("TETHER_JWT_SECRET"), *iss = NULL, *aud = NULL, *kid = NULL;
     uint64_t ttl = 3600;
     char *rooms_buf = NULL, *tok = NULL;
+    char devbuf[4096] = "";
     const char **rooms = NULL;
     size_t nrooms = 0;
     int rc = CLI_USAGE, opt;
@@ -71,8 +90,11 @@ int cli_token(int argc, char **argv)
         usage(stderr);
         goto out;
     }
-    if (!secret || !*secret) {
-        fprintf(stderr, "tether token: no secret: pass --secret or set TETHER_JWT_SECRET to the gateway's secret\n");
+    if (!secret || !*secret)
+        secret = dev_secret(devbuf, sizeof devbuf);
+    if (!secret) {
+        fprintf(stderr, "tether token: no secret: run `make run` (it writes ./run/dev-secret), "
+                        "set TETHER_JWT_SECRET, or pass --secret\n");
         goto out;
     }
     if (rooms_arg) {
@@ -102,6 +124,7 @@ int cli_token(int argc, char **argv)
     printf("%s\n", tok);
     rc = CLI_OK;
 out:
+    explicit_bzero(devbuf, sizeof devbuf);
     free(tok);
     free(rooms);
     free(rooms_buf);
