@@ -93,7 +93,8 @@ int jwt_claims_pattern_valid(const char *p);
  * when nrooms > 0 (each entry valid per jwt_claims_pattern_valid; rooms NULL
  * or nrooms 0 leaves the claim out: every room), iss/aud/kid when non-NULL.
  * Borrows everything. Returns a new string (free()) or NULL on bad input
- * (empty secret, sub not 1..128 bytes, bad room pattern) or no memory. */
+ * (empty secret, sub not 1..128 bytes or with control characters, bad room
+ * pattern, kid empty or over 128 bytes, exp not in (0, year 9999]) or no memory. */
 char *jwt_mint_hs256(const char *secret, const char *sub, const char *const *rooms,
                      size_t nrooms, int64_t exp_s, const char *iss, const char *aud,
                      const char *kid);
