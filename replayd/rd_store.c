@@ -43,6 +43,12 @@
  *
  * Timestamps come from Redis's clock (TIME inside the script), so that the
  * ts of a room's messages follow seq order whichever replica sequenced them.
+ *
+ * One script call appends a batch: the appends to one room that arrived in
+ * one loop iteration (up to RD_BATCH_MAX). A script only ever touches one
+ * room's keys, so the scheme stays valid under Redis Cluster. Measured on
+ * the 2-core dev machine: ~25-38 us of Redis CPU per append when every call
+ * carries one message, ~12-15 us when a hot room fills the batches.
  */
 #include "rd_store.h"
 
