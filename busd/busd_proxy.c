@@ -110,6 +110,13 @@ static void *proxy_main(void *arg)
             snprintf(msg, sizeof(msg), "ERR TETHER_BUS_IN %d", zmq_errno());
         else if (zmq_bind(xpub, p->out_ep) < 0)
             snprintf(msg, sizeof(msg), "ERR TETHER_BUS_OUT %d", zmq_errno());
+        /* Subscribe the XSUB side to everything. Publishers then never
+         * filter (a PUB drops topics nobody has subscribed to yet, and a
+         * subscription needs two hops to reach it); busd's XPUB does the
+         * filtering, one local hop from each subscriber, which is what lets
+         * a gateway confirm its subscription before it reads history. */
+        else if (zmq_send(xsub, "\x01", 1, 0) < 0)
+            snprintf(msg, sizeof(msg), "ERR TETHER_BUS_IN subscribe %d", zmq_errno());
     }
     zmq_send(ctl, msg, strlen(msg), 0);
     if (strcmp(msg, "OK") == 0 && zmq_proxy_steerable(xsub, xpub, NULL, ctl) != 0) {

@@ -163,6 +163,8 @@ struct gw_room {
     char epoch[GW_MAX_EPOCH + 1];
     int known;               /* epoch/head learned from replayd */
     int resync;              /* a newer epoch was seen: re-read the room's head */
+    int bus_ready;           /* our own probe came back on room.<name> */
+    loop_timer probe_timer;
     uint64_t head;           /* highest contiguous seq delivered */
     uint64_t max_seen;       /* highest seq known to exist */
     gw_msg **ring;           /* recent messages, by seq % ring_size */

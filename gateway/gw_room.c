@@ -14,6 +14,14 @@
  * messages that arrive during a resume are simply messages the subscriber
  * will reach, so none is lost and none is sent twice.
  *
+ * A subscription to a room's topic takes effect asynchronously. Until it
+ * has, messages published to the room pass this gateway by, and the first
+ * history read could not be trusted to be followed by every live message. So
+ * a new room publishes a probe on its own topic until the probe comes back
+ * through busd ('bus_ready'); only then are its first range reads sent. Every
+ * message sequenced after such a read is then certain to reach this gateway
+ * (or to show up as a hole and be repaired).
+ *
  * Epochs are compared as strings; replayd makes them start with a fixed-width
  * hex timestamp so a newer epoch sorts after an older one, and a stale reply
  * (read before the epoch changed) is recognised and re-read.
@@ -100,6 +108,19 @@ static int epoch_newer(const char *a, const char *b)
     return 1; /* different formats: the one we see now wins */
 }
 
+static void probe_fire(loop *l, loop_timer *t, void *arg)
+{
+    (void)l;
+    (void)t;
+    gw_room *r = arg;
+    bus_env ev = TETHER__BUS__ENVELOPE__INIT;
+    Tether__Bus__Heartbeat hb = TETHER__BUS__HEARTBEAT__INIT;
+    hb.interval_ms = 25;
+    ev.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_HEARTBEAT;
+    ev.heartbeat = &hb;
+    bus_publish(G.bus, r->topic, &ev);
+}
+
 static gw_room *room_get(const char *name, int create)
 {
     gw_room *r = hmap_get(G.rooms, name);
@@ -121,6 +142,7 @@ static gw_room *room_get(const char *name, int create)
         return NULL;
     }
     bus_subscribe(G.bus, r->topic);
+    loop_timer_start(G.l, &r->probe_timer, 0, 25, probe_fire, r);
     return r;
 }
 
@@ -142,6 +164,7 @@ static void pend_clear(gw_room *r)
 static void room_free(gw_room *r)
 {
     loop_timer_stop(G.l, &r->repair_timer);
+    loop_timer_stop(G.l, &r->probe_timer);
     if (r->repairing)
         rpc_cancel(G.replayd, r->repair_req);
     bus_unsubscribe(G.bus, r->topic);
@@ -467,9 +490,31 @@ static void on_room_head(gw_room *r, const Tether__Bus__RoomHead *h)
         room_schedule_repair(r, 20);
 }
 
+static void on_probe(const bus_env *env)
+{
+    const Tether__Bus__Source *me = bus_source(G.bus);
+    if (!env->source || env->source->incarnation != me->incarnation || !env->source->instance ||
+        strcmp(env->source->instance, me->instance) != 0)
+        return; /* another gateway's probe */
+    gw_room *r = room_get(env->topic + 5, 0);
+    if (!r || r->bus_ready)
+        return;
+    r->bus_ready = 1;
+    loop_timer_stop(G.l, &r->probe_timer);
+    for (gw_sub *s = r->subs, *nx; s; s = nx) {
+        nx = s->rnext;
+        if (!s->announced && !s->reading)
+            sub_read(s);
+    }
+}
+
 void gw_room_on_bus(const bus_env *env)
 {
     const char *room = NULL;
+    if (env->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_HEARTBEAT) {
+        on_probe(env);
+        return;
+    }
     if (env->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_ROOM_MESSAGE && env->room_message)
         room = env->room_message->room;
     else if (env->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_ROOM_HEAD && env->room_head)
@@ -672,10 +717,23 @@ static void fill_item(gw_sub *s, Tether__Bus__RangeItem *it)
 }
 
 /* One batched range read for subs[0..n). */
-static void read_batch(gw_conn *c, gw_sub **subs, uint32_t n)
+static void read_batch(gw_conn *c, gw_sub **all, uint32_t nall)
 {
-    if (!n)
+    /* First reads of rooms whose bus subscription is not confirmed yet wait
+     * for on_probe(), which reads them. */
+    gw_sub *stackv[16];
+    gw_sub **subs = nall <= 16 ? stackv : calloc(nall, sizeof(*subs));
+    uint32_t n = 0;
+    if (!subs)
         return;
+    for (uint32_t i = 0; i < nall; i++)
+        if (all[i]->room->bus_ready || all[i]->announced)
+            subs[n++] = all[i];
+    if (!n) {
+        if (subs != stackv)
+            free(subs);
+        return;
+    }
     read_ctx *x = calloc(1, sizeof(*x) + n * sizeof(x->it[0]));
     Tether__Bus__RangeItem *items = calloc(n, sizeof(*items));
     Tether__Bus__RangeItem **ptrs = calloc(n, sizeof(*ptrs));
@@ -706,6 +764,8 @@ out:
     free(x);
     free(items);
     free(ptrs);
+    if (subs != stackv)
+        free(subs);
 }
 
 static void sub_read(gw_sub *s) { read_batch(s->conn, &s, 1); }
@@ -803,7 +863,7 @@ static gw_sub *sub_create(gw_conn *c, const char *room, const gw_pos *want, int 
 static int sub_try_instant(gw_sub *s)
 {
     gw_room *r = s->room;
-    if (s->want.kind != GW_POS_LIVE || !r->known)
+    if (s->want.kind != GW_POS_LIVE || !r->known || !r->bus_ready)
         return 0;
     gw_conn_send_take(s->conn, gw_enc_subscribed(s->conn->proto, r->name, r->epoch, r->max_seen > r->head ? r->max_seen : r->head, 1, 0, NULL));
     s->announced = 1;
