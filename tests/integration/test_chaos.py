@@ -187,6 +187,53 @@ def test_busd_kill9_last_message_is_found(suite):
     run(t())
 
 
+async def bus_is_back(suite, sub, pub, timeout=10.0):
+    """Publishes to a probe room `sub` listens to until one arrives live."""
+    probe = tc.uid("probe")
+    await sub.subscribe(probe)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    i = 0
+    while loop.time() < end:
+        await pub.publish(probe, "p%d" % i, i)
+        i += 1
+        try:
+            await sub.wait_seq(probe, i, timeout=0.2)
+            return
+        except TimeoutError:
+            pass
+    raise TimeoutError("bus not delivering %.0fs after busd restart" % timeout)
+
+
+@pytest.mark.parametrize("found_by", ["room_heads", "live_message"])
+def test_busd_kill9_first_messages_of_a_new_room_are_repaired(suite, found_by):
+    # The subscriber joined while the room was empty (no epoch yet), then the
+    # bus lost the room's first messages: they are in replayd's history, so
+    # the gateway must repair them, not report a gap -- whether it learns of
+    # them from replayd's room-head announcements or from the next live
+    # message (seen once in test_replayd_kill9_mid_stream: "unrepairable gap
+    # 1..29" at the start of a room while replayd's PUB was still joining).
+    async def t():
+        room = tc.uid("chaos")
+        (sub,) = await subscribers(suite, room, 1)
+        pub = await tc.connect(suite.ws_url(), token=suite.token("pub"))
+        suite.kill9("busd")
+        for i in range(3):
+            await pub.publish(room, "early-%d" % i, i)
+        await asyncio.to_thread(suite.restart, "busd")
+        if found_by == "live_message":
+            await bus_is_back(suite, sub, pub)
+        else:
+            await sub.wait_seq(room, 3, timeout=15)
+        await pub.publish(room, "after", 3)
+        await sub.wait_seq(room, 4, timeout=15)
+        await sub.ping()
+        assert not sub.find("gap"), sub.find("gap")
+        assert [(m["seq"], m["id"]) for m in sub.messages(room)] == \
+            [(1, "early-0"), (2, "early-1"), (3, "early-2"), (4, "after")]
+    run(t())
+
+
 @pytest.mark.suite_env(TETHER_DRAIN_MS="1000")
 def test_gateway_sigterm_reconnect_hint_close_4000_resume_elsewhere(suite):
     n_clients = 5
@@ -310,11 +357,12 @@ def test_redis_aof_kill9_nothing_acknowledged_is_lost(suite):
         rp.acked = {a["id"]: a["seq"] for a in acks}
         await rp.run(30)
         assert rp.acked["d-50"] == 51
+        seq_to_id = {seq: id_ for id_, seq in rp.acked.items()}
         c = await tc.connect(suite.ws_url(), token=suite.token("reader"))
         s = await c.subscribe(room, epoch=epoch, seq=0)
         assert s["recovered"] is True and s["epoch"] == epoch and s["seq"] == 51, s
         await c.wait_messages(room, 51)
-        assert [m["id"] for m in c.messages(room)] == ["d-%d" % i for i in range(51)]
+        assert [(m["seq"], m["id"]) for m in c.messages(room)] == [(q, seq_to_id[q]) for q in range(1, 52)]
     run(t())
 
 
