@@ -88,7 +88,8 @@ static int get_dup(dec *d, json_t *o, const char *key, char **dst, size_t cap, i
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v))
         return required ? fail(d, GW_E_INVALID, why) : 0;
-    if (!json_is_string(v) || json_string_length(v) > cap || json_string_length(v) == 0)
+    if (!json_is_string(v) || json_string_length(v) > cap || json_string_length(v) == 0 ||
+        strlen(json_string_value(v)) != json_string_length(v))
         return fail(d, GW_E_INVALID, why);
     *dst = strdup(json_string_value(v));
     return *dst ? 0 : fail(d, GW_E_INTERNAL, "out of memory");
@@ -124,7 +125,8 @@ static int get_pos(dec *d, json_t *o, gw_pos *p)
         p->seq = (uint64_t)json_integer_value(s);
     }
     if (e && !json_is_null(e)) {
-        if (!json_is_string(e) || json_string_length(e) > GW_MAX_EPOCH)
+        if (!json_is_string(e) || json_string_length(e) > GW_MAX_EPOCH ||
+            strlen(json_string_value(e)) != json_string_length(e))
             return fail(d, GW_E_INVALID, "epoch must be a string");
         if (json_string_length(e) > 0) {
             memcpy(p->epoch, json_string_value(e), json_string_length(e) + 1);
@@ -217,6 +219,8 @@ static int decode_fields(dec *d, json_t *o, const gw_limits *lim, gw_cframe *f)
         if (!f->data)
             return fail(d, GW_E_INTERNAL, "out of memory");
         f->data_len = strlen(f->data);
+        if (f->data_len > GW_MAX_DATA)
+            return fail(d, GW_E_TOO_LARGE, "data too large once serialised");
         return 0;
     }
     case GW_C_REFRESH:
@@ -281,7 +285,7 @@ int gw_decode_json(const char *buf, size_t len, const gw_limits *lim, gw_cframe 
     if (idv && json_is_string(idv) && json_string_length(idv) <= GW_MAX_ID)
         strcpy(out->id, json_string_value(idv));
     json_t *t = json_object_get(o, "type");
-    if (!t || !json_is_string(t)) {
+    if (!t || !json_is_string(t) || strlen(json_string_value(t)) != json_string_length(t)) {
         json_decref(o);
         *why = "missing type";
         return GW_E_MALFORMED;
@@ -347,7 +351,7 @@ static int pb_data(dec *d, const char *text, gw_cframe *f)
     if (!text || !*text)
         return fail(d, GW_E_INVALID, "data is required");
     json_error_t err;
-    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &err);
     if (!v)
         return fail(d, GW_E_INVALID, "data must be JSON text");
     f->data = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -355,6 +359,8 @@ static int pb_data(dec *d, const char *text, gw_cframe *f)
     if (!f->data)
         return fail(d, GW_E_INTERNAL, "out of memory");
     f->data_len = strlen(f->data);
+    if (f->data_len > GW_MAX_DATA)
+        return fail(d, GW_E_TOO_LARGE, "data too large once serialised");
     return 0;
 }
 
@@ -381,8 +387,8 @@ static int pb_fields(dec *d, const Tether__V1__ClientFrame *cf, const gw_limits 
             snprintf(f->client, sizeof(f->client), "%s", h->client);
         if (h->n_rooms > lim->max_rooms)
             return fail(d, GW_E_INVALID, "too many rooms");
+        f->has_rooms = h->n_rooms > 0;
         if (h->n_rooms) {
-            f->has_rooms = 1;
             f->rooms = calloc(h->n_rooms, sizeof(*f->rooms));
             if (!f->rooms)
                 return fail(d, GW_E_INTERNAL, "out of memory");
@@ -429,9 +435,10 @@ static int pb_fields(dec *d, const Tether__V1__ClientFrame *cf, const gw_limits 
     case TETHER__V1__CLIENT_FRAME__FRAME_QUALITY: {
         const Tether__V1__Quality *q = cf->quality;
         f->type = GW_C_QUALITY;
-        if (!isfinite(q->rtt_ms) || q->rtt_ms < 0 || !isfinite(q->loss_pct) || q->loss_pct < 0 ||
-            q->loss_pct > 100 || !isfinite(q->jitter_ms) || q->jitter_ms < 0 || !isfinite(q->bandwidth_kbps) ||
-            q->bandwidth_kbps < 0)
+        if (!isfinite(q->rtt_ms) || q->rtt_ms < 0 || q->rtt_ms > 600000 || !isfinite(q->loss_pct) ||
+            q->loss_pct < 0 || q->loss_pct > 100 || !isfinite(q->jitter_ms) || q->jitter_ms < 0 ||
+            q->jitter_ms > 600000 || !isfinite(q->bandwidth_kbps) || q->bandwidth_kbps < 0 ||
+            q->bandwidth_kbps > 1e9)
             return fail(d, GW_E_INVALID, "quality values out of range");
         f->rtt_ms = q->rtt_ms;
         f->loss_pct = q->loss_pct;

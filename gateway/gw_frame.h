@@ -21,6 +21,8 @@
 #define GW_MAX_USER 128
 #define GW_MAX_SESSION 64
 #define GW_MAX_EPOCH 64
+/* A publish's data once re-serialised as compact JSON: replayd's limit too. */
+#define GW_MAX_DATA 65536
 
 /* Error codes of PROTOCOL.md. */
 enum {

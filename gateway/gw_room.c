@@ -591,7 +591,7 @@ static void sub_initial(gw_sub *s, const Tether__Bus__RangeRoom *rr)
     default:
         if (strcmp(s->want.epoch, ep) != 0) {
             recovered = 0;
-            gap = (gw_gapv){ s->want.seq + 1, fa };
+            gap = (gw_gapv){ s->want.seq == UINT64_MAX ? s->want.seq : s->want.seq + 1, fa };
             start = fa;
         } else if (s->want.seq > top) {
             /* The client is ahead of the stored history (writes lost). */
