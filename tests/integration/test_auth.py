@@ -221,3 +221,34 @@ def test_second_hello_does_not_change_user(suite):
             pass
         assert not [f for f in c.find("welcome") if f.get("user") == "mallory"]
     run(t())
+
+
+def test_refresh_token_in_band(suite):
+    # PROTOCOL.md `refresh {token}`; docs/protocol.md deviation 5: success is
+    # silent, a bad token gets error 4501, an expired one 4502, a token for
+    # another user is refused; the connection stays open in every case.
+    async def t():
+        c = await tc.connect(suite.ws_url(), token=suite.token("alice", ttl=120))
+        await c.send({"type": "refresh", "token": suite.token("alice", ttl=7200)})
+        await c.ping()
+        assert not c.find("error"), c.find("error")
+        cases = {"bad signature": (tc.make_token("other-secret", "alice"), (4501,)),
+                 "expired": (expired_token(suite).replace("mallory", "alice"), (4501, 4502)),
+                 "really expired": (tc.make_token(suite.secret, "alice", ttl=-600), (4502,)),
+                 "another user": (suite.token("mallory"), (4501, 4503))}
+        wrong = {}
+        for what, (tok, codes) in cases.items():
+            c.skip()
+            # Frames are answered in order: an error for the refresh comes
+            # before the pong of the ping sent right after it.
+            await c.send({"type": "refresh", "token": tok})
+            await c.send({"type": "ping"})
+            e = await c.recv_until(lambda f: f.get("type") in ("error", "pong"), 5, "refresh answer")
+            if e.get("type") != "error" or e.get("code") not in codes:
+                wrong[what] = e
+        assert not wrong, "refresh not refused as documented: %s" % wrong
+        room = tc.uid()
+        await c.subscribe(room)
+        await c.publish(room, "still-alice", 1)
+        assert (await c.wait_messages(room, 1))[0]["from"] == "alice"
+    run(t())

@@ -121,6 +121,17 @@ def test_frame_limit_configurable(suite):
     run(_check_frame_limit(suite, 4096))
 
 
+@pytest.mark.suite_env(TETHER_MAX_FRAME="4096")
+def test_frame_far_over_the_limit_closes_4505(suite):
+    # docs/protocol.md deviation 4: more than 16 times the limit is not skipped.
+    async def t():
+        c = await tc.connect(suite.ws_url(), token=suite.token("alice"))
+        await c.send_raw(_publish_frame(tc.uid(), "huge", 4096 * 17))
+        code, _ = await c.wait_closed(5)
+        assert code == 4505
+    run(t())
+
+
 def test_frame_limit_default_64k(suite):
     run(_check_frame_limit(suite, 65536))
 

@@ -169,6 +169,31 @@ def test_seq_zero_with_trimmed_history_starts_at_oldest_buffered(suite):
     run(t())
 
 
+def test_seq_without_epoch_or_epoch_without_seq_is_4400(suite):
+    # docs/protocol.md deviation 1: only {}, {epoch, seq} and {seq: 0} exist.
+    async def t():
+        room, epoch, _ = await room_with(suite, 3)
+        c = await subscriber(suite)
+        for pos in ({"seq": 2}, {"epoch": epoch}):
+            with pytest.raises(tc.FrameError) as ei:
+                await c.subscribe(room, **pos)
+            assert ei.value.code == 4400, (pos, ei.value.frame)
+        assert not c.messages(room)
+        assert (await c.subscribe(room, epoch=epoch, seq=2))["missed"] == 1
+    run(t())
+
+
+def test_position_ahead_of_top_is_not_recovered(suite):
+    # docs/protocol.md deviation 2: acknowledged writes the store no longer has.
+    async def t():
+        room, epoch, _ = await room_with(suite, 4)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, epoch=epoch, seq=9)
+        assert s["recovered"] is False and s["missed"] == 0 and s["seq"] == 4, s
+        assert (s["gap"]["from"], s["gap"]["first_available"]) == (5, 5), s
+    run(t())
+
+
 def test_subscribe_to_empty_room_from_zero(suite):
     async def t():
         room = tc.uid()

@@ -299,6 +299,10 @@ class Client:
             return None
         return await self.wait_for(find, timeout, what)
 
+    def skip(self):
+        """Moves the cursor past everything received so far."""
+        self.cursor = len(self.frames)
+
     async def recv(self, timeout=5.0):
         return await self.recv_until(lambda f: True, timeout, "any frame")
 
