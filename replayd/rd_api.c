@@ -216,6 +216,27 @@ static void publish(rd_api *a, const append_req *q, const rd_append_res *res)
     bus_publish(a->b, topic, &env);
 }
 
+/* A duplicate's stored copy, published again: gateways drop seqs they have,
+ * and one that missed the first publication gets it now. */
+static void publish_stored(rd_api *a, const append_req *q, const rd_append_res *res)
+{
+    bus_env env = TETHER__BUS__ENVELOPE__INIT;
+    Tether__Bus__RoomMessage m = TETHER__BUS__ROOM_MESSAGE__INIT;
+    m.room = q->room;
+    m.epoch = (char *)res->epoch;
+    m.seq = res->stored.seq;
+    m.id = (char *)res->stored.id;
+    m.from = (char *)res->stored.from;
+    m.ts = res->stored.ts;
+    m.data = (char *)res->stored.data;
+    env.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_ROOM_MESSAGE;
+    env.room_message = &m;
+    char topic[RD_MAX_ROOM + 8];
+    memcpy(topic, "room.", 5);
+    memcpy(topic + 5, q->room, q->room_len + 1);
+    bus_publish(a->b, topic, &env);
+}
+
 static void on_appended(int status, const rd_append_res *res, void *arg)
 {
     append_req *q = arg;
@@ -236,6 +257,8 @@ static void on_appended(int status, const rd_append_res *res, void *arg)
         metrics_observe(m_latency, (double)(now_us() - q->t0_us) / 1e6);
         if (res->duplicate) {
             metrics_inc(m_dups);
+            if (res->has_stored)
+                publish_stored(a, q, res);
         } else {
             metrics_inc(m_appends);
             publish(a, q, res);

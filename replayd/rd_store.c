@@ -65,7 +65,11 @@
 /* A batch of appends to one room. KEYS: meta, log, then one dedup key per
  * message. ARGV: epoch suffix, history size, history TTL, dedup TTL, meta
  * TTL, then one entry tail per message. Returns one {epoch, seq, ts,
- * duplicate} per message, in order. A message repeated within the batch is
+ * duplicate[, stored entry]} per message, in order. A duplicate of a message
+ * still in the log comes with the stored entry, so that replayd can publish
+ * it again: the first attempt's publication may never have left (replayd
+ * died between Redis and the bus), and re-publishing at once closes that
+ * hole before the history moves past it. A message repeated within the batch is
  * a duplicate of its first occurrence. The log is pushed before the dedup
  * keys and the meta are written, so a failing push leaves no trace. */
 static const char APPEND_LUA[] =
@@ -78,6 +82,7 @@ static const char APPEND_LUA[] =
     "  epoch = string.format('%012x', ts) .. ARGV[1]\n"
     "  top = 0\n"
     "end\n"
+    "local top0 = top\n"
     "local out, push, seen = {}, {}, {}\n"
     "for i = 3, #KEYS do\n"
     "  local k = KEYS[i]\n"
@@ -85,7 +90,15 @@ static const char APPEND_LUA[] =
     "  local e, s, t\n"
     "  if d then e, s, t = string.match(d, '^([^:]*):(%d+):(%d+)$') end\n"
     "  if e then\n"
-    "    out[#out + 1] = {e, tonumber(s), tonumber(t), 1}\n"
+    "    local entry = ''\n"
+    "    local sn = tonumber(s)\n"
+    "    if not seen[k] and not fresh and e == epoch then\n"
+    "      local first = top0 - redis.call('LLEN', KEYS[2]) + 1\n"
+    "      if sn >= first and sn <= top0 then\n"
+    "        entry = redis.call('LINDEX', KEYS[2], sn - first) or ''\n"
+    "      end\n"
+    "    end\n"
+    "    out[#out + 1] = {e, sn, tonumber(t), 1, entry}\n"
     "  else\n"
     "    top = top + 1\n"
     "    push[#push + 1] = string.format('%d %d ', top, ts) .. ARGV[i + 3]\n"
@@ -296,9 +309,12 @@ static int scratch_reserve(rd_store *s, size_t need)
     return 0;
 }
 
+static int parse_entry(redisReply *e, rd_msg *m);
+
 static int parse_result(const redisReply *e, rd_append_res *res)
 {
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 4 || e->element[0]->type != REDIS_REPLY_STRING ||
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 4 || e->elements > 5 ||
+        e->element[0]->type != REDIS_REPLY_STRING ||
         e->element[0]->len > RD_MAX_EPOCH || e->element[1]->type != REDIS_REPLY_INTEGER ||
         e->element[2]->type != REDIS_REPLY_INTEGER || e->element[3]->type != REDIS_REPLY_INTEGER)
         return -EPROTO;
@@ -307,6 +323,12 @@ static int parse_result(const redisReply *e, rd_append_res *res)
     res->seq = (uint64_t)e->element[1]->integer;
     res->ts = (int64_t)e->element[2]->integer;
     res->duplicate = e->element[3]->integer != 0;
+    res->has_stored = 0;
+    if (e->elements == 5 && e->element[4]->type == REDIS_REPLY_STRING && e->element[4]->len > 0) {
+        /* The reply is ours until the callback returns; parse in place. */
+        if (parse_entry((redisReply *)e->element[4], &res->stored) == 0 && res->stored.seq == res->seq)
+            res->has_stored = 1;
+    }
     return 0;
 }
 

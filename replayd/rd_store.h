@@ -47,13 +47,6 @@ typedef struct rd_store_cfg {
     uint32_t cmd_timeout_ms; /* per Redis command; 0: 1000 */
 } rd_store_cfg;
 
-typedef struct rd_append_res {
-    char epoch[RD_MAX_EPOCH + 1];
-    uint64_t seq;
-    int64_t ts;
-    int duplicate;
-} rd_append_res;
-
 /* One stored message; strings point into the result's reply. */
 typedef struct rd_msg {
     uint64_t seq;
@@ -61,6 +54,15 @@ typedef struct rd_msg {
     const char *id, *from, *data;
     size_t data_len;
 } rd_msg;
+
+typedef struct rd_append_res {
+    char epoch[RD_MAX_EPOCH + 1];
+    uint64_t seq;
+    int64_t ts;
+    int duplicate;
+    int has_stored;     /* duplicate of a message still in the log: */
+    rd_msg stored;      /* its stored copy (valid during the callback) */
+} rd_append_res;
 
 /* A range result: new, owned by the callback's receiver (rd_range_res_free). */
 typedef struct rd_range_res {
