@@ -239,7 +239,7 @@ cmd_start() {
 Tether is running (logs: run/logs/, pids: run/pids/).
   HTTP:       http://$gw/
   WebSocket:  ws://$gw/ws
-  A token:    TETHER_JWT_SECRET=\$(cat run/dev-secret) build/bin/tether token alice
+  A token:    build/bin/tether token alice     (signed with run/dev-secret)
   Stop:       make stop
 EOF
 }
