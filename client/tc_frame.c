@@ -1,0 +1,285 @@
+/* tc_frame.c -- tether.v1.json frames for the client (see tc_frame.h).
+ *
+ * Client frames are built with jansson so that every string is escaped
+ * correctly, except `publish`, whose room and id are validated to a charset
+ * that needs no escaping and whose data is already compact JSON: it is
+ * assembled directly, because it is the frame sent most often.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tc_frame.h"
+
+static int valid_chars(const char *s, size_t max, const char *extra)
+{
+    size_t n = 0;
+    if (!s)
+        return 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= max)
+            return 0;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (!strchr(extra, c))
+            return 0;
+    }
+    return n > 0;
+}
+
+int tc_valid_room(const char *s) { return valid_chars(s, TC_MAX_ROOM, "._:@/-"); }
+int tc_valid_id(const char *s) { return valid_chars(s, TC_MAX_ID, "._:-"); }
+
+char *tc_json_compact(const char *text)
+{
+    json_error_t err;
+    if (!text)
+        return NULL;
+    json_t *v = json_loads(text, JSON_DECODE_ANY, &err);
+    if (!v)
+        return NULL;
+    char *out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    return out;
+}
+
+/* Dumps o compactly and drops it. */
+static char *dump(json_t *o)
+{
+    if (!o)
+        return NULL;
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static json_t *pos_obj(const tc_pos *p)
+{
+    json_t *o = json_object();
+    if (!o || !p)
+        return o;
+    if (p->epoch)
+        json_object_set_new(o, "epoch", json_string(p->epoch));
+    if (p->has_seq)
+        json_object_set_new(o, "seq", json_integer((json_int_t)p->seq));
+    return o;
+}
+
+char *tc_frame_hello(const char *token, const char *session, const char *client, const tc_hello_room *rooms,
+                     size_t nrooms)
+{
+    json_t *o = json_pack("{s:s}", "type", "hello");
+    if (!o)
+        return NULL;
+    if (token && *token)
+        json_object_set_new(o, "token", json_string(token));
+    if (session && *session)
+        json_object_set_new(o, "session", json_string(session));
+    if (client && *client)
+        json_object_set_new(o, "client", json_string(client));
+    if (nrooms) {
+        json_t *r = json_object();
+        for (size_t i = 0; r && i < nrooms; i++)
+            json_object_set_new(r, rooms[i].room, pos_obj(&rooms[i].pos));
+        json_object_set_new(o, "rooms", r);
+    }
+    return dump(o);
+}
+
+char *tc_frame_subscribe(const char *room, const tc_pos *pos)
+{
+    json_t *o = json_pack("{s:s,s:s}", "type", "subscribe", "room", room);
+    if (o && pos) {
+        if (pos->epoch)
+            json_object_set_new(o, "epoch", json_string(pos->epoch));
+        if (pos->has_seq)
+            json_object_set_new(o, "seq", json_integer((json_int_t)pos->seq));
+    }
+    return dump(o);
+}
+
+char *tc_frame_unsubscribe(const char *room)
+{
+    return dump(json_pack("{s:s,s:s}", "type", "unsubscribe", "room", room));
+}
+
+char *tc_frame_publish(const char *room, const char *id, const char *data)
+{
+    if (!tc_valid_room(room) || !tc_valid_id(id) || !data)
+        return NULL;
+    size_t n = strlen(room) + strlen(id) + strlen(data) + 48;
+    char *s = malloc(n);
+    if (!s)
+        return NULL;
+    snprintf(s, n, "{\"type\":\"publish\",\"room\":\"%s\",\"id\":\"%s\",\"data\":%s}", room, id, data);
+    return s;
+}
+
+char *tc_frame_simple(const char *type)
+{
+    return dump(json_pack("{s:s}", "type", type));
+}
+
+char *tc_frame_refresh(const char *token)
+{
+    return dump(json_pack("{s:s,s:s}", "type", "refresh", "token", token));
+}
+
+char *tc_frame_ptt(const char *room, const char *action)
+{
+    return dump(json_pack("{s:s,s:s,s:s}", "type", "ptt", "room", room, "action", action));
+}
+
+char *tc_frame_quality(uint32_t rtt_ms, double loss_pct, uint32_t jitter_ms, uint32_t bandwidth_kbps)
+{
+    return dump(json_pack("{s:s,s:I,s:f,s:I,s:I}", "type", "quality", "rtt_ms", (json_int_t)rtt_ms, "loss_pct",
+                          loss_pct, "jitter_ms", (json_int_t)jitter_ms, "bandwidth_kbps",
+                          (json_int_t)bandwidth_kbps));
+}
+
+/* ---- decoding ------------------------------------------------------------------- */
+
+static const char *str(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+/* A non-negative integer field into *v. Returns 1 if present and valid. */
+static int uint_field(json_t *o, const char *k, uint64_t *v)
+{
+    json_t *j = json_object_get(o, k);
+    if (!json_is_integer(j) || json_integer_value(j) < 0)
+        return 0;
+    *v = (uint64_t)json_integer_value(j);
+    return 1;
+}
+
+static int bool_field(json_t *o, const char *k)
+{
+    return json_is_true(json_object_get(o, k));
+}
+
+static const struct {
+    const char *name;
+    tc_stype type;
+} types[] = {
+    { "message", TC_S_MESSAGE }, { "ack", TC_S_ACK },       { "ping", TC_S_PING },
+    { "pong", TC_S_PONG },       { "welcome", TC_S_WELCOME }, { "subscribed", TC_S_SUBSCRIBED },
+    { "gap", TC_S_GAP },         { "error", TC_S_ERROR },   { "ptt", TC_S_PTT },
+    { "reconnect", TC_S_RECONNECT },
+};
+
+static int parse_fields(tc_sframe *f)
+{
+    json_t *o = f->root;
+    uint64_t v;
+    switch (f->type) {
+    case TC_S_WELCOME:
+        f->session = str(o, "session");
+        f->user = str(o, "user");
+        f->resumed = bool_field(o, "resumed");
+        uint_field(o, "disconnected_ms", &f->disconnected_ms);
+        if (!uint_field(o, "heartbeat_ms", &f->heartbeat_ms))
+            f->heartbeat_ms = 25000;
+        uint_field(o, "session_ttl_ms", &f->session_ttl_ms);
+        f->token_expires_in_ms = uint_field(o, "token_expires_in_ms", &v) ? (int64_t)v : -1;
+        return f->session && *f->session ? 0 : -EINVAL;
+    case TC_S_SUBSCRIBED: {
+        f->room = str(o, "room");
+        f->epoch = str(o, "epoch");
+        f->recovered = bool_field(o, "recovered");
+        if (!f->room || !f->epoch || !uint_field(o, "seq", &f->seq))
+            return -EINVAL;
+        uint_field(o, "missed", &f->missed);
+        json_t *g = json_object_get(o, "gap");
+        if (json_is_object(g)) {
+            f->has_gap = 1;
+            uint_field(g, "from", &f->gap_from);
+            uint_field(g, "first_available", &f->gap_first_available);
+        }
+        return 0;
+    }
+    case TC_S_MESSAGE: {
+        f->room = str(o, "room");
+        f->epoch = str(o, "epoch");
+        f->id = str(o, "id");
+        f->from = str(o, "from");
+        json_t *ts = json_object_get(o, "ts");
+        f->ts = json_is_integer(ts) ? (int64_t)json_integer_value(ts) : 0;
+        if (!f->room || !uint_field(o, "seq", &f->seq) || f->seq == 0)
+            return -EINVAL;
+        json_t *d = json_object_get(o, "data");
+        f->data = json_dumps(d ? d : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!f->data)
+            return -EINVAL;
+        f->data_len = strlen(f->data);
+        return 0;
+    }
+    case TC_S_ACK:
+        f->id = str(o, "id");
+        f->room = str(o, "room");
+        f->duplicate = bool_field(o, "duplicate");
+        return f->id && uint_field(o, "seq", &f->seq) ? 0 : -EINVAL;
+    case TC_S_GAP:
+        f->room = str(o, "room");
+        if (!f->room || !uint_field(o, "from", &f->gap_from) || !uint_field(o, "to", &f->gap_to))
+            return -EINVAL;
+        return f->gap_to >= f->gap_from ? 0 : -EINVAL;
+    case TC_S_ERROR: {
+        json_t *c = json_object_get(o, "code");
+        f->code = json_is_integer(c) ? (int)json_integer_value(c) : 0;
+        f->reason = str(o, "reason");
+        f->id = str(o, "id");
+        return 0;
+    }
+    case TC_S_RECONNECT:
+        uint_field(o, "after_ms", &f->after_ms);
+        f->reason = str(o, "reason");
+        return 0;
+    case TC_S_PTT:
+        f->room = str(o, "room");
+        f->state = str(o, "state");
+        f->holder = str(o, "holder");
+        f->reason = str(o, "reason");
+        uint_field(o, "max_ms", &f->max_ms);
+        return f->room && f->state ? 0 : -EINVAL;
+    default:
+        return 0;
+    }
+}
+
+int tc_sframe_parse(const char *buf, size_t len, tc_sframe *f)
+{
+    json_error_t err;
+    memset(f, 0, sizeof(*f));
+    f->token_expires_in_ms = -1;
+    f->root = json_loadb(buf, len, 0, &err);
+    if (!json_is_object(f->root))
+        goto bad;
+    f->type_name = str(f->root, "type");
+    if (!f->type_name)
+        goto bad;
+    f->type = TC_S_OTHER;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (strcmp(types[i].name, f->type_name) == 0) {
+            f->type = types[i].type;
+            break;
+        }
+    }
+    if (parse_fields(f) < 0)
+        goto bad;
+    return 0;
+bad:
+    tc_sframe_clear(f);
+    return -EINVAL;
+}
+
+void tc_sframe_clear(tc_sframe *f)
+{
+    json_decref(f->root);
+    free(f->data);
+    memset(f, 0, sizeof(*f));
+    f->token_expires_in_ms = -1;
+}

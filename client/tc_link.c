@@ -1,0 +1,325 @@
+/* tc_link.c -- one client's socket: the WebSocket attempt, the send queue,
+ * frame reassembly and close codes, on libwebsockets.
+ *
+ * A "link" is one socket from lws_client_connect_via_info() until lws says it
+ * is gone (CLIENT_CONNECTION_ERROR before the upgrade, CLIENT_CLOSED after;
+ * lws guarantees exactly one of the two). tc_client__link_down() is called
+ * exactly once per link with the close code that explains it: the server's
+ * (from its close frame), ours (when we closed), or 1006 when the socket
+ * simply died. lws may report a failure synchronously from inside the connect
+ * call, which is why 'in_connect' lets the callback adopt a wsi it has not
+ * been told about yet.
+ *
+ * lws allows one write per WRITEABLE callback, so frames wait in a FIFO with
+ * LWS_PRE bytes of headroom each.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tc_internal.h"
+
+/* ---- url ---------------------------------------------------------------------------- */
+
+int tc_link__parse_url(tc_client *c)
+{
+    const char *u = c->url, *p;
+    size_t hl;
+    if (!strncmp(u, "ws://", 5)) {
+        c->tls = 0;
+        u += 5;
+    } else if (!strncmp(u, "wss://", 6)) {
+        c->tls = 1;
+        u += 6;
+    } else {
+        return -EINVAL;
+    }
+    c->port = c->tls ? 443 : 80;
+    if (*u == '[') {
+        p = strchr(u, ']');
+        if (!p)
+            return -EINVAL;
+        hl = (size_t)(p - u - 1);
+        if (hl == 0 || hl >= sizeof(c->host))
+            return -EINVAL;
+        memcpy(c->host, u + 1, hl);
+        c->host[hl] = 0;
+        p++;
+    } else {
+        p = u + strcspn(u, ":/");
+        hl = (size_t)(p - u);
+        if (hl == 0 || hl >= sizeof(c->host))
+            return -EINVAL;
+        memcpy(c->host, u, hl);
+        c->host[hl] = 0;
+    }
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port <= 0 || port > 65535)
+            return -EINVAL;
+        c->port = (int)port;
+        p = end;
+    }
+    if (*p && *p != '/')
+        return -EINVAL;
+    if (snprintf(c->path, sizeof(c->path), "%s", *p ? p : "/") >= (int)sizeof(c->path))
+        return -EINVAL;
+    snprintf(c->hostport, sizeof(c->hostport), strchr(c->host, ':') ? "[%s]:%d" : "%s:%d", c->host, c->port);
+    return 0;
+}
+
+/* ---- the send queue -------------------------------------------------------------- */
+
+static void sq_clear(tc_client *c)
+{
+    while (c->sq_head) {
+        tc_sq *n = c->sq_head->next;
+        free(c->sq_head);
+        c->sq_head = n;
+    }
+    c->sq_tail = NULL;
+    c->sq_len = 0;
+}
+
+int tc_link__send(tc_client *c, char *text)
+{
+    int rc = 0;
+    tc_sq *q = NULL;
+    if (!text)
+        return -ENOMEM;
+    if (!c->wsi || !c->established || c->local_code) {
+        rc = -ENOTCONN;
+        goto out;
+    }
+    size_t n = strlen(text);
+    q = malloc(sizeof(*q) + LWS_PRE + n);
+    if (!q) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    q->next = NULL;
+    q->len = n;
+    memcpy(q->buf + LWS_PRE, text, n);
+    if (c->sq_tail)
+        c->sq_tail->next = q;
+    else
+        c->sq_head = q;
+    c->sq_tail = q;
+    c->sq_len++;
+    lws_callback_on_writable(c->wsi);
+out:
+    free(text);
+    return rc;
+}
+
+/* ---- life of a link ------------------------------------------------------------------ */
+
+static void link_gone(tc_client *c, struct lws *wsi, int code, const char *reason)
+{
+    if (!c->link_active)
+        return;
+    if (wsi)
+        lws_set_opaque_user_data(wsi, NULL);
+    c->link_active = 0;
+    c->wsi = NULL;
+    c->established = 0;
+    sq_clear(c);
+    free(c->rx);
+    c->rx = NULL;
+    c->rxlen = c->rxcap = 0;
+    tc_client__link_down(c, code, reason);
+}
+
+int tc_link__connect(tc_client *c)
+{
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof(i));
+    i.context = tc_loop__ctx(c->loop);
+    i.address = c->host;
+    i.port = c->port;
+    i.ssl_connection = c->tls ? LCCSCF_USE_SSL : 0;
+    i.path = c->path;
+    i.host = c->hostport;
+    i.origin = c->hostport;
+    i.protocol = "tether.v1.json";
+    i.local_protocol_name = "tether-client";
+    i.ietf_version_or_minus_one = -1;
+    i.opaque_user_data = c;
+    c->wsi = NULL;
+    c->established = 0;
+    c->local_code = c->peer_code = 0;
+    c->local_reason[0] = c->peer_reason[0] = 0;
+    c->link_active = 1;
+    c->in_connect = 1;
+    struct lws *w = lws_client_connect_via_info(&i);
+    c->in_connect = 0;
+    if (!w) {
+        /* Either lws already reported the failure (link_gone ran) or it
+         * failed before creating a socket; report it once. */
+        link_gone(c, NULL, 1006, "cannot start a connection");
+        return -ECONNREFUSED;
+    }
+    if (c->link_active)
+        c->wsi = w;
+    return 0;
+}
+
+void tc_link__close(tc_client *c, int code, const char *reason, int hard)
+{
+    if (!c->wsi || c->local_code)
+        return;
+    c->local_code = code;
+    snprintf(c->local_reason, sizeof(c->local_reason), "%s", reason ? reason : "");
+    if (hard || !c->established) {
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    /* Flush what is queued, then the close frame; a peer that does not
+     * read still loses the socket after a few seconds. */
+    lws_callback_on_writable(c->wsi);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 3);
+}
+
+void tc_link__abandon(tc_client *c)
+{
+    struct lws *w = c->wsi;
+    c->link_active = 0;
+    c->wsi = NULL;
+    c->established = 0;
+    sq_clear(c);
+    free(c->rx);
+    c->rx = NULL;
+    c->rxlen = c->rxcap = 0;
+    if (w) {
+        lws_set_opaque_user_data(w, NULL);
+        lws_set_timeout(w, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    }
+}
+
+static int rx_append(tc_client *c, const void *in, size_t len)
+{
+    if (c->rxlen + len > TC_MAX_RX)
+        return -EMSGSIZE;
+    if (c->rxlen + len > c->rxcap) {
+        size_t n = c->rxcap ? c->rxcap : 8192;
+        while (n < c->rxlen + len)
+            n *= 2;
+        unsigned char *p = realloc(c->rx, n);
+        if (!p)
+            return -ENOMEM;
+        c->rx = p;
+        c->rxcap = n;
+    }
+    memcpy(c->rx + c->rxlen, in, len);
+    c->rxlen += len;
+    return 0;
+}
+
+static int on_writeable(tc_client *c, struct lws *wsi)
+{
+    tc_sq *q = c->sq_head;
+    if (q) {
+        c->sq_head = q->next;
+        if (!c->sq_head)
+            c->sq_tail = NULL;
+        c->sq_len--;
+        int n = lws_write(wsi, q->buf + LWS_PRE, q->len, LWS_WRITE_TEXT);
+        int short_write = n < (int)q->len;
+        free(q);
+        if (short_write)
+            return -1;
+        if (c->sq_head || c->local_code)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (c->local_code) {
+        lws_close_reason(wsi, (enum lws_close_status)c->local_code, (unsigned char *)c->local_reason,
+                         strlen(c->local_reason));
+        return -1;
+    }
+    return 0;
+}
+
+int tc_link__callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len)
+{
+    tc_client *c = lws_get_opaque_user_data(wsi);
+    char why[200];
+    if (!c || !c->link_active)
+        return 0;
+    if (!c->wsi && c->in_connect)
+        c->wsi = wsi;
+    if (c->wsi != wsi)
+        return 0;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+        int status = (int)lws_http_client_http_response(wsi);
+        const char *err = in ? (const char *)in : "unknown error";
+        int elen = (int)(len ? len : strlen(err));
+        if (elen > 120)
+            elen = 120;
+        if (c->local_code)
+            snprintf(why, sizeof(why), "%s", c->local_reason);
+        else if (status)
+            snprintf(why, sizeof(why), "upgrade refused: HTTP %d", status);
+        else
+            snprintf(why, sizeof(why), "connection failed: %.*s", elen, err);
+        /* The gateway answers a bad Authorization header with 401 before the
+         * upgrade; it means the same as 4501. */
+        link_gone(c, wsi, status == 401 ? 4501 : c->local_code ? c->local_code : 1006, why);
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        c->established = 1;
+        tc_client__on_open(c);
+        return 0;
+    case LWS_CALLBACK_CLIENT_RECEIVE: {
+        int final = lws_is_final_fragment(wsi);
+        if (lws_frame_is_binary(wsi) || c->local_code)
+            return 0;
+        if (c->rxlen == 0 && final) {
+            tc_client__on_frame(c, in, len);
+            return 0;
+        }
+        if (rx_append(c, in, len) < 0) {
+            tc_link__close(c, 1009, "frame too large", 0);
+            return 0;
+        }
+        if (final) {
+            size_t n = c->rxlen;
+            c->rxlen = 0;
+            tc_client__on_frame(c, (const char *)c->rx, n);
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        return on_writeable(c, wsi);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+        const unsigned char *p = in;
+        if (p && len >= 2) {
+            c->peer_code = (p[0] << 8) | p[1];
+            size_t rl = len - 2 < sizeof(c->peer_reason) - 1 ? len - 2 : sizeof(c->peer_reason) - 1;
+            memcpy(c->peer_reason, p + 2, rl);
+            c->peer_reason[rl] = 0;
+        } else {
+            c->peer_code = 1005;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (c->peer_code) {
+            snprintf(why, sizeof(why), "closed by the server: %d %s", c->peer_code,
+                     c->peer_reason[0] ? c->peer_reason : "");
+            link_gone(c, wsi, c->peer_code, why);
+        } else if (c->local_code) {
+            link_gone(c, wsi, c->local_code, c->local_reason);
+        } else {
+            link_gone(c, wsi, 1006, "connection lost (no close frame)");
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
