@@ -43,6 +43,7 @@ typedef struct gw_config {
     uint32_t publish_timeout_ms;
     uint32_t publish_attempts;
     const char *web_root;
+    int sessiond_enabled;
     gw_limits lim;
 } gw_config;
 
@@ -58,6 +59,7 @@ typedef struct gw {
     struct lws_vhost *vh;
     bus *bus;
     rpc_client *replayd;
+    rpc_client *sessiond;
     jwtv *jwt;
     gw_config cfg;
     hmap *rooms;      /* name -> gw_room */
@@ -87,6 +89,8 @@ struct gw_conn {
     unsigned authed : 1;      /* a valid token was seen (header or hello) */
     unsigned ready : 1;       /* hello accepted, welcome sent */
     unsigned rx_skipping : 1; /* discarding the rest of an oversized frame */
+    unsigned hello_pending : 1; /* waiting for sessiond before welcome */
+    unsigned bye : 1;         /* the client said bye: the session ends now */
     int close_code;           /* != 0: closing with this code */
     char close_reason[64];
     jwt_claims claims;
@@ -102,6 +106,11 @@ struct gw_conn {
     uint32_t bad_count;
     uint64_t bad_window_ms;
     uint64_t created_ms, last_rx_ms, last_ping_ms;
+    uint64_t ping_sent_ms;    /* the last server ping not yet answered */
+    double rtt_ms;            /* measured from ping/pong (0: unknown) */
+    gw_buf *held[16];         /* frames received while the hello was pending */
+    uint32_t nheld;
+    char client[64];
     uint32_t inflight_pub;
     gw_conn *next, *prev;
 };
@@ -131,6 +140,8 @@ void gw_conn_drain_all(void);
 int gw_conn_auth_header(gw_conn *c, const char *token);
 /* Releases the reassembly buffer after a fragmented frame was handled. */
 void gw_conn_rx_done(gw_conn *c);
+/* Handles the frames held back while the hello was pending. */
+void gw_conn_replay_held(gw_conn *c);
 /* Sends an append request to replayd (retried on timeout). Returns the rpc id
  * or 0 when out of memory. All strings borrowed. */
 uint64_t gw_append(const char *user, const char *room, const char *id, const char *data, rpc_reply_cb *cb,
@@ -147,6 +158,10 @@ struct gw_sub {
     gw_pos want;         /* the position asked for */
     unsigned announced : 1;  /* `subscribed` sent */
     unsigned reading : 1;    /* a range read for this sub is in flight */
+    unsigned presence_pending : 1; /* members asked from sessiond, not yet answered */
+    gw_buf *members;         /* presence {members} to send after `subscribed` */
+    gw_buf *pre_events[16];  /* presence changes seen before `subscribed` */
+    uint32_t npre;
 };
 
 struct gw_msg {
@@ -160,6 +175,7 @@ struct gw_msg {
 struct gw_room {
     char name[GW_MAX_ROOM + 1];
     char topic[GW_MAX_ROOM + 8];
+    char ptopic[GW_MAX_ROOM + 12];   /* presence.<name> */
     char epoch[GW_MAX_EPOCH + 1];
     int known;               /* epoch/head learned from replayd */
     int resync;              /* a newer epoch was seen: re-read the room's head */
@@ -185,6 +201,8 @@ int gw_sub_start(gw_conn *c, const char *room, const gw_pos *want);
 /* Starts several subscriptions with one batched range read (hello). */
 void gw_sub_start_many(gw_conn *c, const gw_room_pos *rooms, size_t n);
 void gw_sub_stop(gw_sub *s);
+/* Starts s's first read once what it waited for (members) is there. */
+void gw_sub_resume_read(gw_sub *s);
 gw_sub *gw_conn_find_sub(gw_conn *c, const char *room);
 /* Bus events. */
 void gw_room_on_bus(const bus_env *env);

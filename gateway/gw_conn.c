@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "gw.h"
+#include "gw_session.h"
 #include "log.h"
 #include "quality.h"
 
@@ -69,6 +70,7 @@ static void queue_clear(gw_conn *c)
 
 void gw_conn_closed(gw_conn *c)
 {
+    gw_sess_conn_closed(c);
     while (c->nsubs)
         gw_sub_stop(c->subs[c->nsubs - 1]);
     if (c->session[0] && hmap_get(G.sessions, c->session) == c)
@@ -87,6 +89,8 @@ void gw_conn_closed(gw_conn *c)
     LOG_DEBUG("connection closed", "{s:I,s:s,s:s,s:i}", "conn", (json_int_t)c->id, "user", c->claims.sub,
               "session", c->session, "code", c->close_code);
     queue_clear(c);
+    for (uint32_t i = 0; i < c->nheld; i++)
+        gw_buf_unref(c->held[i]);
     free(c->q);
     free(c->subs);
     free(c->rx);
@@ -322,40 +326,39 @@ static void do_hello(gw_conn *c, gw_cframe *f)
         new_session_id(c->session, sizeof(c->session));
     }
     hmap_put(G.sessions, c->session, c);
-    c->ready = 1;
-    int64_t exp_in = (c->claims.exp - (int64_t)time(NULL)) * 1000;
-    gw_conn_send_take(c, gw_enc_welcome(c->proto, c->session, c->claims.sub, 0, 0, G.cfg.heartbeat_ms,
-                                        G.cfg.session_ttl_ms, exp_in > 0 ? exp_in : 0));
-    LOG_DEBUG("hello", "{s:I,s:s,s:s,s:i}", "conn", (json_int_t)c->id, "user", c->claims.sub, "session",
-              c->session, "rooms", (int)f->nrooms);
-    if (!f->nrooms)
-        return;
-    /* Refuse the forbidden rooms one by one; subscribe the rest in one read. */
-    gw_room_pos *ok = calloc(f->nrooms, sizeof(*ok));
+    snprintf(c->client, sizeof(c->client), "%s", f->client);
+    /* Refuse the forbidden rooms one by one; the rest start after welcome,
+     * with one batched read. */
+    gw_room_pos *ok = NULL;
     size_t nok = 0;
-    if (!ok) {
-        gw_conn_error(c, GW_E_INTERNAL, "out of memory", NULL);
-        return;
-    }
-    for (size_t i = 0; i < f->nrooms; i++) {
-        if (!jwt_claims_room_allowed(&c->claims, f->rooms[i].room)) {
-            char why[GW_MAX_ROOM + 48];
-            snprintf(why, sizeof(why), "forbidden: room %s is not in your token", f->rooms[i].room);
-            gw_conn_error(c, GW_E_FORBIDDEN, why, NULL);
-            continue;
+    if (f->nrooms) {
+        ok = calloc(f->nrooms, sizeof(*ok));
+        if (!ok) {
+            gw_conn_close(c, 1011, "out of memory");
+            return;
         }
-        ok[nok++] = f->rooms[i];
+        for (size_t i = 0; i < f->nrooms; i++) {
+            if (!jwt_claims_room_allowed(&c->claims, f->rooms[i].room)) {
+                char why[GW_MAX_ROOM + 48];
+                snprintf(why, sizeof(why), "forbidden: room %s is not in your token", f->rooms[i].room);
+                gw_conn_error(c, GW_E_FORBIDDEN, why, NULL);
+                continue;
+            }
+            ok[nok++] = f->rooms[i];
+        }
     }
-    gw_sub_start_many(c, ok, nok);
-    free(ok);
+    gw_sess_hello(c, ok, nok);
 }
 
 static void do_quality(gw_conn *c, gw_cframe *f)
 {
-    quality_in in = { f->rtt_ms, f->loss_pct, f->jitter_ms, f->bandwidth_kbps };
+    /* The client's own RTT if it sent one, else what the gateway measured
+     * from its pings. */
+    quality_in in = { f->rtt_ms > 0 ? f->rtt_ms : c->rtt_ms, f->loss_pct, f->jitter_ms, f->bandwidth_kbps };
     quality_out out;
     quality_classify(&in, &out);
     gw_conn_send_take(c, gw_enc_quality(c->proto, quality_name(out.level), out.recs, out.nrecs));
+    gw_sess_quality(c, &in, &out);
 }
 
 /* ---- dispatch -------------------------------------------------------------------------- */
@@ -378,6 +381,20 @@ static void dispatch(gw_conn *c, const unsigned char *buf, size_t len, int binar
     gw_cframe f;
     const char *why = "malformed";
     int code;
+    if (c->hello_pending) {
+        /* Reading is paused until welcome; a frame already read is held and
+         * handled after it, in order. */
+        if (c->nheld == sizeof(c->held) / sizeof(c->held[0])) {
+            gw_conn_error(c, GW_E_RATE, "too many frames before welcome", NULL);
+            return;
+        }
+        gw_buf *h = gw_buf_new(len, binary);
+        if (!h)
+            return;
+        memcpy(gw_buf_payload(h), buf, len);
+        c->held[c->nheld++] = h;
+        return;
+    }
     G.st.frames_in++;
     if (binary != (int)c->proto) {
         malformed(c, GW_E_MALFORMED, c->proto ? "expected a binary frame" : "expected a text frame", NULL);
@@ -414,8 +431,10 @@ static void dispatch(gw_conn *c, const unsigned char *buf, size_t len, int binar
         break;
     case GW_C_UNSUBSCRIBE: {
         gw_sub *s = gw_conn_find_sub(c, f.room);
-        if (s)
+        if (s) {
+            gw_sess_room(c, f.room, 0);
             gw_sub_stop(s);
+        }
         else
             gw_conn_error(c, GW_E_NOT_FOUND, "not subscribed to this room", NULL);
         break;
@@ -427,6 +446,10 @@ static void dispatch(gw_conn *c, const unsigned char *buf, size_t len, int binar
         gw_conn_send_take(c, gw_enc_simple(c->proto, GW_C_PONG));
         break;
     case GW_C_PONG:
+        if (c->ping_sent_ms) {
+            c->rtt_ms = (double)(loop_now_ms(G.l) - c->ping_sent_ms);
+            c->ping_sent_ms = 0;
+        }
         break;
     case GW_C_REFRESH: {
         int r = authenticate(c, f.token);
@@ -442,9 +465,10 @@ static void dispatch(gw_conn *c, const unsigned char *buf, size_t len, int binar
         gw_conn_error(c, GW_E_INTERNAL, "push-to-talk media service is not available on this gateway", NULL);
         break;
     case GW_C_BYE:
+        /* The session ends now: sessiond hears it with the close. */
         if (c->session[0] && hmap_get(G.sessions, c->session) == c)
             hmap_del(G.sessions, c->session);
-        c->session[0] = 0;
+        c->bye = 1;
         gw_conn_close(c, 1000, "bye");
         break;
     default:
@@ -514,6 +538,19 @@ void gw_conn_rx(gw_conn *c, const void *in, size_t len, int first, int final, in
     }
 }
 
+void gw_conn_replay_held(gw_conn *c)
+{
+    uint32_t n = c->nheld;
+    gw_buf *held[16];
+    memcpy(held, c->held, n * sizeof(*held));
+    c->nheld = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!c->close_code && !c->hello_pending)
+            dispatch(c, gw_buf_payload(held[i]), held[i]->len, (int)held[i]->binary);
+        gw_buf_unref(held[i]);
+    }
+}
+
 void gw_conn_rx_done(gw_conn *c)
 {
     if (c->rxcap > 4096) {
@@ -549,6 +586,8 @@ void gw_conn_sweep(void)
         }
         if (now - c->last_ping_ms >= G.cfg.heartbeat_ms) {
             c->last_ping_ms = now;
+            if (!c->ping_sent_ms)
+                c->ping_sent_ms = now;
             gw_conn_send_take(c, gw_enc_simple(c->proto, GW_C_PING));
         }
     }

@@ -11,8 +11,10 @@
 #include <time.h>
 
 #include "gw_http.h"
+#include "gw_session.h"
 #include "log.h"
 #include "metrics.h"
+#include "quality.h"
 
 typedef struct gw_hreq {
     uint64_t id;
@@ -32,7 +34,7 @@ typedef struct gw_hreq {
     char retry_after;
 } gw_hreq;
 
-enum { R_NONE, R_PUBLISH };
+enum { R_NONE, R_PUBLISH, R_QUALITY, R_STATE };
 
 static hmap *hreqs;
 static uint64_t next_hreq;
@@ -114,10 +116,11 @@ int gw_ready(json_t **detail)
     uint64_t now = loop_now_ms(G.l);
     int replayd_ok = G.last_replayd_ok_ms && now - G.last_replayd_ok_ms < 3000;
     int bus_ok = G.last_bus_probe_ms && now - G.last_bus_probe_ms < 3000;
-    int ready = replayd_ok && bus_ok && !G.draining;
+    int sessiond_ok = gw_sess_ready();
+    int ready = replayd_ok && bus_ok && sessiond_ok && !G.draining;
     if (detail)
-        *detail = json_pack("{s:b,s:b,s:b,s:b,s:i}", "ready", ready, "replayd", replayd_ok, "bus", bus_ok,
-                            "draining", G.draining, "connections", (int)G.nconns);
+        *detail = json_pack("{s:b,s:b,s:b,s:b,s:b,s:i}", "ready", ready, "replayd", replayd_ok, "bus", bus_ok,
+                            "sessiond", sessiond_ok, "draining", G.draining, "connections", (int)G.nconns);
     return ready;
 }
 
@@ -198,18 +201,42 @@ static void publish_complete(gw_hreq *r)
     free(data);
 }
 
-/* Checks auth and the route of a POST /v1/rooms/{room}/publish. Returns 0 to
- * wait for the body, or 1 when a reply was already prepared. */
-static int publish_start(gw_hreq *r, struct lws *wsi, const char *uri)
+static void state_reply(rpc_client *rc, int status, const bus_env *rep, void *arg);
+
+/* Routes /v1/rooms/{room}/{publish,connection-quality,reconnection-state}:
+ * checks the method, the room, the token and the rights. Returns 0 to wait
+ * for the body, or 1 when a reply is prepared or on its way. */
+static int room_route(gw_hreq *r, struct lws *wsi, const char *uri, int post)
 {
-    static const char pre[] = "/v1/rooms/", suf[] = "/publish";
-    size_t ul = strlen(uri);
-    if (ul <= strlen(pre) + strlen(suf) || strncmp(uri, pre, strlen(pre)) || strcmp(uri + ul - strlen(suf), suf)) {
+    static const char pre[] = "/v1/rooms/";
+    static const struct {
+        const char *suffix;
+        int route, post;
+    } routes[] = {
+        { "/publish", R_PUBLISH, 1 },
+        { "/connection-quality", R_QUALITY, 1 },
+        { "/reconnection-state", R_STATE, 0 },
+    };
+    size_t ul = strlen(uri), pl = strlen(pre);
+    int route = R_NONE, want_post = 0;
+    size_t sl = 0;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        size_t l = strlen(routes[i].suffix);
+        if (ul > pl + l && !strncmp(uri, pre, pl) && !strcmp(uri + ul - l, routes[i].suffix)) {
+            route = routes[i].route;
+            want_post = routes[i].post;
+            sl = l;
+        }
+    }
+    if (route == R_NONE) {
         respond_error(r, 404, "not found");
         return 1;
     }
-    if (percent_decode(uri + strlen(pre), ul - strlen(pre) - strlen(suf), r->room, sizeof(r->room)) < 0 ||
-        !gw_valid_room(r->room)) {
+    if (post != want_post) {
+        respond_error(r, 405, want_post ? "use POST" : "use GET");
+        return 1;
+    }
+    if (percent_decode(uri + pl, ul - pl - sl, r->room, sizeof(r->room)) < 0 || !gw_valid_room(r->room)) {
         respond_error(r, 400, "invalid room name");
         return 1;
     }
@@ -236,6 +263,20 @@ static int publish_start(gw_hreq *r, struct lws *wsi, const char *uri)
         respond_error(r, 403, "forbidden: this room is not in your token");
         return 1;
     }
+    /* A user reads and writes only their own state. */
+    char other[GW_MAX_USER + 2];
+    if (lws_get_urlarg_by_name(wsi, "user_id", other, sizeof(other)) && strcmp(other, r->user) != 0) {
+        respond_error(r, 403, "forbidden: a user reads only their own state");
+        return 1;
+    }
+    r->route = route;
+    if (route == R_QUALITY)
+        return 0;
+    if (route == R_STATE) {
+        if (!gw_sess_call_get(r->user, state_reply, (void *)(uintptr_t)r->id))
+            respond_error(r, 503, "session service not configured");
+        return 1;
+    }
     char idem[GW_MAX_ID + 2];
     int n = lws_hdr_custom_length(wsi, "idempotency-key:", 16);
     if (n > 0) {
@@ -253,8 +294,116 @@ static int publish_start(gw_hreq *r, struct lws *wsi, const char *uri)
         memcpy(r->idem, gen, (size_t)gl < sizeof(r->idem) ? (size_t)gl + 1 : sizeof(r->idem));
         r->idem[sizeof(r->idem) - 1] = 0;
     }
-    r->route = R_PUBLISH;
     return 0;
+}
+
+/* ---- connection quality and reconnection state ----------------------------------------- */
+
+typedef struct quality_ctx {
+    uint64_t hreq;
+    quality_in in;
+    quality_out out;
+    int64_t ts;
+} quality_ctx;
+
+static json_t *quality_json(const quality_ctx *q, int stored)
+{
+    json_t *recs = json_array();
+    for (size_t i = 0; i < q->out.nrecs; i++)
+        json_array_append_new(recs, json_string(q->out.recs[i]));
+    return json_pack("{s:s,s:{s:f,s:f,s:f,s:f},s:o,s:I,s:b}", "quality", quality_name(q->out.level), "metrics",
+                     "rtt_ms", q->in.rtt_ms, "loss_pct", q->in.loss_pct, "jitter_ms", q->in.jitter_ms,
+                     "bandwidth_kbps", q->in.bandwidth_kbps, "recommendations", recs, "timestamp",
+                     (json_int_t)q->ts, "stored", stored);
+}
+
+static void quality_reply(rpc_client *rc, int status, const bus_env *rep, void *arg)
+{
+    (void)rc;
+    quality_ctx *q = arg;
+    char k[24];
+    hkey(k, sizeof(k), q->hreq);
+    gw_hreq *r = hmap_get(hreqs, k);
+    if (r)
+        respond_json(r, 200, quality_json(q, status == 0 && rep && rep->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_SESS_ACK));
+    free(q);
+}
+
+static int num_field(json_t *o, const char *k, double *out, double max)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > max)
+        return -1;
+    *out = json_number_value(v);
+    return 0;
+}
+
+static void quality_complete(gw_hreq *r)
+{
+    if (r->too_large) {
+        respond_error(r, 413, "body too large");
+        return;
+    }
+    json_error_t err;
+    json_t *o = json_loadb(r->body ? r->body : "", r->blen, 0, &err);
+    quality_ctx *q = calloc(1, sizeof(*q));
+    if (!o || !json_is_object(o) || !q || num_field(o, "rtt_ms", &q->in.rtt_ms, 600000) < 0 ||
+        num_field(o, "loss_pct", &q->in.loss_pct, 100) < 0 || num_field(o, "jitter_ms", &q->in.jitter_ms, 600000) < 0 ||
+        num_field(o, "bandwidth_kbps", &q->in.bandwidth_kbps, 1e9) < 0) {
+        json_decref(o);
+        free(q);
+        respond_error(r, 400, "body must be an object of non-negative numbers: rtt_ms, loss_pct (<= 100), jitter_ms, bandwidth_kbps");
+        return;
+    }
+    json_decref(o);
+    quality_classify(&q->in, &q->out);
+    q->ts = loop_wall_ms();
+    q->hreq = r->id;
+    if (!gw_sess_call_quality(r->user, &q->in, &q->out, quality_reply, q)) {
+        respond_json(r, 200, quality_json(q, 0));
+        free(q);
+    }
+}
+
+static void state_reply(rpc_client *rc, int status, const bus_env *rep, void *arg)
+{
+    (void)rc;
+    char k[24];
+    hkey(k, sizeof(k), (uint64_t)(uintptr_t)arg);
+    gw_hreq *r = hmap_get(hreqs, k);
+    if (!r)
+        return;
+    if (status < 0 || !rep || rep->payload_case != TETHER__BUS__ENVELOPE__PAYLOAD_SESS_GET_REP) {
+        r->retry_after = 1;
+        respond_error(r, 503, "session service did not answer; retry");
+        return;
+    }
+    const Tether__Bus__SessGetRep *g = rep->sess_get_rep;
+    if (!g->found) {
+        respond_error(r, 404, "no session for this user");
+        return;
+    }
+    uint64_t seq = 0;
+    for (size_t i = 0; i < g->n_rooms; i++)
+        if (g->rooms[i]->room && !strcmp(g->rooms[i]->room, r->room))
+            seq = g->rooms[i]->seq;
+    /* A live connection on this gateway knows a fresher position. */
+    int connected = g->connected;
+    for (gw_conn *c = G.conn_list; c; c = c->next) {
+        if (!c->ready || c->close_code || strcmp(c->claims.sub, r->user) != 0)
+            continue;
+        gw_sub *s = gw_conn_find_sub(c, r->room);
+        if (s && s->pos > seq)
+            seq = s->pos;
+        connected = 1;
+    }
+    respond_json(r, 200,
+                 json_pack("{s:s,s:s,s:{s:I,s:I,s:b,s:s},s:s}", "room_id", r->room, "user_id", r->user, "state",
+                           "last_sequence", (json_int_t)seq, "last_seen", (json_int_t)g->last_seen_ms,
+                           "is_connected", connected, "connection_quality",
+                           g->quality && *g->quality ? g->quality : "unknown", "session", g->session ? g->session : ""));
 }
 
 /* ---- lws callback --------------------------------------------------------------------------- */
@@ -321,8 +470,8 @@ int gw_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
             else
                 respond_error(r, 500, "metrics unavailable");
             free(m);
-        } else if (post && !strncmp(uri, "/v1/rooms/", 10)) {
-            if (publish_start(r, wsi, uri) == 0)
+        } else if ((post || get) && !strncmp(uri, "/v1/rooms/", 10)) {
+            if (room_route(r, wsi, uri, post) == 0)
                 return 0; /* wait for the body */
         } else if (!strncmp(uri, "/v1/", 4) || !strcmp(uri, "/healthz") || !strcmp(uri, "/readyz") ||
                    !strcmp(uri, "/metrics")) {
@@ -334,7 +483,7 @@ int gw_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
     }
     case LWS_CALLBACK_HTTP_BODY: {
         gw_hreq *r = pss->req;
-        if (!r || r->route != R_PUBLISH || r->too_large)
+        if (!r || (r->route != R_PUBLISH && r->route != R_QUALITY) || r->too_large)
             return 0;
         if (r->blen + len > G.cfg.lim.max_frame) {
             r->too_large = 1;
@@ -353,6 +502,8 @@ int gw_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (pss->req && pss->req->route == R_PUBLISH && pss->req->stage == 0)
             publish_complete(pss->req);
+        else if (pss->req && pss->req->route == R_QUALITY && pss->req->stage == 0)
+            quality_complete(pss->req);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (!pss->req)

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "gw_session.h"
 #include "log.h"
 
 #define PAGE 500
@@ -43,6 +44,7 @@ enum { LEARN_OK = 0, LEARN_RESET = 1, LEARN_STALE = 2 };
 
 static void sub_advance(gw_sub *s);
 static void sub_read(gw_sub *s);
+static int sub_try_instant(gw_sub *s);
 static void room_schedule_repair(gw_room *r, uint64_t delay_ms);
 
 /* ---- messages -------------------------------------------------------------------- */
@@ -135,6 +137,7 @@ static gw_room *room_get(const char *name, int create)
     r->gen = ++gens;
     snprintf(r->name, sizeof(r->name), "%s", name);
     snprintf(r->topic, sizeof(r->topic), "room.%s", name);
+    snprintf(r->ptopic, sizeof(r->ptopic), "presence.%s", name);
     if (!r->ring || !r->pend || hmap_put(G.rooms, name, r) < 0) {
         free(r->ring);
         free(r->pend);
@@ -142,6 +145,7 @@ static gw_room *room_get(const char *name, int create)
         return NULL;
     }
     bus_subscribe(G.bus, r->topic);
+    bus_subscribe(G.bus, r->ptopic);
     loop_timer_start(G.l, &r->probe_timer, 0, 25, probe_fire, r);
     return r;
 }
@@ -168,6 +172,7 @@ static void room_free(gw_room *r)
     if (r->repairing)
         rpc_cancel(G.replayd, r->repair_req);
     bus_unsubscribe(G.bus, r->topic);
+    bus_unsubscribe(G.bus, r->ptopic);
     hmap_del(G.rooms, r->name);
     ring_clear(r);
     pend_clear(r);
@@ -503,8 +508,7 @@ static void on_probe(const bus_env *env)
     loop_timer_stop(G.l, &r->probe_timer);
     for (gw_sub *s = r->subs, *nx; s; s = nx) {
         nx = s->rnext;
-        if (!s->announced && !s->reading)
-            sub_read(s);
+        gw_sub_resume_read(s);
     }
 }
 
@@ -613,6 +617,7 @@ static void sub_initial(gw_sub *s, const Tether__Bus__RangeRoom *rr)
     gw_conn_send_take(s->conn, gw_enc_subscribed(s->conn->proto, r->name, r->epoch[0] ? r->epoch : ep, top,
                                                  recovered, (uint32_t)missed, recovered ? NULL : &gap));
     s->announced = 1;
+    gw_sess_after_subscribed(s);
     s->pos = start - 1;
     if (s->want.kind != GW_POS_LIVE)
         sub_deliver_list(s, rr, 1);
@@ -727,7 +732,7 @@ static void read_batch(gw_conn *c, gw_sub **all, uint32_t nall)
     if (!subs)
         return;
     for (uint32_t i = 0; i < nall; i++)
-        if (all[i]->room->bus_ready || all[i]->announced)
+        if (all[i]->announced || (all[i]->room->bus_ready && !all[i]->presence_pending))
             subs[n++] = all[i];
     if (!n) {
         if (subs != stackv)
@@ -812,6 +817,7 @@ void gw_sub_stop(gw_sub *s)
         r->subs = s->rnext;
     if (s->rnext)
         s->rnext->rprev = s->rprev;
+    gw_sub_presence_clear(s);
     free(s);
     if (--r->nsubs == 0)
         room_free(r);
@@ -856,17 +862,28 @@ static gw_sub *sub_create(gw_conn *c, const char *room, const gw_pos *want, int 
     r->subs = s;
     r->nsubs++;
     c->subs[c->nsubs++] = s;
+    gw_sess_room(c, room, 1);
+    gw_sess_members(s);
     return s;
+}
+
+void gw_sub_resume_read(gw_sub *s)
+{
+    if (s->announced || s->reading || s->presence_pending)
+        return;
+    if (!sub_try_instant(s) && s->room->bus_ready)
+        sub_read(s);
 }
 
 /* A live-only subscription to a room this gateway already follows needs no read. */
 static int sub_try_instant(gw_sub *s)
 {
     gw_room *r = s->room;
-    if (s->want.kind != GW_POS_LIVE || !r->known || !r->bus_ready)
+    if (s->want.kind != GW_POS_LIVE || !r->known || !r->bus_ready || s->presence_pending)
         return 0;
     gw_conn_send_take(s->conn, gw_enc_subscribed(s->conn->proto, r->name, r->epoch, r->max_seen > r->head ? r->max_seen : r->head, 1, 0, NULL));
     s->announced = 1;
+    gw_sess_after_subscribed(s);
     s->pos = r->head;
     return 1;
 }

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "gw.h"
 #include "gw_http.h"
+#include "gw_session.h"
 #include "log.h"
 #include "metrics.h"
 #include "zsock.h"
@@ -54,6 +55,8 @@ static void load_config(void)
     c->bus_out = cfg_str("TETHER_BUS_OUT", "tcp://127.0.0.1:5551");
     c->replayd = cfg_str("TETHER_REPLAYD", "tcp://127.0.0.1:5560");
     c->sessiond = cfg_str("TETHER_SESSIOND", "tcp://127.0.0.1:5570");
+    /* "off" runs the gateway without sessiond (no presence, resumed: false). */
+    c->sessiond_enabled = strcmp(c->sessiond, "off") != 0;
     c->mediad = cfg_str("TETHER_MEDIAD", "tcp://127.0.0.1:5580");
     c->heartbeat_ms = (uint32_t)cfg_int("TETHER_HEARTBEAT_MS", 25000, 1000, 600000);
     c->session_ttl_ms = (uint32_t)cfg_int("TETHER_SESSION_TTL_S", 120, 1, 86400) * 1000u;
@@ -123,6 +126,8 @@ static void on_bus(bus *b, const bus_env *env, void *arg)
     (void)arg;
     if (!strncmp(env->topic, "room.", 5)) {
         gw_room_on_bus(env);
+    } else if (!strncmp(env->topic, "presence.", 9) || !strcmp(env->topic, "sess.snapshot")) {
+        gw_sess_on_bus(env);
     } else if (!strcmp(env->topic, probe_topic)) {
         if (env->source && env->source->incarnation == cfg_incarnation())
             G.last_bus_probe_ms = loop_now_ms(G.l);
@@ -130,6 +135,17 @@ static void on_bus(bus *b, const bus_env *env, void *arg)
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
+
+static void on_bus_gap(bus *b, const char *topic, const Tether__Bus__Source *src, uint64_t expected, uint64_t got,
+                       void *arg)
+{
+    (void)b;
+    (void)src;
+    (void)arg;
+    LOG_DEBUG("bus events lost", "{s:s,s:I,s:I}", "topic", topic, "expected", (json_int_t)expected, "got",
+              (json_int_t)got);
+    gw_sess_on_gap(topic);
+}
 
 static void sweep_cb(loop *l, loop_timer *t, void *arg)
 {
@@ -184,7 +200,7 @@ int main(void)
         fprintf(stderr, "TETHER_BUS_IN / TETHER_BUS_OUT: cannot connect (%s)\n", strerror(errno));
         return 1;
     }
-    bus_on_event(G.bus, on_bus, NULL, NULL);
+    bus_on_event(G.bus, on_bus, on_bus_gap, NULL);
     snprintf(probe_topic, sizeof(probe_topic), "gw.probe.%s", cfg_instance());
     bus_subscribe(G.bus, probe_topic);
     G.replayd = rpc_client_new(G.l, G.cfg.replayd, "gateway");
@@ -192,6 +208,7 @@ int main(void)
         fprintf(stderr, "TETHER_REPLAYD: '%s' is not a usable endpoint list\n", G.cfg.replayd);
         return 1;
     }
+    gw_sess_init();
     gw_metrics_init();
 
     lws_set_log_level(LLL_ERR, NULL);
