@@ -54,11 +54,15 @@ def test_redis_error_reply(redis):
 
 
 def test_free_ports_are_distinct_and_bindable():
+    # SO_REUSEADDR as the daemons' listeners use it: earlier tests' servers
+    # leave TIME_WAIT entries on these ports, which only matter without it.
     import socket
-    ports = {th.free_port() for _ in range(50)}
-    assert len(ports) == 50
-    for p in list(ports)[:5]:
+    ports = [th.free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(20000 <= p < 32768 for p in ports), "ports must stay below the ephemeral range"
+    for p in ports[-5:]:
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", p))
 
 
