@@ -255,7 +255,10 @@ int main(void)
             break;
     }
     lws_context_destroy(G.ctx);
+    /* Every ZeroMQ socket must be closed before zsock_ctx_term(), which
+     * otherwise waits for them forever. */
     rpc_client_free(G.replayd);
+    rpc_client_free(G.sessiond);
     bus_free(G.bus);
     jwtv_free(G.jwt);
     loop_free(G.l);
