@@ -1,0 +1,171 @@
+/* cli_bench_stats.c -- measuring for `tether bench`: a mergeable log-linear
+ * latency histogram, CPU and RSS of processes from /proc, and a TCP probe
+ * that tells when a restarted gateway listens again.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cli_bench.h"
+
+static unsigned bucket_of(uint64_t v)
+{
+    if (v < 128)
+        return (unsigned)v;
+    unsigned e = 63u - (unsigned)__builtin_clzll(v); /* 7.. */
+    if (e > 40)
+        return BH_BUCKETS - 1;
+    unsigned sub = (unsigned)(v >> (e - 6)) & 63u;
+    unsigned idx = 128u + (e - 7u) * 64u + sub;
+    return idx < BH_BUCKETS ? idx : BH_BUCKETS - 1;
+}
+
+/* The largest value that falls in bucket i. */
+static uint64_t bucket_top(unsigned i)
+{
+    if (i < 128)
+        return i;
+    unsigned e = (i - 128u) / 64u + 7u, sub = (i - 128u) % 64u;
+    return ((uint64_t)(64u + sub) << (e - 6)) + ((uint64_t)1 << (e - 6)) - 1;
+}
+
+void bh_add(bench_hist *h, uint64_t us)
+{
+    h->b[bucket_of(us)]++;
+    h->n++;
+    h->sum += us;
+    if (us > h->max)
+        h->max = us;
+}
+
+void bh_merge(bench_hist *into, const bench_hist *from)
+{
+    for (unsigned i = 0; i < BH_BUCKETS; i++)
+        into->b[i] += from->b[i];
+    into->n += from->n;
+    into->sum += from->sum;
+    if (from->max > into->max)
+        into->max = from->max;
+}
+
+uint64_t bh_quantile(const bench_hist *h, double q)
+{
+    if (!h->n)
+        return 0;
+    uint64_t want = (uint64_t)((double)h->n * q + 0.5), seen = 0;
+    if (want < 1)
+        want = 1;
+    for (unsigned i = 0; i < BH_BUCKETS; i++) {
+        seen += h->b[i];
+        if (seen >= want) {
+            uint64_t top = bucket_top(i);
+            return top < h->max ? top : h->max;
+        }
+    }
+    return h->max;
+}
+
+json_t *bh_json(const bench_hist *h)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "n", (json_int_t)h->n, "mean",
+                     (json_int_t)(h->n ? h->sum / h->n : 0), "p50", (json_int_t)bh_quantile(h, 0.5), "p90",
+                     (json_int_t)bh_quantile(h, 0.9), "p99", (json_int_t)bh_quantile(h, 0.99), "p999",
+                     (json_int_t)bh_quantile(h, 0.999), "max", (json_int_t)h->max);
+}
+
+/* Fields 14 and 15 of /proc/<pid>/stat (utime, stime), after the command
+ * name, which may contain spaces and parentheses: parse from the last ')'. */
+static double stat_cpu(const char *path)
+{
+    char buf[2048];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
+double bench_self_cpu(void)
+{
+    return stat_cpu("/proc/self/stat");
+}
+
+double bench_pid_cpu(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    return stat_cpu(path);
+}
+
+long bench_pid_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+int bench_probe(const char *host, int port)
+{
+    struct sockaddr_in sa;
+    int ok = 0;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        ok = 1;
+    } else if (errno == EINPROGRESS) {
+        struct pollfd p = { fd, POLLOUT, 0 };
+        int err = 0;
+        socklen_t el = sizeof(err);
+        if (poll(&p, 1, 50) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
+            ok = 1;
+    }
+    close(fd);
+    return ok;
+}
+
+int bench_url_hostport(const char *url, char *host, size_t hl, int *port)
+{
+    const char *p = strstr(url, "://");
+    if (!p)
+        return -1;
+    p += 3;
+    size_t n = strcspn(p, ":/");
+    if (!n || n >= hl)
+        return -1;
+    memcpy(host, p, n);
+    host[n] = 0;
+    *port = strncmp(url, "wss", 3) ? 80 : 443;
+    if (p[n] == ':')
+        *port = atoi(p + n + 1);
+    return *port > 0 ? 0 : -1;
+}
