@@ -42,7 +42,8 @@ typedef struct gw_config {
     uint32_t max_inflight_publish;
     uint32_t publish_timeout_ms;
     uint32_t publish_attempts;
-    const char *web_root;
+    const char *web_root;     /* static files served at / (the web console) */
+    int dev_tokens;           /* GET /dev/token mints tokens: local dev only */
     int sessiond_enabled;
     gw_limits lim;
 } gw_config;

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "gw.h"
+#include "gw_media.h"
 #include "gw_session.h"
 #include "log.h"
 #include "quality.h"
@@ -71,6 +72,7 @@ static void queue_clear(gw_conn *c)
 void gw_conn_closed(gw_conn *c)
 {
     gw_sess_conn_closed(c);
+    gw_media_conn_closed(c);
     while (c->nsubs)
         gw_sub_stop(c->subs[c->nsubs - 1]);
     if (c->session[0] && hmap_get(G.sessions, c->session) == c)
@@ -462,7 +464,7 @@ static void dispatch(gw_conn *c, const unsigned char *buf, size_t len, int binar
         break;
     case GW_C_PTT:
     case GW_C_MEDIA:
-        gw_conn_error(c, GW_E_INTERNAL, "push-to-talk media service is not available on this gateway", NULL);
+        gw_media_frame(c, &f);
         break;
     case GW_C_BYE:
         /* The session ends now: sessiond hears it with the close. */

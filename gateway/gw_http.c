@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "gw_http.h"
+#include "gw_media.h"
 #include "gw_session.h"
 #include "log.h"
 #include "metrics.h"
@@ -117,7 +119,7 @@ int gw_ready(json_t **detail)
     int replayd_ok = G.last_replayd_ok_ms && now - G.last_replayd_ok_ms < 3000;
     int bus_ok = G.last_bus_probe_ms && now - G.last_bus_probe_ms < 3000;
     int sessiond_ok = gw_sess_ready();
-    int ready = replayd_ok && bus_ok && sessiond_ok && !G.draining;
+    int ready = replayd_ok && bus_ok && sessiond_ok && gw_media_ready() && !G.draining;
     if (detail)
         *detail = json_pack("{s:b,s:b,s:b,s:b,s:b,s:i}", "ready", ready, "replayd", replayd_ok, "bus", bus_ok,
                             "sessiond", sessiond_ok, "draining", G.draining, "connections", (int)G.nconns);
@@ -264,8 +266,9 @@ static int room_route(gw_hreq *r, struct lws *wsi, const char *uri, int post)
         return 1;
     }
     /* A user reads and writes only their own state. */
-    char other[GW_MAX_USER + 2];
-    if (lws_get_urlarg_by_name(wsi, "user_id", other, sizeof(other)) && strcmp(other, r->user) != 0) {
+    char otherbuf[GW_MAX_USER + 16];
+    const char *other = lws_get_urlarg_by_name(wsi, "user_id=", otherbuf, sizeof(otherbuf));
+    if (other && strcmp(other, r->user) != 0) {
         respond_error(r, 403, "forbidden: a user reads only their own state");
         return 1;
     }
@@ -406,6 +409,82 @@ static void state_reply(rpc_client *rc, int status, const bus_env *rep, void *ar
                            g->quality && *g->quality ? g->quality : "unknown", "session", g->session ? g->session : ""));
 }
 
+/* ---- static files (the web console) and dev tokens ------------------------------------------ */
+
+static const char *mime_of(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    static const struct {
+        const char *ext, *mime;
+    } m[] = {
+        { ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+        { ".mjs", "text/javascript; charset=utf-8" }, { ".css", "text/css; charset=utf-8" },
+        { ".json", "application/json" }, { ".svg", "image/svg+xml" }, { ".png", "image/png" },
+        { ".ico", "image/x-icon" }, { ".txt", "text/plain; charset=utf-8" }, { ".wav", "audio/wav" },
+    };
+    for (size_t i = 0; dot && i < sizeof(m) / sizeof(m[0]); i++)
+        if (!strcmp(dot, m[i].ext))
+            return m[i].mime;
+    return "application/octet-stream";
+}
+
+/* Serves GET uri from the web root. Returns 0 when lws took the request,
+ * 1 when a reply was prepared (404), -1 to close. */
+static int serve_static(gw_hreq *r, struct lws *wsi, const char *uri)
+{
+    const char *rel = strcmp(uri, "/") == 0 ? "/index.html" : uri;
+    /* A strict whitelist: no '..', no hidden files, no odd bytes. */
+    for (const char *p = rel; *p; p++) {
+        char ch = *p;
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '/' ||
+                 ch == '-' || ch == '_' || ch == '.';
+        if (!ok || (ch == '.' && p[-1] == '/') || (ch == '.' && p[1] == '.')) {
+            respond_error(r, 404, "not found");
+            return 1;
+        }
+    }
+    char path[1024];
+    int n = snprintf(path, sizeof(path), "%s%s", G.cfg.web_root, rel);
+    struct stat st;
+    if (n < 0 || n >= (int)sizeof(path) || stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+        respond_error(r, 404, "not found");
+        return 1;
+    }
+    int rc = lws_serve_http_file(wsi, path, mime_of(path),
+                                 "cache-control: no-cache\r\nx-content-type-options: nosniff\r\n",
+                                 (int)strlen("cache-control: no-cache\r\nx-content-type-options: nosniff\r\n"));
+    if (rc < 0)
+        return -1;
+    /* lws now owns the response; forget our request state. */
+    r->stage = 3;
+    if (rc > 0 && lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
+static void dev_token(gw_hreq *r, struct lws *wsi)
+{
+    const char *secret = getenv("TETHER_JWT_SECRET");
+    if (!G.cfg.dev_tokens || !secret || !*secret) {
+        respond_error(r, 404, "not found");
+        return;
+    }
+    char ubuf[GW_MAX_USER + 16] = "";
+    /* lws returns a pointer to the value inside ubuf ("user=<value>"). */
+    const char *user = lws_get_urlarg_by_name(wsi, "user=", ubuf, sizeof(ubuf));
+    if (!user || !gw_valid_id(user)) {
+        respond_error(r, 400, "user=<1..64 of [A-Za-z0-9._:-]> is required");
+        return;
+    }
+    char *tok = jwt_mint_hs256(secret, user, NULL, 0, (int64_t)time(NULL) + 3600, NULL, NULL, NULL);
+    if (!tok) {
+        respond_error(r, 500, "cannot mint");
+        return;
+    }
+    respond_json(r, 200, json_pack("{s:s,s:s,s:i}", "token", tok, "user", user, "expires_in_s", 3600));
+    free(tok);
+}
+
 /* ---- lws callback --------------------------------------------------------------------------- */
 
 static int write_stage(gw_hreq *r)
@@ -470,14 +549,24 @@ int gw_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
             else
                 respond_error(r, 500, "metrics unavailable");
             free(m);
+        } else if (get && !strcmp(uri, "/dev/token")) {
+            dev_token(r, wsi);
         } else if ((post || get) && !strncmp(uri, "/v1/rooms/", 10)) {
             if (room_route(r, wsi, uri, post) == 0)
                 return 0; /* wait for the body */
         } else if (!strncmp(uri, "/v1/", 4) || !strcmp(uri, "/healthz") || !strcmp(uri, "/readyz") ||
                    !strcmp(uri, "/metrics")) {
             respond_error(r, post || get ? 404 : 405, post || get ? "not found" : "method not allowed");
+        } else if (get) {
+            int rc = serve_static(r, wsi, uri);
+            if (rc < 0)
+                return -1;
+            if (rc == 0) {
+                hreq_free(pss);
+                return 0;
+            }
         } else {
-            respond_error(r, 404, "not found");
+            respond_error(r, 405, "method not allowed");
         }
         return 0;
     }

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "gw_media.h"
 #include "gw_session.h"
 #include "log.h"
 
@@ -147,6 +148,7 @@ static gw_room *room_get(const char *name, int create)
     bus_subscribe(G.bus, r->topic);
     bus_subscribe(G.bus, r->ptopic);
     loop_timer_start(G.l, &r->probe_timer, 0, 25, probe_fire, r);
+    gw_media_room_open(r);
     return r;
 }
 
@@ -167,6 +169,7 @@ static void pend_clear(gw_room *r)
 
 static void room_free(gw_room *r)
 {
+    gw_media_room_close(r);
     loop_timer_stop(G.l, &r->repair_timer);
     loop_timer_stop(G.l, &r->probe_timer);
     if (r->repairing)

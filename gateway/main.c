@@ -18,6 +18,7 @@
 #include "config.h"
 #include "gw.h"
 #include "gw_http.h"
+#include "gw_media.h"
 #include "gw_session.h"
 #include "log.h"
 #include "metrics.h"
@@ -69,6 +70,8 @@ static void load_config(void)
     c->publish_timeout_ms = (uint32_t)cfg_int("TETHER_PUBLISH_TIMEOUT_MS", 1000, 50, 60000);
     c->publish_attempts = (uint32_t)cfg_int("TETHER_PUBLISH_ATTEMPTS", 10, 1, 1000);
     c->lim.max_frame = (size_t)cfg_int("TETHER_MAX_FRAME", 65536, 1024, 16 << 20);
+    c->web_root = cfg_str("TETHER_WEB_ROOT", "web");
+    c->dev_tokens = cfg_bool("TETHER_DEV_TOKENS", 0);
     c->lim.max_rooms = (size_t)cfg_int("TETHER_MAX_ROOMS", 256, 1, 100000);
 }
 
@@ -128,6 +131,8 @@ static void on_bus(bus *b, const bus_env *env, void *arg)
         gw_room_on_bus(env);
     } else if (!strncmp(env->topic, "presence.", 9) || !strcmp(env->topic, "sess.snapshot")) {
         gw_sess_on_bus(env);
+    } else if (!strncmp(env->topic, "ptt.", 4) || !strncmp(env->topic, "media.", 6)) {
+        gw_media_on_bus(env);
     } else if (!strcmp(env->topic, probe_topic)) {
         if (env->source && env->source->incarnation == cfg_incarnation())
             G.last_bus_probe_ms = loop_now_ms(G.l);
@@ -209,6 +214,7 @@ int main(void)
         return 1;
     }
     gw_sess_init();
+    gw_media_init();
     gw_metrics_init();
 
     lws_set_log_level(LLL_ERR, NULL);
@@ -259,6 +265,7 @@ int main(void)
      * otherwise waits for them forever. */
     rpc_client_free(G.replayd);
     rpc_client_free(G.sessiond);
+    gw_media_shutdown();
     bus_free(G.bus);
     jwtv_free(G.jwt);
     loop_free(G.l);
