@@ -38,6 +38,18 @@ def pytest_runtest_setup(item):
             pytest.skip("not built: %s (in %s)" % (", ".join(absent), th.BIN))
 
 
+def pytest_terminal_summary(terminalreporter):
+    if not th.STOP_KILLED:
+        return
+    counts = {}
+    for name, _ in th.STOP_KILLED:
+        counts[name] = counts.get(name, 0) + 1
+    terminalreporter.write_sep("-", "daemons that ignored SIGTERM at teardown")
+    terminalreporter.write_line(
+        "not exited %.0f s after SIGTERM, then SIGKILLed: %s (e.g. %s)" % (
+            th.STOP_TIMEOUT, ", ".join("%s x%d" % kv for kv in sorted(counts.items())), th.STOP_KILLED[0][1]))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -31,6 +31,10 @@ CORE = ("busd", "replayd", "gateway")
 OPTIONAL = ("sessiond", "mediad")
 START_ORDER = ("busd", "replayd", "sessiond", "mediad", "gateway")
 START_TIMEOUT = float(os.environ.get("TETHER_TEST_START_TIMEOUT", "15"))
+# A healthy daemon with no client left exits within about a second of SIGTERM.
+STOP_TIMEOUT = float(os.environ.get("TETHER_TEST_STOP_TIMEOUT", "3"))
+# (daemon name, suite dir) of every teardown SIGTERM that had to become a SIGKILL.
+STOP_KILLED = []
 
 
 def binary(name):
@@ -471,17 +475,19 @@ class Suite:
             self.wait_ready(d)
         return d
 
-    def stop(self, timeout=5.0):
+    def stop(self, timeout=None):
         """SIGTERM to every daemon at once (as an orchestrator would), SIGKILL
-        for those still running at the deadline, then Redis."""
+        for those still running at the deadline (recorded in STOP_KILLED),
+        then Redis."""
         running = [d for d in self.daemons.values() if d.alive()]
         for d in running:
             d.term()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (STOP_TIMEOUT if timeout is None else timeout)
         for d in running:
             try:
                 d.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                STOP_KILLED.append((d.name, str(self.dir)))
                 d.kill9()
         if self._own_redis:
             self.redis.stop()
