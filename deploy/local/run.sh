@@ -131,7 +131,9 @@ launch() {
   # Only the gateway checks tokens, so only it gets the secret.
   [ "$d" = gateway ] && [ -z "$secret" ] && secret=$(cat "$SECRET_FILE")
   if [ "$d" = gateway ]; then
+    # The web console from web/, and its dev-only token endpoint (local runner only).
     TETHER_HTTP=$(http_addr "$d") TETHER_JWT_SECRET=$secret \
+      TETHER_WEB_ROOT=${TETHER_WEB_ROOT:-$ROOT/web} TETHER_DEV_TOKENS=${TETHER_DEV_TOKENS:-1} \
       setsid "$BIN/$d" </dev/null >>"$LOGS/$d.log" 2>&1 &
   else
     TETHER_HTTP=$(http_addr "$d") setsid "$BIN/$d" </dev/null >>"$LOGS/$d.log" 2>&1 &
