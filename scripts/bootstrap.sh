@@ -9,7 +9,11 @@ PKGS=(
   libjwt-dev libssl-dev libjansson-dev libglib2.0-dev libnice-dev libsrtp2-dev libopus-dev
   libcmocka-dev redis-server redis-tools
   python3 python3-websockets python3-pytest
+  chromium
 )
+# Browser tests: Node with npm (a NodeSource nodejs already bundles npm;
+# Debian's nodejs needs its npm package).
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 [ -n "${TETHER_EXTRA_PKGS:-}" ] && read -r -a extra <<<"$TETHER_EXTRA_PKGS" && PKGS+=("${extra[@]}")
 
 missing=()
