@@ -24,7 +24,7 @@ const ui = {
   console: $('console'), roomList: $('room-list'), joinForm: $('join-form'), joinRoom: $('join-room'),
   roomTitle: $('room-title'), roomPos: $('room-pos'), leave: $('leave'),
   messagesBox: $('messages-box'), pendingBox: $('pending-box'), sendForm: $('send-form'), sendText: $('send-text'),
-  ptt: $('ptt'), floor: $('floor'), audioStatus: $('audio-status'), audioOut: $('audio-out'), presence: $('presence'),
+  ptt: $('ptt'), floor: $('floor'), floorDetail: $('floor-detail'), audioStatus: $('audio-status'), audioOut: $('audio-out'), presence: $('presence'),
 };
 
 const app = {
@@ -180,6 +180,7 @@ function onState(s) {
     }
   } else if (s.state === 'failed') {
     text = `Failed: ${s.reason}`;
+    if (s.code === 4501 || s.code === 4502 || s.code === 4503) detail = 'sign out and use another token, or retry';
   }
   ui.statusText.textContent = text;
   if (s.state !== 'reconnecting' || s.awaitingToken) ui.statusDetail.textContent = detail;
@@ -206,7 +207,7 @@ function joinRoom(name) {
   if (!app.rooms.has(name)) {
     const room = {
       name, list: el('ol', 'message-list'), pending: el('ul', 'pending-list'), entry: el('li'),
-      unread: 0, presence: new Map(), audio: null, seq: 0, epoch: '', reconnected: false,
+      unread: 0, presence: new Map(), audio: null, seq: 0, epoch: '', reconnected: false, floorNote: null,
     };
     room.list.setAttribute('aria-label', `Messages in ${name}`);
     const b = el('button', 'room-button');
@@ -267,6 +268,16 @@ function scrollDown() {
   ui.messagesBox.scrollTop = ui.messagesBox.scrollHeight;
 }
 
+/* Appends to a room's list, following the bottom only if the reader was
+ * there: someone scrolled up to read is not yanked down. */
+function append(room, li) {
+  const box = ui.messagesBox;
+  const current = room.name === app.current;
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+  room.list.append(li);
+  if (current && atBottom) scrollDown();
+}
+
 function alertIn(text) {
   const room = app.rooms.get(app.current);
   if (room) addNotice(room, text, 'warn');
@@ -281,9 +292,7 @@ function dataText(data) {
 }
 
 function addNotice(room, text, kind) {
-  const li = el('li', `notice ${kind || ''}`.trim(), text);
-  room.list.append(li);
-  if (room.name === app.current) scrollDown();
+  append(room, el('li', `notice ${kind || ''}`.trim(), text));
 }
 
 function onMessage(m) {
@@ -300,13 +309,12 @@ function onMessage(m) {
   li.append(el('span', 'seq', `#${m.seq}`), el('span', 'from', m.from || '?'), time);
   if (m.replayed) li.append(el('span', 'badge', 'replayed'));
   li.append(el('span', 'text', dataText(m.data)));
-  room.list.append(li);
+  append(room, li);
   room.seq = m.seq;
   const p = room.pending.querySelector(`li[data-id="${CSS.escape(m.id)}"]`);
   if (p && m.from === app.user) p.remove();
   if (m.room === app.current) {
     ui.roomPos.textContent = `seq ${m.seq}`;
-    scrollDown();
   } else {
     room.unread++;
     renderRoom();
@@ -455,18 +463,24 @@ function pttUp() {
 
 function onFloor(f) {
   const room = app.rooms.get(f.room);
-  if (room && room.audio) room.audio.setTalking(f.state === 'granted');
-  if (f.room === app.current) renderFloor(f.reason);
+  if (!room) return;
+  if (room.audio) room.audio.setTalking(f.state === 'granted');
+  room.floorNote = { state: f.state, reason: f.reason, code: f.code };
+  if (f.room === app.current) renderFloor();
 }
 
-function renderFloor(reason) {
+function renderFloor() {
   const room = app.rooms.get(app.current);
+  ui.floorDetail.textContent = '';
   if (!room || !app.client) {
     ui.floor.textContent = 'Floor: join a room to talk';
     ui.floor.dataset.floor = 'idle';
     return;
   }
   const f = app.client.floorState(room.name);
+  // The reason that came with this state (revoked, unavailable...).
+  const note = room.floorNote && room.floorNote.state === f.state ? room.floorNote : { reason: '', code: 0 };
+  const reason = note.reason;
   const texts = {
     idle: 'Floor: free',
     requesting: 'Asking for the floor…',
@@ -476,12 +490,13 @@ function renderFloor(reason) {
     revoked: `The floor was taken back${reason ? ` (${reason})` : ''}`,
     suspended: 'Connection lost while talking: asking again once back',
     expired: 'Request dropped: still offline after 2 s',
-    unavailable: `Push-to-talk unavailable: the server's media service is not answering${reason ? ` (${reason})` : ''}.` +
-      ' Messages still work; try again later.',
+    unavailable: `Push-to-talk unavailable${note.code ? ` (server error ${note.code})` : ''}`,
   };
-  if (f.state === 'unavailable' && !reason) return; // keep the text that carried the reason
   ui.floor.textContent = texts[f.state] || `Floor: ${f.state}`;
   ui.floor.dataset.floor = f.state;
+  if (f.state === 'unavailable') {
+    ui.floorDetail.textContent = `${reason ? `The server says: ${reason}. ` : ''}Messages still work; press again to retry.`;
+  }
 }
 
 function renderAudio() {
@@ -498,7 +513,10 @@ function renderAudio() {
   };
   const state = a ? a.state : 'off';
   ui.audioStatus.dataset.audio = state;
-  ui.audioStatus.textContent = texts[state] + (a && a.reason && state !== 'connecting' ? `: ${a.reason}` : '');
+  let why = a && a.reason && state !== 'connecting' ? `: ${a.reason}` : '';
+  // The floor line already quotes the server; say it once.
+  if (state === 'unavailable' && app.client.floorState(room.name).state === 'unavailable') why = ` (server error ${a.code})`;
+  ui.audioStatus.textContent = texts[state] + why;
 }
 
 function isTyping(t) {

@@ -125,6 +125,7 @@ export class RoomAudio extends EventTarget {
     if (!err.about || err.about.type !== 'media' || err.about.room !== this.room || !this.active) return;
     this.closePc();
     this.releaseMic();
+    this.code = err.code;
     this.setState('unavailable', `${err.reason || 'server error'} (${err.code})`);
   }
 

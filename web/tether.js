@@ -121,7 +121,8 @@ export function closeAction(code) {
 export function closeText(code, serverReason, opened) {
   let t = CLOSE_TEXT[code] || `closed with code ${code}`;
   if (code === 1006 && !opened) t = 'cannot reach the server';
-  return serverReason ? `${t}: ${serverReason}` : t;
+  // The server's words when they add something to ours.
+  return serverReason && !t.toLowerCase().includes(serverReason.toLowerCase()) ? `${t}: ${serverReason}` : t;
 }
 
 /* exp (Unix seconds) from a JWT, unverified: only to know who and until when. */
@@ -655,7 +656,7 @@ export class TetherClient extends EventTarget {
       if (fl && fl.state === 'requesting') {
         fl.state = 'unavailable';
         fl.want = false;
-        this.emitFloor(about.room, `${f.reason || 'server error'} (${f.code})`);
+        this.emitFloor(about.room, f.reason || 'server error', f.code);
       }
     }
     this.emit('error', { code: f.code, reason: f.reason || '', id: f.id || null, about });
@@ -726,9 +727,9 @@ export class TetherClient extends EventTarget {
     return f ? { state: f.state, holder: f.holder, maxMs: f.maxMs } : { state: 'idle', holder: '', maxMs: 0 };
   }
 
-  emitFloor(room, reason) {
+  emitFloor(room, reason, code = 0) {
     const f = this.floor(room);
-    this.emit('floor', { room, state: f.state, holder: f.holder, maxMs: f.maxMs, reason: reason || '' });
+    this.emit('floor', { room, state: f.state, holder: f.holder, maxMs: f.maxMs, reason: reason || '', code });
   }
 
   queuePtt(room, request) {
