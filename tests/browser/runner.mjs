@@ -10,7 +10,8 @@
 //   t.shot(page, name)       saves build/screenshots/<name>.png
 //   t.messages(page, room)   [{seq, text, from, replayed}] as displayed
 // A page error or a CSP violation in any page fails the test.
-// opts: { gateways: n, gatewayEnv: [{...}, ...] (per gateway), timeoutMs }.
+// opts: { gateways: n, gatewayEnv: [{...}, ...] (per gateway), timeoutMs,
+//         suite: false (no daemons, no browser: tests of web/*.js in Node) }.
 
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -88,13 +89,13 @@ async function runOne(entry, workRoot) {
   const started = Date.now();
   let error = null;
   try {
-    await suite.start();
+    if (entry.opts.suite !== false) await suite.start();
     await withTimeout(entry.fn(t), entry.opts.timeoutMs || 120000, entry.name);
     if (problems.length) throw new Error(problems.join('\n'));
   } catch (e) {
     error = e;
   }
-  const logs = error ? suite.logTails() : '';
+  const logs = error && entry.opts.suite !== false ? suite.logTails() : '';
   if (ctx) await ctx.close().catch(() => {});
   await suite.stop().catch(() => {});
   if (!error && !process.env.TETHER_KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
@@ -128,7 +129,7 @@ export async function runAll(filter) {
       failed++;
       console.log(`FAIL  ${entry.name} (${(r.ms / 1000).toFixed(1)} s)`);
       console.log(String(r.error.stack || r.error).split('\n').map((l) => `      ${l}`).join('\n'));
-      console.log(r.logs.split('\n').map((l) => `      | ${l}`).join('\n'));
+      if (r.logs) console.log(r.logs.split('\n').map((l) => `      | ${l}`).join('\n'));
       console.log(`      (work directory kept: ${r.dir})`);
     } else {
       passed++;
