@@ -100,7 +100,9 @@ int main(void)
      * the 250 ms sweep every session of a dead gateway is marked within 3 s
      * of its death. */
     a.c.cfg.dead_after_ms = 2500;
-    a.c.cfg.rejoin_grace_ms = 10000;
+    /* A resumed client re-subscribes its rooms at once (hello rooms); a room
+     * still not re-joined after this grace was left while it was away. */
+    a.c.cfg.rejoin_grace_ms = a.c.cfg.ttl_ms < 10000 ? a.c.cfg.ttl_ms : 10000;
     a.c.cfg.sweep_ms = 250;
     a.c.cfg.batch = 500;
     a.c.cfg.bus_stable_ms = 3000;

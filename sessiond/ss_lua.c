@@ -53,6 +53,10 @@
  *   tether:{sess}:gc:<gi>   set of sids held live by that incarnation
  *   tether:{sess}:dying     list of gi whose sessions are being marked
  *                           disconnected, a batch per sweep call
+ *   tether:{sess}:gwdead    zset gi -> when its reaping finished (1 h): a
+ *                           "dead" gateway heard from again is recognised as
+ *                           wrongly declared dead (its sessions need a
+ *                           snapshot), not taken for a new one
  *   tether:{sess}:snapc:<k> / snaps:<k>   claim and seen-set of one snapshot
  *                           reconcile (k = gi:snapshot_id:ts), 60 s
  *
@@ -183,6 +187,7 @@
     "  local st = 0\n" \
     "  if not cur then\n" \
     "    st = 1\n" \
+    "    if redis.call('ZREM', P .. 'gwdead', gi) == 1 then st = 2 end\n" \
     "  elseif cur ~= inc then\n" \
     "    if idlt(inc, cur) then return gi, 3 end\n" \
     "    gw_kill(inst .. '|' .. cur)\n" \
@@ -422,7 +427,11 @@ const char ss_lua_sweep[] = PRELUDE
     "    redis.call('LPOP', P .. 'dying')\n"
     "    redis.call('HDEL', P .. 'gwl', gi)\n"
     "    local inst, inc = string.match(gi, '^(.*)|(%d+)$')\n"
-    "    if inst and redis.call('HGET', P .. 'gwi', inst) == inc then redis.call('HDEL', P .. 'gwi', inst) end\n"
+    "    if inst and redis.call('HGET', P .. 'gwi', inst) == inc then\n"
+    "      redis.call('HDEL', P .. 'gwi', inst)\n"
+    "      redis.call('ZADD', P .. 'gwdead', I(now), gi)\n"
+    "      redis.call('ZREMRANGEBYSCORE', P .. 'gwdead', '-inf', I(now - 3600000))\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "local more = budget <= 0 and 1 or 0\n"
@@ -483,7 +492,7 @@ const char ss_lua_snap_part[] = PRELUDE
     "  for f, v in pairs(h) do\n"
     "    if string.sub(f, 1, 2) == 'm:' then\n"
     "      local room, fl = string.sub(f, 3), mflag(v)\n"
-    "      if not rooms[room] and fl ~= 'X' and (fl == 'O' or mts(v) < sts) then\n"
+    "      if not rooms[room] and fl == 'J' and mts(v) < sts then\n"
     "        redis.call('HDEL', k, f)\n"
     "        setm(room, h.user, sid, nil)\n"
     "      end\n"
