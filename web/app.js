@@ -126,7 +126,8 @@ function start(token, rooms) {
   c.addEventListener('error', (ev) => onServerError(ev.detail));
   c.addEventListener('presence', (ev) => onPresence(ev.detail));
   c.addEventListener('floor', (ev) => onFloor(ev.detail));
-  for (const r of rooms) joinRoom(r);
+  for (const r of rooms) joinRoom(r, false);
+  selectRoom(app.rooms.size ? app.rooms.keys().next().value : '');
   c.connect();
   ui.sendText.focus();
 }
@@ -199,7 +200,7 @@ function onState(s) {
 
 /* ---- rooms ----------------------------------------------------------------------------- */
 
-function joinRoom(name) {
+function joinRoom(name, select = true) {
   if (!validRoom(name)) {
     alertIn(`"${name}" is not a valid room name (1..128 of A-Z a-z 0-9 . _ : @ / -)`);
     return;
@@ -221,7 +222,7 @@ function joinRoom(name) {
     app.client.subscribe(name, { from: 'oldest' });
     writeFragment();
   }
-  selectRoom(name);
+  if (select) selectRoom(name);
 }
 
 function leaveRoom(name) {
