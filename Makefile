@@ -109,7 +109,9 @@ $(B)/bin/mediad: $$(call objs_of,mediad) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(MEDIA_LIBS) $(PKG_LIBS) -lm
 
-$(B)/bin/%: $$(call objs_of,$$*) $(LIBA)
+# A static pattern rule: it applies to the daemons only, never to
+# build/bin/example-* or build/bin/tether.
+$(filter-out $(B)/bin/mediad,$(DAEMON_BINS)): $(B)/bin/%: $$(call objs_of,$$*) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
 
