@@ -272,6 +272,7 @@ static int spawn(const bench_cfg *cfg, child *ch, int n)
                 close(ch[j].wr);
             }
             signal(SIGINT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
             bench_worker(cfg, i, n, up[1], down[0]);
         }
         close(up[1]);
@@ -566,6 +567,8 @@ int cli_bench(int argc, char **argv)
             int was_ready = ch[i].ready;
             if (child_read(&ch[i]) < 0) {
                 fprintf(stderr, "tether bench: worker %d (pid %d) died before reporting\n", i, (int)ch[i].pid);
+                for (int k = 0; k < n; k++)
+                    kill(ch[k].pid, SIGKILL);
                 goto out;
             }
             if (!was_ready && ch[i].ready && ++ready == n) {
@@ -588,8 +591,10 @@ int cli_bench(int argc, char **argv)
         }
     }
     if (g_interrupted) {
+        /* Workers hold nothing worth a clean exit, and one may be blocked
+         * writing its result into a pipe nobody reads any more. */
         for (int i = 0; i < n; i++)
-            kill(ch[i].pid, SIGTERM);
+            kill(ch[i].pid, SIGKILL);
         fprintf(stderr, "tether bench: interrupted\n");
         rc = CLI_ERR;
         goto out;

@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""bench.py -- run Tether's load workloads against a real suite and record them.
+
+Starts Redis and the daemons on free loopback ports with the integration
+harness (tests/integration/tether_harness.py), pins the server side (Redis and
+every daemon) to CPU 0 and the load generator (`tether bench`) to CPU 1, as
+LIBNOTES.md's peer baselines were measured, runs the workloads and writes each
+result to bench/results/<stamp>-<workload>.json plus a Markdown summary.
+
+Workloads (each on a fresh suite):
+  publish    50 connections, closed loop (8 in flight each), 10 s
+  fanout     1,000 subscribers of one room, 100 msg/s, 100-byte messages, 20 s
+  idle       20,000 authenticated idle connections over two gateways (the fd
+             hard limit is 20,000 per process on this machine, on both ends),
+             two bench worker processes; gateway VmRSS before/after
+  reconnect  1,000 subscribers; the gateway is killed with SIGKILL and
+             restarted; time from "gateway back" to all resumed, histograms
+
+usage: bench/bench.py [--only publish,fanout,idle,reconnect] [--quick]
+                      [--tether PATH] [--out DIR]
+Daemon binaries come from $TETHER_BUILD/bin (default build/), like the tests.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+import tether_harness as th  # noqa: E402
+
+SERVER_CPU = {0}
+CLIENT_CPU = {1}
+
+
+def pin(pid, cpus):
+    try:
+        os.sched_setaffinity(pid, cpus)
+        for t in os.listdir("/proc/%d/task" % pid):
+            os.sched_setaffinity(int(t), cpus)
+    except (OSError, ValueError):
+        pass
+
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class Run:
+    """One suite plus helpers to run `tether bench` against it."""
+
+    def __init__(self, args, name, gateways=1, env=None):
+        self.args = args
+        self.name = name
+        self.dir = Path(tempfile.mkdtemp(prefix="tether-bench-%s-" % name))
+        base = {"TETHER_LOG_LEVEL": "warn"}
+        base.update(env or {})
+        self.suite = th.Suite(self.dir, env=base)
+        self.suite.start()
+        self.gateways = [self.suite.gateway]
+        for _ in range(gateways - 1):
+            self.gateways.append(self.suite.add_gateway())
+        self.pin_server()
+
+    def pin_server(self):
+        pin(self.suite.redis.proc.pid, SERVER_CPU)
+        for d in self.suite.daemons.values():
+            if d.alive():
+                pin(d.pid, SERVER_CPU)
+
+    def server_pids(self):
+        pids = [g.pid for g in self.gateways]
+        pids += [d.pid for n, d in self.suite.daemons.items() if d.kind != "gateway" and d.alive()]
+        pids.append(self.suite.redis.proc.pid)
+        return pids
+
+    def urls(self):
+        return ",".join(self.suite.ws_url(g.name) for g in self.gateways)
+
+    def command(self, extra, server_pids=None):
+        cmd = ["taskset", "-c", ",".join(str(c) for c in sorted(CLIENT_CPU)), str(self.args.tether), "bench",
+               "--url", self.urls(), "--secret", self.suite.secret,
+               "--server-pid", ",".join(str(p) for p in (server_pids or self.server_pids()))]
+        return cmd + extra
+
+    def bench(self, extra, server_pids=None, on_ready=None, timeout=600):
+        """Runs tether bench; on_ready() is called (in a thread) when it prints
+        the ready event. Returns (summary dict, command list, stderr text)."""
+        cmd = self.command(extra, server_pids)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        err_lines = []
+
+        def read_err():
+            for line in p.stderr:
+                err_lines.append(line)
+                if on_ready and '"event":"ready"' in line:
+                    threading.Thread(target=on_ready, daemon=True).start()
+        t = threading.Thread(target=read_err, daemon=True)
+        t.start()
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        t.join(5)
+        summary = None
+        for line in out.splitlines():
+            if line.startswith("{"):
+                summary = json.loads(line)
+        if summary is None:
+            raise RuntimeError("tether bench printed no summary (exit %s):\n%s\n%s"
+                               % (p.returncode, "".join(err_lines[-20:]), self.suite.log_tails(20)))
+        summary["exit_code"] = p.returncode
+        return summary, cmd, "".join(err_lines)
+
+    def stop(self):
+        self.suite.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- workloads -------------------------------------------------------------------------
+
+def w_publish(args):
+    r = Run(args, "publish")
+    try:
+        conns = 10 if args.quick else 50
+        dur = 3 if args.quick else 10
+        s, cmd, _ = r.bench(["--mode", "publish", "--conns", str(conns), "--window", "8", "--duration", str(dur),
+                             "--warmup", "2", "--size", "100"])
+        return s, cmd, {}
+    finally:
+        r.stop()
+
+
+def w_fanout(args):
+    r = Run(args, "fanout")
+    try:
+        subs = 100 if args.quick else 1000
+        dur = 5 if args.quick else 20
+        s, cmd, _ = r.bench(["--mode", "fanout", "--conns", str(subs), "--rate", "100", "--duration", str(dur),
+                             "--warmup", "3", "--size", "100"])
+        return s, cmd, {}
+    finally:
+        r.stop()
+
+
+def w_idle(args):
+    conns = 2000 if args.quick else 20000
+    gws = 1 if args.quick else 2
+    r = Run(args, "idle", gateways=gws)
+    try:
+        gpids = [g.pid for g in r.gateways]
+        before = {p: rss_kb(p) for p in gpids}
+        hold = 5 if args.quick else 15
+        s, cmd, _ = r.bench(["--mode", "idle", "--conns", str(conns), "--procs", str(gws), "--duration", str(hold),
+                             "--warmup", "2", "--ramp", "2000", "--timeout", "180"], server_pids=gpids)
+        extra = {"rss_kb_before_runner": before,
+                 "note": "%d connections over %d gateway(s) and %d client process(es): the fd hard limit is "
+                         "20,000 per process on this machine" % (conns, gws, gws)}
+        return s, cmd, extra
+    finally:
+        r.stop()
+
+
+def w_reconnect(args):
+    r = Run(args, "reconnect")
+    try:
+        subs = 200 if args.quick else 1000
+        events = {}
+
+        def outage():
+            time.sleep(1.0)
+            events["kill_mono_ms"] = time.monotonic() * 1000
+            r.suite.kill9("gateway")
+            time.sleep(args.down_s)
+            events["start_mono_ms"] = time.monotonic() * 1000
+            d = r.suite.restart("gateway", wait_ready=False)
+            events["healthy_mono_ms"] = time.monotonic() * 1000
+            pin(d.pid, SERVER_CPU)
+        s, cmd, _ = r.bench(["--mode", "reconnect", "--conns", str(subs), "--room", "bench", "--timeout", "120"],
+                            on_ready=outage)
+        events["down_s_requested"] = args.down_s
+        return s, cmd, {"outage": events}
+    finally:
+        r.stop()
+
+
+WORKLOADS = {"publish": w_publish, "fanout": w_fanout, "idle": w_idle, "reconnect": w_reconnect}
+
+
+# ---- reporting ---------------------------------------------------------------------------
+
+def machine():
+    def sh(c):
+        try:
+            return subprocess.run(c, shell=True, capture_output=True, text=True, timeout=5).stdout.strip()
+        except Exception:
+            return ""
+    return {"commit": sh("git -C %s rev-parse --short HEAD" % REPO), "kernel": platform.release(),
+            "cpus": os.cpu_count(), "nofile": sh("ulimit -Hn"), "redis": sh("redis-server --version"),
+            "build": str(th.BUILD)}
+
+
+def md_line(name, s):
+    if name == "publish":
+        lat = s["ack_latency_us"]
+        return ("| publish | %d conns, window %d | %.0f acks/s | ack p50 %.2f ms, p99 %.2f ms, max %.1f ms | "
+                "server %.1f us CPU/ack | client CPU %.0f%% |"
+                % (s["conns"], s["window"], s["acks_per_s"], lat["p50"] / 1e3, lat["p99"] / 1e3, lat["max"] / 1e3,
+                   s["server_cpu_us_per_ack"], s["client_cpu_pct"]))
+    if name == "fanout":
+        lat = s["latency_us"]
+        return ("| fanout | %d subs x %d msg/s | %.0f deliveries/s, missing %d | p50 %.2f ms, p99 %.2f ms, max %.1f ms"
+                " | server %.2f us CPU/delivery | client CPU %.1f s |"
+                % (s["subscribers"], s["rate_target"], s["delivered_per_s"], s["missing"], lat["p50"] / 1e3,
+                   lat["p99"] / 1e3, lat["max"] / 1e3, s["server_cpu_us_per_delivery"], s["client_cpu_s"]))
+    if name == "idle":
+        per = ", ".join("%.1f KiB" % (x.get("rss_per_conn_bytes", 0) / 1024) for x in s["servers"])
+        return ("| idle | %d conns (%d ready, %d failed) | opened in %.1f s | gateway RSS per conn: %s | | |"
+                % (s["conns"], s["ready"], s["failed"], s["ready_after_s"], per))
+    if name == "reconnect":
+        h = s["resume_after_back_us"]
+        return ("| reconnect | %d subs, gateway SIGKILL + restart | all resumed %.0f ms after gateway back "
+                "(%d/%d) | resume after back p50 %.0f ms, p90 %.0f ms, p99 %.0f ms | peak %d attempts / 100 ms,"
+                " %d resumes / 100 ms | max %d attempts per client |"
+                % (s["conns"], s["back_to_all_resumed_ms"], s["resumed"], s["ready"], h["p50"] / 1e3,
+                   h["p90"] / 1e3, h["p99"] / 1e3, s["peak_attempts_per_100ms"], s["peak_resumes_per_100ms"],
+                   s["max_attempts_one_client"]))
+    return "| %s | %s |" % (name, json.dumps(s))
+
+
+def histogram_text(pairs, width=50):
+    if not pairs:
+        return "(empty)"
+    top = max(n for _, n in pairs) or 1
+    lines = []
+    for ms, n in pairs:
+        lines.append("%6d ms %6d %s" % (ms, n, "#" * max(1 if n else 0, int(n * width / top))))
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="publish,fanout,idle,reconnect")
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--tether", default=str(REPO / "build" / "bin" / "tether"))
+    ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    ap.add_argument("--down-s", type=float, default=1.0, help="reconnect: seconds the gateway stays dead")
+    args = ap.parse_args()
+    if os.cpu_count() < 2:
+        SERVER_CPU.clear(); SERVER_CPU.add(0)
+        CLIENT_CPU.clear(); CLIENT_CPU.add(0)
+    missing = th.missing(th.CORE) + ([] if Path(args.tether).exists() else ["tether"])
+    if missing:
+        sys.exit("bench.py: not built: %s (run make -j2)" % ", ".join(missing))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    lines = []
+    for name in args.only.split(","):
+        print("== %s" % name, flush=True)
+        t0 = time.time()
+        s, cmd, extra = WORKLOADS[name](args)
+        rec = {"workload": name, "stamp": stamp, "quick": args.quick, "machine": machine(),
+               "command": " ".join(cmd), "summary": s, "wall_s": round(time.time() - t0, 1)}
+        rec.update(extra)
+        path = out / ("%s-%s%s.json" % (stamp, name, "-quick" if args.quick else ""))
+        path.write_text(json.dumps(rec, indent=2) + "\n")
+        line = md_line(name, s)
+        lines.append(line)
+        print(line, flush=True)
+        if name == "reconnect":
+            print("resumed, by time since the gateway was back (250 ms buckets):")
+            print(histogram_text(s["resumed_hist_250ms_since_back"]))
+            print("reconnection attempts, by time since the first drop (250 ms buckets):")
+            print(histogram_text(s["attempts_hist_250ms_since_down"]))
+        print("   -> %s" % path, flush=True)
+    md = out / ("%s-summary%s.md" % (stamp, "-quick" if args.quick else ""))
+    md.write_text("# tether bench %s (commit %s)\n\n| workload | shape | result | latency | server | client |\n"
+                  "|---|---|---|---|---|---|\n%s\n" % (stamp, machine()["commit"], "\n".join(lines)))
+    print("summary: %s" % md)
+
+
+if __name__ == "__main__":
+    main()
