@@ -869,6 +869,66 @@ static void test_incomplete_snapshot_rerequested(void **state)
     ts_gw_free(g);
 }
 
+/* ---- replicas ---------------------------------------------------------------------------- */
+
+/* Two replicas share the work: requests round-robin over both, both sweep,
+ * both hear the gateway; every change is still published exactly once. */
+static void test_two_replicas(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    char ep2[64], log2[300];
+    int http2 = tu_free_port();
+    snprintf(ep2, sizeof(ep2), "tcp://127.0.0.1:%d", tu_free_port());
+    snprintf(log2, sizeof(log2), "%s/sessiond2.log", tu_dir());
+    pid_t r2 = ts_start_replica(ep2, http2, log2, TTL_S);
+    assert_true(ts_ready_at(http2, 10000));
+    ts_gw *g = ts_gw_new("gw-two", 8000001);
+    ts_gw_connect(g, ep2);
+    ts_gw_heartbeats(g, 1000);
+    ts_spin(3300); /* both replicas judging gateways */
+    size_t from = ts_quiet(100);
+    for (int i = 0; i < N; i++) {
+        char sid[32], user[32];
+        snprintf(sid, sizeof(sid), "two-%d", i);
+        snprintf(user, sizeof(user), "tw%d", i);
+        open_ok(g, sid, user, (uint64_t)i + 1, 0, NULL);
+        ack_ok(ts_room(g, sid, (uint64_t)i + 1, "two.room", 1));
+    }
+    ts_spin(1100);
+    ts_quiet(200);
+    assert_int_equal(ts_count("two.room", "online", from), N);
+    ts_gw_silence(g);
+    uint64_t end = tu_ms() + 6000;
+    while (ts_count("two.room", "reconnecting", from) < N && tu_ms() < end)
+        loop_run_once(W.l, 5);
+    ts_quiet(500);
+    assert_int_equal(ts_count("two.room", "reconnecting", from), N);
+    ts_gw *g2 = ts_gw_new("gw-two-b", 8000002);
+    ts_gw_connect(g2, ep2);
+    ts_gw_heartbeats(g2, 1000);
+    for (int i = 0; i < N; i++) {
+        char sid[32], user[32];
+        snprintf(sid, sizeof(sid), "two-%d", i);
+        snprintf(user, sizeof(user), "tw%d", i);
+        int resumed;
+        open_ok(g2, sid, user, (uint64_t)i + 1, 0, &resumed);
+        assert_int_equal(resumed, 1);
+        ack_ok(ts_room(g2, sid, (uint64_t)i + 1, "two.room", 1));
+        ack_ok(ts_close(g2, sid, (uint64_t)i + 1, 1, 0));
+    }
+    ts_quiet(300);
+    assert_int_equal(ts_count("two.room", "online", from), 2 * N);
+    assert_int_equal(ts_count("two.room", "offline", from), N);
+    double d1 = tu_metric(W.http_port, "tether_sessiond_gateway_sessions_marked_total");
+    double d2 = tu_metric(http2, "tether_sessiond_gateway_sessions_marked_total");
+    fprintf(stderr, "# two replicas: the dead gateway's sessions were marked %.0f by one, %.0f by the other\n", d1, d2);
+    int st = tu_stop(r2, SIGTERM, 5000);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ts_gw_free(g);
+    ts_gw_free(g2);
+}
+
 /* ---- HTTP ---------------------------------------------------------------------------------- */
 
 static void test_http(void **state)
@@ -994,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_sessiond_kill9_churn),
         cmocka_unit_test(test_bus_gap_asks_snapshot),
         cmocka_unit_test(test_incomplete_snapshot_rerequested),
+        cmocka_unit_test(test_two_replicas),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_expiry_after_ttl),
         cmocka_unit_test(test_sigterm),

@@ -153,34 +153,44 @@ static inline size_t ts_count(const char *room, const char *state, size_t from)
     return k;
 }
 
-static inline pid_t ts_start_sessiond(int ttl_s)
+/* Starts a sessiond replica binding rpc_ep and HTTP on http_port, logging
+ * to log (appended). */
+static inline pid_t ts_start_replica(const char *rpc_ep, int http_port, const char *log, int ttl_s)
 {
     static char e_redis[96], e_rpc[96], e_in[96], e_out[96], e_http[64], e_ttl[64];
     snprintf(e_redis, sizeof(e_redis), "TETHER_REDIS=redis://127.0.0.1:%d/0", W.redis_port);
-    snprintf(e_rpc, sizeof(e_rpc), "TETHER_SESSIOND=%s", W.rpc_ep);
+    snprintf(e_rpc, sizeof(e_rpc), "TETHER_SESSIOND=%s", rpc_ep);
     snprintf(e_in, sizeof(e_in), "TETHER_BUS_IN=%s", W.bus_in);
     snprintf(e_out, sizeof(e_out), "TETHER_BUS_OUT=%s", W.bus_out);
-    snprintf(e_http, sizeof(e_http), "TETHER_HTTP=127.0.0.1:%d", W.http_port);
+    snprintf(e_http, sizeof(e_http), "TETHER_HTTP=127.0.0.1:%d", http_port);
     snprintf(e_ttl, sizeof(e_ttl), "TETHER_SESSION_TTL_S=%d", ttl_s);
     const char *env[] = { e_redis, e_rpc, e_in, e_out, e_http, e_ttl, "TETHER_LOG_LEVEL=info", NULL };
     char bin[600];
     ts_bin_path("sessiond", bin, sizeof(bin));
     const char *argv[] = { bin, NULL };
-    W.ttl_s = ttl_s;
-    return tu_spawn(argv, env, W.log);
+    return tu_spawn(argv, env, log);
 }
 
-/* Polls /readyz (sessiond's Redis and bus round trip) for up to ms. */
-static inline int ts_ready(unsigned ms)
+static inline pid_t ts_start_sessiond(int ttl_s)
+{
+    W.ttl_s = ttl_s;
+    return ts_start_replica(W.rpc_ep, W.http_port, W.log, ttl_s);
+}
+
+/* Polls /readyz (sessiond's Redis and bus round trip) on http_port for up
+ * to ms. */
+static inline int ts_ready_at(int http_port, unsigned ms)
 {
     uint64_t end = tu_ms() + ms;
     while (tu_ms() < end) {
-        if (tu_http_get(W.http_port, "/readyz", NULL, 0) == 200)
+        if (tu_http_get(http_port, "/readyz", NULL, 0) == 200)
             return 1;
         loop_run_once(W.l, 20);
     }
     return 0;
 }
+
+static inline int ts_ready(unsigned ms) { return ts_ready_at(W.http_port, ms); }
 
 /* Starts sessiond and waits until it is ready and judging gateways (its
  * bus has been stable for 3 s): from then on it behaves as a long-running
@@ -324,6 +334,9 @@ static inline ts_gw *ts_gw_new(const char *instance, uint64_t incarnation)
     g->dealer = zsock_new(W.l, d, ts_gw_msg, g);
     return g;
 }
+
+/* Also sends g's requests to another replica (round robin, as a DEALER does). */
+static inline void ts_gw_connect(ts_gw *g, const char *rpc_ep) { zmq_connect(zsock_raw(g->dealer), rpc_ep); }
 
 static inline void ts_call_finish(ts_pend *c, int status, const bus_env *rep)
 {
