@@ -104,7 +104,7 @@ int main(void)
      * still not re-joined after this grace was left while it was away. */
     a.c.cfg.rejoin_grace_ms = a.c.cfg.ttl_ms < 10000 ? a.c.cfg.ttl_ms : 10000;
     a.c.cfg.sweep_ms = 250;
-    a.c.cfg.batch = 500;
+    a.c.cfg.batch = 200; /* ~10 ms of Redis per sweep call at most */
     a.c.cfg.bus_stable_ms = 3000;
     char host[256];
     int port, db;
