@@ -15,7 +15,8 @@
  *   {"cmd":"answer","id":"a","sdp":"..."}    -> {"ev":"ready","id":"a"} once
  *                                               ICE is up and keys are set
  *   {"cmd":"send","id":"a","count":N,"interval_ms":20,"tag":"alice",
- *    "size":80,"ssrc":optional,"corrupt":bool} -> {"ev":"sent","id":"a","n":N}
+ *    "size":80,"ssrc":optional,"corrupt":bool,"replay":bool}
+ *                                      -> {"ev":"sent","id":"a","n":N}
  *   {"cmd":"raw","id":"a","hex":"...","count":N}  unencrypted datagrams
  *   {"cmd":"stats","id":"a"}                 -> {"ev":"stats",...}
  *   {"cmd":"reset","id":"a"}                 (receive statistics)
@@ -87,6 +88,7 @@ typedef struct peer {
     unsigned to_send, sent, size, interval_ms;
     uint32_t send_ssrc;
     int corrupt;
+    int replay;                 /* each packet sent twice (replay tests) */
     char tag[64];
     uint64_t counter;
 } peer;
@@ -402,6 +404,8 @@ static int send_one(peer *p)
         return -EINVAL;
     if (p->corrupt)
         pkt[n - 1] ^= 0x5a;
+    if (p->replay)
+        md_ice_send(p->ice, pkt, (size_t)n);
     return md_ice_send(p->ice, pkt, (size_t)n);
 }
 
@@ -433,6 +437,7 @@ static void cmd_send(peer *p, json_t *c)
         p->size = 80;
     p->send_ssrc = (uint32_t)json_integer_value(json_object_get(c, "ssrc"));
     p->corrupt = json_is_true(json_object_get(c, "corrupt"));
+    p->replay = json_is_true(json_object_get(c, "replay"));
     snprintf(p->tag, sizeof(p->tag), "%s", tag ? tag : p->id);
     p->sent = 0;
     loop_now_update(P.l);

@@ -291,12 +291,17 @@ static void offer_in_room(offer_op *op, md_room *r)
         sess_drop(old, 1);
     }
     md_sess *s = md_sess_new(op->rs->c, r, &op->req, op->sdp, &op->pick, &why);
+    int client_fault = !s && errno == EINVAL;
     if (!s || hmap_put(op->rs->sess, s->key, s) < 0) {
         if (s)
             md_sess_destroy(s);
         if (r->nmembers == 0)
             room_free(r);
-        reply_error(op, 4500, why);
+        if (client_fault) {
+            metrics_inc(md_m.sdp_rejected);
+            LOG_INFO("offer refused", "{s:s,s:s,s:s}", "room", op->room, "user", op->user, "reason", why);
+        }
+        reply_error(op, client_fault ? 4400 : 4500, why);
         offer_free(op);
         return;
     }

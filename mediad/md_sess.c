@@ -244,9 +244,11 @@ md_sess *md_sess_new(md_ctx *c, md_room *room, const Tether__Bus__MediaReq *req,
 {
     const md_sdp_media *m = &offer->m[pick->index];
     char err[160];
+    int client_fault = 0;
     md_sess *s = calloc(1, sizeof(*s));
     if (!s) {
         *why = "out of memory";
+        errno = EAGAIN;
         return NULL;
     }
     s->c = c;
@@ -280,6 +282,7 @@ md_sess *md_sess_new(md_ctx *c, md_room *room, const Tether__Bus__MediaReq *req,
     snprintf(s->rpwd, sizeof(s->rpwd), "%s", m->pwd);
     if (md_ice_set_remote(s->ice, m->ufrag, m->pwd) < 0) {
         *why = "ICE credentials refused";
+        client_fault = 1;
         goto fail;
     }
     apply_media(s, m);
@@ -296,6 +299,7 @@ md_sess *md_sess_new(md_ctx *c, md_room *room, const Tether__Bus__MediaReq *req,
             goto fail;
         }
     } else if (sdes_inbound(s, pick->crypto, why) < 0) {
+        client_fault = 1;
         goto fail;
     }
     rnd(&s->sess_version, sizeof(s->sess_version));
@@ -307,6 +311,7 @@ fail:
     md_srtp_free(s->in);
     md_srtp_free(s->out);
     free(s);
+    errno = client_fault ? EINVAL : EAGAIN;
     return NULL;
 }
 

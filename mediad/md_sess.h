@@ -82,7 +82,9 @@ struct md_sess {
 };
 
 /* Creates the session for req (borrowed) from a parsed offer and the pick
- * md_sdp_select made. On failure returns NULL with a reason in *why. */
+ * md_sdp_select made. On failure returns NULL with a reason in *why and
+ * errno EINVAL (the offer is at fault: a bad key) or EAGAIN (ours: no port,
+ * out of memory). */
 md_sess *md_sess_new(md_ctx *c, md_room *room, const Tether__Bus__MediaReq *req, const md_sdp *offer,
                      const md_sdp_pick *pick, const char **why);
 /* A new offer on an existing session: same ICE credentials (renegotiation),
