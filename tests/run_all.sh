@@ -22,6 +22,7 @@ BUILD=${TETHER_BUILD:-build}
 export TETHER_BUILD=$BUILD
 RES=$BUILD/test-results
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}          # per unit binary; they take seconds
 INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-600}
 CHAOS_TIMEOUT=${CHAOS_TIMEOUT:-480}
 mkdir -p "$RES"
@@ -56,14 +57,16 @@ show_tail() {
 # counts at least one failure even if it printed nothing (a crash).
 run_unit() {
   echo "== unit tests"
-  local p=0 f=0 s=0 n=0 t name log rc cp cf cs
+  local p=0 f=0 s=0 n=0 t name log rc cp cf cs t0 secs
   for t in "$BUILD"/tests/test_*; do
     [ -f "$t" ] && [ -x "$t" ] || continue
     n=$((n + 1))
     name=$(basename "$t")
     log=$RES/unit-$name.log
-    timeout 300 "$t" >"$log" 2>&1
+    t0=$SECONDS
+    timeout "$UNIT_TIMEOUT" "$t" >"$log" 2>&1
     rc=$?
+    secs=$((SECONDS - t0))
     cp=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
     cf=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
     cs=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
@@ -74,10 +77,10 @@ run_unit() {
     if [ "$rc" -ne 0 ] && [ "$cf" -eq 0 ]; then cf=1; fi
     if [ "$rc" -eq 0 ] && [ "$cp" -eq 0 ] && [ "$cf" -eq 0 ]; then cp=1; fi
     if [ "$rc" -eq 0 ] && [ "$cf" -eq 0 ]; then
-      echo "   ok    $name ($cp passed)"
+      echo "   ok    $name ($cp passed, ${secs}s)"
     else
-      [ "$rc" -eq 124 ] && echo "   (timed out after 300 s)"
-      echo "   FAIL  $name (exit $rc, $cf failed)"
+      [ "$rc" -eq 124 ] && echo "   (killed: still running after UNIT_TIMEOUT=${UNIT_TIMEOUT}s)"
+      echo "   FAIL  $name (exit $rc, $cf failed, ${secs}s)"
       show_tail "$log"
     fi
     p=$((p + cp)); f=$((f + cf)); s=$((s + cs))
