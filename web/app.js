@@ -28,7 +28,7 @@ const ui = {
 };
 
 const app = {
-  devMode: false,
+  devMode: null,      // a promise: does this server mint dev tokens?
   client: null,
   user: '',
   rooms: new Map(),   // name -> {name, list, pending, entry, unread, presence: Map, audio, seq}
@@ -53,14 +53,13 @@ function splitRooms(s) {
 
 /* ---- sign-in ---------------------------------------------------------------------- */
 
-async function detectDevMode() {
-  try {
-    // Without ?user= a dev-mode gateway answers 400; any other server 404.
-    const r = await fetch('/dev/token', { cache: 'no-store' });
-    return r.status === 400;
-  } catch {
-    return false;
+/* Asked once, when first needed: without ?user= a dev-mode gateway answers
+ * 400, any other server 404. */
+function devMode() {
+  if (!app.devMode) {
+    app.devMode = fetch('/dev/token', { cache: 'no-store' }).then((r) => r.status === 400, () => false);
   }
+  return app.devMode;
 }
 
 async function devToken(user) {
@@ -90,13 +89,14 @@ function writeFragment() {
   if (s) saveSession(s.token, [...app.rooms.keys()]);
 }
 
-function showSignin(error) {
+async function showSignin(error) {
+  const dev = await devMode();
   ui.console.hidden = true;
   ui.who.hidden = true;
   ui.signin.hidden = false;
-  ui.devForm.hidden = !app.devMode;
+  ui.devForm.hidden = !dev;
   ui.signinError.textContent = error || '';
-  (app.devMode ? $('dev-user') : $('token-input')).focus();
+  (dev ? $('dev-user') : $('token-input')).focus();
 }
 
 function start(token, rooms) {
@@ -111,7 +111,8 @@ function start(token, rooms) {
   const c = new TetherClient({
     url: `${proto}//${location.host}/ws`,
     token,
-    getToken: app.devMode && app.user ? () => devToken(app.user).catch(() => null) : null,
+    // A fresh token on 4502 or before exp: only from a dev-mode server.
+    getToken: async () => (app.user && (await devMode()) ? devToken(app.user).catch(() => null) : null),
   });
   app.client = c;
   c.addEventListener('state', (ev) => onState(ev.detail));
@@ -157,7 +158,7 @@ const STATE_TEXT = {
 };
 
 function onState(s) {
-  app.statusLog.push({ state: s.state, code: s.code, reason: s.reason, at: Date.now() });
+  app.statusLog.push({ state: s.state, code: s.code, reason: s.reason, resumed: !!s.resumed, at: Date.now() });
   ui.status.dataset.state = s.state;
   clearInterval(app.countdown);
   let text = STATE_TEXT[s.state] || s.state;
@@ -593,14 +594,13 @@ function wire() {
 
 async function main() {
   wire();
-  app.devMode = await detectDevMode();
   const frag = new URLSearchParams(location.hash.slice(1));
   const rooms = splitRooms(frag.get('rooms'));
   const saved = loadSession();
   if (frag.get('token')) {
     start(frag.get('token'), rooms);
     writeFragment(); // the token leaves the address bar
-  } else if (frag.get('user') && app.devMode) {
+  } else if (frag.get('user') && (await devMode())) {
     try {
       start(await devToken(frag.get('user')), rooms);
       writeFragment();

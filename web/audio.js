@@ -129,6 +129,18 @@ export class RoomAudio extends EventTarget {
     this.setState('unavailable', `${err.reason || 'server error'} (${err.code})`);
   }
 
+  /* RTP packet counters of the audio path ({received, sent}), for the
+   * console's diagnostics and the tests. */
+  async counters() {
+    const out = { received: 0, sent: 0 };
+    if (!this.pc) return out;
+    (await this.pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') out.received += r.packetsReceived || 0;
+      if (r.type === 'outbound-rtp' && r.kind === 'audio') out.sent += r.packetsSent || 0;
+    });
+    return out;
+  }
+
   /* Unmutes the microphone while this user holds the floor. */
   setTalking(on) {
     this.talking = on;

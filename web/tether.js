@@ -773,6 +773,7 @@ export class TetherClient extends EventTarget {
       return;
     }
     f.state = 'idle';
+    f.holder = '';
     f.linkSent = false;
     this.queuePtt(room, false);
     this.emitFloor(room, 'released');
