@@ -9,6 +9,8 @@
 //   t.until(what, pred, ms)  polls pred (sync/async) with a deadline
 //   t.shot(page, name)       saves build/screenshots/<name>.png
 //   t.messages(page, room)   [{seq, text, from, replayed}] as displayed
+//   t.note(text)             printed under the test's line (a known server
+//                            deviation the test tolerates and reports)
 // A page error or a CSP violation in any page fails the test.
 // opts: { gateways: n, gatewayEnv: [{...}, ...] (per gateway), timeoutMs,
 //         suite: false (no daemons, no browser: tests of web/*.js in Node) }.
@@ -46,8 +48,10 @@ async function runOne(entry, workRoot) {
   const profile = path.join(dir, 'chromium-profile');
   const problems = [];
   const pages = [];
+  const notes = [];
   let ctx = null;
   const t = {
+    note: (text) => notes.push(text),
     suite,
     async open(gw, fragment = '') {
       if (!ctx) {
@@ -99,7 +103,7 @@ async function runOne(entry, workRoot) {
   if (ctx) await ctx.close().catch(() => {});
   await suite.stop().catch(() => {});
   if (!error && !process.env.TETHER_KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
-  return { error, ms: Date.now() - started, logs, dir };
+  return { error, ms: Date.now() - started, logs, dir, notes };
 }
 
 /* Runs every registered test (or those whose name contains `filter`);
@@ -135,6 +139,7 @@ export async function runAll(filter) {
       passed++;
       console.log(`ok    ${entry.name} (${(r.ms / 1000).toFixed(1)} s)`);
     }
+    for (const n of r.notes) console.log(`      note: ${n}`);
   }
   if (!failed) rmSync(workRoot, { recursive: true, force: true });
   console.log(`screenshots: ${SHOTS}`);
