@@ -32,7 +32,8 @@ typedef struct pub_app {
     line *head, *tail;               /* not yet handed to the outbox */
     char *partial;                   /* stdin bytes after the last newline */
     size_t partial_len;
-    uint64_t submitted, acked, failed;
+    uint64_t submitted, acked, failed;   /* failed: acks with an error */
+    uint64_t refused;                    /* never submitted (not JSON, bad id) */
     int rc, closing;
 } pub_app;
 
@@ -71,7 +72,7 @@ static void finish(pub_app *a, int rc)
 static void check_done(pub_app *a)
 {
     if (a->input_done && !a->head && a->acked + a->failed == a->submitted)
-        finish(a, a->failed ? CLI_ERR : CLI_OK);
+        finish(a, a->failed || a->refused ? CLI_ERR : CLI_OK);
 }
 
 /* Hands queued lines to the outbox while it has room. */
@@ -87,7 +88,7 @@ static void submit(pub_app *a)
         if (!a->head)
             a->tail = NULL;
         if (r < 0) {
-            a->failed++;
+            a->refused++;
             cli_event("publish_error", "{s:s,s:s,s:i}", "data", l->data,
                       "reason", r == -EINVAL ? "not valid JSON (or a bad --id)" : "cannot queue", "errno", -r);
         } else {

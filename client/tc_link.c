@@ -166,6 +166,21 @@ int tc_link__connect(tc_client *c)
     return 0;
 }
 
+/* Detaches the socket from the client: lws closes it soon (and every
+ * callback it still makes for it returns -1), the client forgets it now.
+ * An asynchronous kill alone is not enough while connecting: lws replaces a
+ * wsi's timeout with its own handshake timeouts when the TCP connect
+ * completes, which would keep a link alive that we already gave up. */
+static void orphan(tc_client *c)
+{
+    struct lws *w = c->wsi;
+    c->wsi = NULL;
+    if (w) {
+        lws_set_opaque_user_data(w, NULL);
+        lws_set_timeout(w, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    }
+}
+
 void tc_link__close(tc_client *c, int code, const char *reason, int hard)
 {
     if (!c->wsi || c->local_code)
@@ -173,7 +188,10 @@ void tc_link__close(tc_client *c, int code, const char *reason, int hard)
     c->local_code = code;
     snprintf(c->local_reason, sizeof(c->local_reason), "%s", reason ? reason : "");
     if (hard || !c->established) {
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        char why[sizeof(c->local_reason)];
+        snprintf(why, sizeof(why), "%s", c->local_reason);
+        orphan(c);
+        link_gone(c, NULL, code, why);
         return;
     }
     /* Flush what is queued, then the close frame; a peer that does not
@@ -184,18 +202,13 @@ void tc_link__close(tc_client *c, int code, const char *reason, int hard)
 
 void tc_link__abandon(tc_client *c)
 {
-    struct lws *w = c->wsi;
+    orphan(c);
     c->link_active = 0;
-    c->wsi = NULL;
     c->established = 0;
     sq_clear(c);
     free(c->rx);
     c->rx = NULL;
     c->rxlen = c->rxcap = 0;
-    if (w) {
-        lws_set_opaque_user_data(w, NULL);
-        lws_set_timeout(w, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-    }
 }
 
 static int rx_append(tc_client *c, const void *in, size_t len)
@@ -246,8 +259,19 @@ int tc_link__callback(struct lws *wsi, enum lws_callback_reasons reason, void *i
 {
     tc_client *c = lws_get_opaque_user_data(wsi);
     char why[200];
-    if (!c || !c->link_active)
-        return 0;
+    if (!c || !c->link_active) {
+        /* An orphaned socket (see orphan()): refuse to go on with it. */
+        switch (reason) {
+        case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+        case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+        case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        case LWS_CALLBACK_CLIENT_RECEIVE:
+        case LWS_CALLBACK_CLIENT_WRITEABLE:
+            return -1;
+        default:
+            return 0;
+        }
+    }
     if (!c->wsi && c->in_connect)
         c->wsi = wsi;
     if (c->wsi != wsi)
