@@ -9,6 +9,7 @@ PKGS=(
   libjwt-dev libssl-dev libjansson-dev libglib2.0-dev libnice-dev libsrtp2-dev libopus-dev
   libcmocka-dev redis-server redis-tools
   python3 python3-websockets python3-pytest
+  yamllint python3-yaml nodejs iproute2
   chromium
 )
 # Browser tests: Node with npm (a NodeSource nodejs already bundles npm;

@@ -17,6 +17,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,7 +86,11 @@ def effective_config(program, timeout=10.0):
         "TETHER_JWT_SECRET": "deploy-test-secret-0123456789abcdef",
         "TETHER_MEDIA_IFACES": "lo",
     })
-    p = subprocess.Popen([str(k8s.BIN / program)], env=env, stdin=subprocess.DEVNULL,
+    # A scratch directory: programs may write state relative to it (mediad's
+    # default certificate path is run/mediad-dtls.pem).
+    scratch = tempfile.TemporaryDirectory(prefix="tether-vars-")
+    env["TETHER_MEDIA_CERT"] = os.path.join(scratch.name, "dtls.pem")
+    p = subprocess.Popen([str(k8s.BIN / program)], env=env, stdin=subprocess.DEVNULL, cwd=scratch.name,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     os.set_blocking(p.stdout.fileno(), False)
     buf = b""
@@ -121,6 +126,7 @@ def effective_config(program, timeout=10.0):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+        scratch.cleanup()
     return found
 
 
