@@ -20,7 +20,10 @@
  *       okey, ores, oat       the open that made the current holder
  *                             ("<gi>|<conn>"), its result ("resumed,disc_ms")
  *                             and its at_ms: a retried open is answered from
- *                             them and changes nothing
+ *                             them and changes nothing; an older one (a late
+ *                             retry: a smaller conn id of the same gateway,
+ *                             whose ids grow, or an earlier at_ms of another)
+ *                             changes nothing either
  *       m:<room>              membership "<flag>:<ts>:<req_id>": J joined by
  *                             the current connection, O carried over from an
  *                             earlier connection and not re-joined yet, X left.
@@ -40,6 +43,14 @@
  *                           D, offline (field absent) otherwise.
  *   tether:{sess}:u:<user>  the user's most recent session id (deleted when
  *                           that session ends)
+ *   tether:{sess}:pk:<gi>|<conn>  hash, 10 min: events of a connection that
+ *                           is not (yet) its session's holder -- m:<room>,
+ *                           p:<room>, close "<bye>,<at_ms>" -- applied when
+ *                           its open (or a snapshot listing it) arrives.
+ *                           After an outage the gateway's retries run on
+ *                           independent timers, so a close may overtake its
+ *                           open; without this the open would make a closed
+ *                           connection live (a ghost)
  *   tether:{sess}:t:<sid>   tombstone of an ended session (its okey), 5 min:
  *                           a late retry of the open that created it must not
  *                           bring it back
@@ -179,6 +190,40 @@
     "  local uk = P .. 'u:' .. h.user\n" \
     "  if redis.call('GET', uk) == sid then redis.call('DEL', uk) end\n" \
     "end\n" \
+    "local function park(gi, conn, field, value)\n" \
+    "  local pk = P .. 'pk:' .. gi .. '|' .. conn\n" \
+    "  redis.call('HSET', pk, field, value)\n" \
+    "  redis.call('PEXPIRE', pk, 600000)\n" \
+    "end\n" \
+    "local function unpark(sid, gi, conn, since, ttl, now)\n" \
+    "  local pk = P .. 'pk:' .. gi .. '|' .. conn\n" \
+    "  local pa = redis.call('HGETALL', pk)\n" \
+    "  if #pa == 0 then return end\n" \
+    "  redis.call('DEL', pk)\n" \
+    "  local h = sget(sid)\n" \
+    "  if not h or h.live ~= '1' or h.gi ~= gi or h.conn ~= conn then return end\n" \
+    "  local k = P .. 's:' .. sid\n" \
+    "  local close = nil\n" \
+    "  for i = 1, #pa, 2 do\n" \
+    "    local f, v = pa[i], pa[i + 1]\n" \
+    "    local kind = string.sub(f, 1, 2)\n" \
+    "    if kind == 'm:' then\n" \
+    "      if mts(v) >= since then\n" \
+    "        redis.call('HSET', k, f, v)\n" \
+    "        if mflag(v) == 'J' then setm(string.sub(f, 3), h.user, sid, 'L') else setm(string.sub(f, 3), h.user, sid, nil) end\n" \
+    "      end\n" \
+    "    elseif kind == 'p:' then\n" \
+    "      redis.call('HSET', k, f, v)\n" \
+    "    elseif f == 'close' then\n" \
+    "      close = v\n" \
+    "    end\n" \
+    "  end\n" \
+    "  if close then\n" \
+    "    h = sget(sid)\n" \
+    "    local bye, at = string.match(close, '^(%d),(%d+)$')\n" \
+    "    if bye == '1' then end_session(sid, h) else disconnect(sid, h, tonumber(at), 'c', ttl, now) end\n" \
+    "  end\n" \
+    "end\n" \
     "local function gw_alive(gi, now)\n" \
     "  local s = redis.call('ZSCORE', P .. 'gwdl', gi)\n" \
     "  return s and tonumber(s) >= now\n" \
@@ -220,7 +265,9 @@
  * owner}. forbidden: the session belongs to another user (untouched). An
  * unknown session is created; a disconnected one is resumed (its memberships
  * become O, to be re-joined within the grace); a live one is taken over
- * (resumed, disconnected_ms 0 unless its gateway is dead). */
+ * (resumed, disconnected_ms 0 unless its gateway is dead). An open older
+ * than the holder's (a late retry) changes nothing. Events of the
+ * connection that arrived before its open (parked) are applied now. */
 const char ss_lua_open[] = PRELUDE
     "local now = now_ms()\n"
     "local sid, user, conn, client = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
@@ -241,6 +288,11 @@ const char ss_lua_open[] = PRELUDE
     "  if h.okey == okey then\n"
     "    local r0, d0 = string.match(h.ores or '', '^(%d+),(%d+)$')\n"
     "    return {'ok', gst, {tonumber(r0) or 0, tonumber(d0) or 0, user}, CH}\n"
+    "  end\n"
+    "  -- A late retry of an open older than the holder's (same gateway: its\n"
+    "  -- connection ids grow; another gateway: at_ms) must not take it back.\n"
+    "  if h.gi and (h.gi == gi and idlt(conn, h.conn or '0') or h.gi ~= gi and at < (tonumber(h.oat) or 0)) then\n"
+    "    return {'ok', gst, {1, 0, user}, CH}\n"
     "  end\n"
     "  resumed = 1\n"
     "  if h.live == '1' then\n"
@@ -274,12 +326,16 @@ const char ss_lua_open[] = PRELUDE
     "redis.call('PERSIST', k)\n"
     "redis.call('SADD', P .. 'gc:' .. gi, sid)\n"
     "redis.call('SET', P .. 'u:' .. user, sid)\n"
+    "-- Its connection's joins, leaves or close may have arrived first (the\n"
+    "-- gateway's retries after an outage run on independent timers).\n"
+    "unpark(sid, gi, conn, 0, ttl, now)\n"
     "return {'ok', gst, {resumed, disc, user}, CH}\n";
 
 /* SessCloseReq. ARGV: sid, conn, bye, at_ms, instance, incarnation, ttl_ms,
  * dead_after_ms, npos, then npos (room, epoch, seq). data: {0 nothing to do,
  * 1 disconnected, 2 ended}. Only the current holder (gateway incarnation and
- * connection) may close; anything else is an old connection's late news. */
+ * connection) closes at once; a close of any other connection is parked,
+ * in case its open is still on the way. */
 const char ss_lua_close[] = PRELUDE
     "local now = now_ms()\n"
     "local sid, conn, bye = ARGV[1], ARGV[2], ARGV[3] == '1'\n"
@@ -288,10 +344,18 @@ const char ss_lua_close[] = PRELUDE
     "local ttl, dead_after = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local gi, gst = gw_seen(ARGV[5], ARGV[6], now, dead_after)\n"
     "local h = sget(sid)\n"
-    "if not h then return {'ok', gst, {0}, CH} end\n"
-    "if h.gi ~= gi or h.conn ~= conn then return {'ok', gst, {0}, CH} end\n"
-    "local k = P .. 's:' .. sid\n"
     "local n = tonumber(ARGV[9])\n"
+    "if not h or h.gi ~= gi or h.conn ~= conn then\n"
+    "  -- Not (yet) the holder: late news of an old connection, or news that\n"
+    "  -- overtook its open. Parked for that open; expires otherwise.\n"
+    "  for i = 0, n - 1 do\n"
+    "    local b = 10 + i * 3\n"
+    "    park(gi, conn, 'p:' .. ARGV[b], ARGV[b + 1] .. ' ' .. ARGV[b + 2])\n"
+    "  end\n"
+    "  park(gi, conn, 'close', (bye and '1' or '0') .. ',' .. I(at))\n"
+    "  return {'ok', gst, {0}, CH}\n"
+    "end\n"
+    "local k = P .. 's:' .. sid\n"
     "for i = 0, n - 1 do\n"
     "  local b = 10 + i * 3\n"
     "  redis.call('HSET', k, 'p:' .. ARGV[b], ARGV[b + 1] .. ' ' .. ARGV[b + 2])\n"
@@ -315,16 +379,21 @@ const char ss_lua_close[] = PRELUDE
     "return {'ok', gst, {0}, CH}\n";
 
 /* SessRoomReq. ARGV: sid, conn, room, joined, ts, req_id, instance,
- * incarnation, dead_after_ms. data: {1 applied, 0 ignored}. */
+ * incarnation, dead_after_ms. data: {1 applied, 0 ignored or parked}. */
 const char ss_lua_room[] = PRELUDE
     "local now = now_ms()\n"
     "local sid, conn, room, joined = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'\n"
     "local ts, rid = tonumber(ARGV[5]), ARGV[6]\n"
     "local gi, gst = gw_seen(ARGV[7], ARGV[8], now, tonumber(ARGV[9]))\n"
     "local h = sget(sid)\n"
-    "if not h then return {'notfound', gst, {0}, CH} end\n"
-    "if h.gi ~= gi or h.conn ~= conn then return {'ok', gst, {0}, CH} end\n"
     "local f = 'm:' .. room\n"
+    "if not h or h.gi ~= gi or h.conn ~= conn then\n"
+    "  local pv = redis.call('HGET', P .. 'pk:' .. gi .. '|' .. conn, f)\n"
+    "  if not pv or not idlt(rid, mrid(pv)) then\n"
+    "    park(gi, conn, f, (joined and 'J:' or 'X:') .. I(ts) .. ':' .. rid)\n"
+    "  end\n"
+    "  return {h and 'ok' or 'notfound', gst, {0}, CH}\n"
+    "end\n"
     "local cur = h[f]\n"
     "if cur and mflag(cur) ~= 'O' and idlt(rid, mrid(cur)) then return {'ok', gst, {0}, CH} end\n"
     "local k = P .. 's:' .. sid\n"
@@ -484,7 +553,8 @@ const char ss_lua_sweep[] = PRELUDE
  * its end counts itself, so that the finish can tell a part went missing. Every listed connection is
  * live with exactly its rooms, unless newer news says otherwise: a
  * connection its gateway closed stays closed, a session another live
- * gateway holds stays there, a join or leave after the snapshot wins.
+ * gateway holds (or this gateway's newer connection) stays there, a join,
+ * leave or close after the snapshot (parked or not) wins.
  * data: {created, revived, taken over}. */
 const char ss_lua_snap_part[] = PRELUDE
     "local now = now_ms()\n"
@@ -544,6 +614,12 @@ const char ss_lua_snap_part[] = PRELUDE
     "      take = true\n"
     "      revived = revived + 1\n"
     "    end\n"
+    "  elseif h.gi == gi then\n"
+    "    -- The gateway's own later connection (its ids grow): it knows best.\n"
+    "    if idlt(h.conn, conn) then\n"
+    "      take = true\n"
+    "      taken = taken + 1\n"
+    "    end\n"
     "  elseif h.live ~= '1' or not gw_alive(h.gi, now) then\n"
     "    take = true\n"
     "    taken = taken + 1\n"
@@ -568,7 +644,10 @@ const char ss_lua_snap_part[] = PRELUDE
     "    redis.call('SET', P .. 'u:' .. user, sid)\n"
     "    h.live, h.gi, h.conn = '1', gi, conn\n"
     "  end\n"
-    "  if h and h.live == '1' and h.gi == gi and h.conn == conn then sync(sid, h, rooms) end\n"
+    "  if h and h.live == '1' and h.gi == gi and h.conn == conn then\n"
+    "    sync(sid, h, rooms)\n"
+    "    unpark(sid, gi, conn, sts, ttl, now)\n"
+    "  end\n"
     "end\n"
     "redis.call('PEXPIRE', seen, 60000)\n"
     "local nk = P .. 'snapn:' .. ARGV[4]\n"

@@ -94,7 +94,7 @@ static void step(long long base, const char *line, char *changes, size_t clen, c
         const char *op;
         int min;
     } need[] = { { "open", 6 }, { "close", 4 }, { "bye", 4 }, { "join", 5 }, { "leave", 5 }, { "hb", 2 },
-                 { "presence", 2 }, { "snap", 4 }, { "fin", 5 }, { "kill", 2 }, { "del", 2 } };
+                 { "presence", 2 }, { "snap", 4 }, { "fin", 5 }, { "kill", 2 }, { "del", 2 }, { "live", 2 } };
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
         if (!strcmp(op, need[i].op) && nt < need[i].min)
             fail_msg("step '%s': too few fields", line);
@@ -173,6 +173,16 @@ static void step(long long base, const char *line, char *changes, size_t clen, c
         memcpy(a, v, sizeof(v));
         n = 7;
         body = ss_lua_snap_finish;
+    } else if (!strcmp(op, "live")) { /* live S: code "<live>:<conn>" or "none" */
+        redisReply *h = redisCommand(R, "HMGET tether:{sess}:s:%s live conn", tok[1]);
+        if (h->element[0]->type == REDIS_REPLY_STRING)
+            snprintf(code, codelen, "%s:%s", h->element[0]->str, h->element[1]->str);
+        else
+            snprintf(code, codelen, "none");
+        freeReplyObject(h);
+        snprintf(changes, clen, "-");
+        *gst = 0;
+        return;
     } else if (!strcmp(op, "kill")) { /* kill G: its deadline passes now (a SIGKILL) */
         gw_of(tok[1], inst, sizeof(inst), inc, sizeof(inc));
         freeReplyObject(redisCommand(R, "ZADD tether:{sess}:gwdl 0 %s|%s", inst, inc));
@@ -337,6 +347,39 @@ static const scenario SCENARIOS[] = {
         { "snap g1 100 k4", "-", NULL, ANY },
         { "fin g1 100 k4 2", "-", "incomplete", ANY },
         { "snap g9 100 k4", "-", "claimed", ANY },
+        { NULL, NULL, NULL, 0 } } },
+    { "reordered retries: a close that overtook its open is applied by the open",
+      { { "open s1 ann 1 g1 0", "-", NULL, ANY },
+        { "join s1 1 g1 r", "r/ann/online", NULL, ANY },
+        { "close s1 1 g1 0", "r/ann/reconnecting", NULL, ANY },
+        { "close s1 2 g1 5", "-", NULL, ANY },
+        { "open s1 ann 2 g1 3", "-", NULL, ANY },
+        { "live s1", "-", "0:2", ANY },
+        { NULL, NULL, NULL, 0 } } },
+    { "reordered retries: a join that overtook its open is applied by the open",
+      { { "open s1 bea 1 g1 0", "-", NULL, ANY },
+        { "close s1 1 g1 0", "-", NULL, ANY },
+        { "join s1 2 g1 r2", "-", NULL, ANY },
+        { "open s1 bea 2 g1 0", "r2/bea/online", NULL, ANY },
+        { "live s1", "-", "1:2", ANY },
+        { NULL, NULL, NULL, 0 } } },
+    { "a late retry of an older open does not take the session back",
+      { { "open s1 cy 1 g1 0", "-", NULL, ANY },
+        { "join s1 1 g1 r", "r/cy/online", NULL, ANY },
+        { "open s1 cy 5 g1 0", "-", NULL, ANY },
+        { "join s1 5 g1 r", "-", NULL, ANY },
+        { "open s1 cy 3 g1 0", "-", NULL, ANY },
+        { "live s1", "-", "1:5", ANY },
+        { "open s1 cy 9 g2 -1000", "-", NULL, ANY },
+        { "live s1", "-", "1:5", ANY },
+        { NULL, NULL, NULL, 0 } } },
+    { "snapshot: the gateway's newer connection takes the session; its parked close then applies",
+      { { "open s1 dee 1 g1 0", "-", NULL, ANY },
+        { "join s1 1 g1 r", "r/dee/online", NULL, ANY },
+        { "close s1 2 g1 150", "-", NULL, ANY },
+        { "snap g1 100 k5 2:s1:dee:r", "r/dee/reconnecting", NULL, ANY },
+        { "fin g1 100 k5 1", "-", NULL, ANY },
+        { "live s1", "-", "0:2", ANY },
         { NULL, NULL, NULL, 0 } } },
     { "ghost: a member whose session key vanished is cleaned up on read",
       { { "open s1 tia 1 g1 0", "-", NULL, ANY },
