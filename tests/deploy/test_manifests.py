@@ -404,3 +404,22 @@ def test_every_connection_the_environment_implies_is_allowed(objs, daemon_vars):
     if blocked:
         ops = (k8s.REPO / "docs" / "operations.md").read_text()
         assert "node CIDR" in ops
+
+
+# ---- the local runner ------------------------------------------------------------------
+
+def test_local_runner_runs_the_same_topology():
+    """deploy/local/run.sh (make run) starts the daemons the manifests run,
+    on the same HTTP ports, probes the same liveness path with the same
+    failure threshold, and its Redis is durable (AOF)."""
+    text = (k8s.REPO / "deploy" / "local" / "run.sh").read_text()
+    order = re.search(r"^ORDER=\(([^)]*)\)", text, re.M).group(1).split()
+    ports = dict(re.findall(r"\[(\w+)\]=127\.0\.0\.1:(\d+)", text))
+    objs = k8s.base_objects()
+    for w, c, prog in tether(objs):
+        assert prog in order, "run.sh does not start %s" % prog
+        assert int(ports[prog]) == k8s.container_port(c, "http")["containerPort"], prog
+        assert c["livenessProbe"]["failureThreshold"] == int(re.search(r"^HEALTH_FAILS=(\d+)", text, re.M).group(1))
+    assert "/healthz" in text and "--appendonly yes" in text
+    # busd first and gateway last, as the readiness dependencies go.
+    assert order[0] == "busd" and order[-1] == "gateway"
