@@ -42,6 +42,7 @@
 #define PTT_ATTEMPTS 4
 #define OFFER_TIMEOUT_MS 1000
 #define OFFER_ATTEMPTS 8
+#define OFFER_ATTEMPTS_MANY 2
 #define SMALL_TIMEOUT_MS 1000
 #define SMALL_ATTEMPTS 3
 #define PING_MS 300
@@ -50,6 +51,7 @@
 #define MAX_ENDPOINTS 32
 #define MAX_PENDING_CANDS 32
 #define MAX_REDIRECTS 2
+#define SHUN_MS 5000
 
 /* One mediad endpoint (configured, or learned from a redirect). */
 typedef struct mdc {
@@ -57,6 +59,7 @@ typedef struct mdc {
     rpc_client *rpc;
     uint64_t incarnation;   /* of the process that answered last (0: none yet) */
     uint64_t last_ok_ms;
+    uint64_t shun_until_ms; /* refused an offer (draining): not chosen until then */
     unsigned fails;
     int pinging;
     unsigned nsess;         /* sessions of ours it hosts */
@@ -94,7 +97,7 @@ static struct {
     loop_timer tick;
     uint64_t last_ok_ms;
     unsigned ticks;
-    metrics_series *m_ptt, *m_ptt_fail, *m_offers, *m_redirects, *m_restarts, *m_fail, *m_up;
+    metrics_series *m_ptt, *m_ptt_fail, *m_offers, *m_redirects, *m_takeovers, *m_restarts, *m_fail, *m_up;
 } M;
 
 static void skey(char *buf, size_t n, uint64_t conn, const char *room)
@@ -131,7 +134,7 @@ static mdc *ep_pick(void)
     uint64_t now = loop_now_ms(G.l);
     for (unsigned k = 0; k < M.nconfigured; k++) {
         mdc *m = M.eps[(M.rr + k) % M.nconfigured];
-        if (m->last_ok_ms && now - m->last_ok_ms < READY_MS) {
+        if (m->fails < PING_FAILS && m->last_ok_ms && now - m->last_ok_ms < READY_MS && now >= m->shun_until_ms) {
             M.rr = (M.rr + k + 1) % M.nconfigured;
             return m;
         }
@@ -334,7 +337,7 @@ typedef struct offer_ctx {
     unsigned redirects;
 } offer_ctx;
 
-static void offer_send(offer_ctx *x, gw_conn *c, int redirected);
+static void offer_send(offer_ctx *x, gw_conn *c, int redirected, int take_over);
 
 static void offer_done(offer_ctx *x, msess *s)
 {
@@ -368,9 +371,17 @@ static void offer_reply(rpc_client *rc, int status, const bus_env *rep, void *ar
                 return;
             }
             metrics_inc(M.m_redirects);
-            x->to = to;
             x->redirects++;
-            offer_send(x, c, 1);
+            if (to->fails >= PING_FAILS) {
+                /* The room's host does not answer us: the replica that
+                 * redirected takes the room over rather than waiting for
+                 * the dead host's claim to expire. */
+                metrics_inc(M.m_takeovers);
+                offer_send(x, c, 0, 1);
+                return;
+            }
+            x->to = to;
+            offer_send(x, c, 1, 0);
             return;
         }
         if (m->action && !strcmp(m->action, "answer")) {
@@ -390,6 +401,20 @@ static void offer_reply(rpc_client *rc, int status, const bus_env *rep, void *ar
             return;
         }
     }
+    int refused = status == 0 && rep && rep->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_ERROR && rep->error &&
+                  rep->error->code == GW_E_INTERNAL;
+    if ((refused || status == -ETIMEDOUT) && !s->host && x->redirects == 0 && M.nconfigured > 1) {
+        /* A replica that cannot take the offer now (draining, gone, its
+         * store down): another one can, once. */
+        x->to->shun_until_ms = loop_now_ms(G.l) + SHUN_MS;
+        mdc *to = ep_pick();
+        if (to && to != x->to) {
+            x->to = to;
+            x->redirects = MAX_REDIRECTS;
+            offer_send(x, c, 0, 0);
+            return;
+        }
+    }
     metrics_inc(M.m_fail);
     if (status == 0 && rep && rep->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_ERROR && rep->error)
         gw_conn_error(c, (int)rep->error->code, rep->error->reason ? rep->error->reason : "offer refused", NULL);
@@ -403,16 +428,20 @@ static void offer_reply(rpc_client *rc, int status, const bus_env *rep, void *ar
     offer_done(x, s);
 }
 
-static void offer_send(offer_ctx *x, gw_conn *c, int redirected)
+static void offer_send(offer_ctx *x, gw_conn *c, int redirected, int take_over)
 {
     bus_env req = TETHER__BUS__ENVELOPE__INIT;
     Tether__Bus__MediaReq q;
     fill_media_req(&q, c, x->conn, x->room, "offer");
     q.sdp = x->sdp;
     q.redirected = redirected;
+    q.take_over = take_over;
     req.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_MEDIA_REQ;
     req.media_req = &q;
-    if (!rpc_call(x->to->rpc, &req, OFFER_TIMEOUT_MS, OFFER_ATTEMPTS, offer_reply, x)) {
+    /* With several replicas a first offer waits less for one: another
+     * replica is tried next (offer_reply). */
+    uint32_t attempts = M.nconfigured > 1 && !x->redirects && !redirected ? OFFER_ATTEMPTS_MANY : OFFER_ATTEMPTS;
+    if (!rpc_call(x->to->rpc, &req, OFFER_TIMEOUT_MS, attempts, offer_reply, x)) {
         gw_conn_error(c, GW_E_INTERNAL, "out of memory", NULL);
         offer_done(x, sess_get(x->conn, x->room, 0));
     }
@@ -436,7 +465,7 @@ static void do_offer(gw_conn *c, const gw_cframe *f)
     x->to = to;
     s->offering++;
     metrics_inc(M.m_offers);
-    offer_send(x, c, 0);
+    offer_send(x, c, 0, 0);
 }
 
 static void do_candidate(gw_conn *c, const gw_cframe *f)
@@ -729,6 +758,8 @@ void gw_media_init(void)
     M.m_offers = metrics_counter("tether_gateway_media_offers_total", "media offers relayed to mediad.", NULL);
     M.m_redirects = metrics_counter("tether_gateway_media_redirects_total",
                                     "Offers redirected to the mediad hosting the room.", NULL);
+    M.m_takeovers = metrics_counter("tether_gateway_media_takeovers_total",
+                                    "Offers redirected to an unreachable host, sent back with take_over.", NULL);
     M.m_restarts = metrics_counter("tether_gateway_media_restarts_total",
                                    "media restart frames sent (a mediad lost a session or died).", NULL);
     M.m_fail = metrics_counter("tether_gateway_media_failures_total", "Offers answered with an error.", NULL);

@@ -15,13 +15,13 @@
 #define KEY_PREFIX "tether:media:host:"
 #define REFRESH_BATCH 200
 
-/* KEYS[1]: the room's claim. ARGV: me, my endpoint, ttl_ms.
+/* KEYS[1]: the room's claim. ARGV: me, my endpoint, ttl_ms, take_over.
  * Returns {1, endpoint} when the room is (now) ours, {0, owner endpoint}. */
 static const char claim_lua[] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[3]) return { 1, ARGV[2] } end\n"
     "local ep = v and string.match(v, '^([^|]*)|') or nil\n"
-    "if not v or ep == ARGV[2] then\n"
+    "if not v or ep == ARGV[2] or ARGV[4] == '1' then\n"
     "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])\n"
     "  return { 1, ARGV[2] }\n"
     "end\n"
@@ -83,7 +83,7 @@ static void on_claim(redis *r, int status, redisReply *rep, void *arg)
     free(x);
 }
 
-int md_host_claim(md_host *h, const char *room, md_host_cb *cb, void *arg)
+int md_host_claim(md_host *h, const char *room, int take_over, md_host_cb *cb, void *arg)
 {
     claim_call *x = calloc(1, sizeof(*x));
     if (!x)
@@ -94,8 +94,8 @@ int md_host_claim(md_host *h, const char *room, md_host_cb *cb, void *arg)
     snprintf(x->room, sizeof(x->room), "%s", room);
     char key[sizeof(KEY_PREFIX) + MD_MAX_ROOM];
     snprintf(key, sizeof(key), KEY_PREFIX "%s", room);
-    const char *argv[] = { key, h->me, h->c->cfg.advertise, h->ttl };
-    int rc = redis_evalsha(h->c->r, h->claim, on_claim, x, 1, 3, argv, NULL);
+    const char *argv[] = { key, h->me, h->c->cfg.advertise, h->ttl, take_over ? "1" : "0" };
+    int rc = redis_evalsha(h->c->r, h->claim, on_claim, x, 1, 4, argv, NULL);
     if (rc < 0)
         free(x);
     return rc;

@@ -22,8 +22,11 @@ typedef void md_host_cb(int status, int mine, const char *owner, void *arg);
 
 md_host *md_host_new(md_ctx *c);
 void md_host_free(md_host *h);
-/* Claims room. Returns 0 (cb runs later) or -errno (cb never runs). */
-int md_host_claim(md_host *h, const char *room, md_host_cb *cb, void *arg);
+/* Claims room; take_over: even from a live-looking host (a gateway found it
+ * unreachable; if it is in fact alive, its next refresh finds the claim
+ * gone and it drops its sessions, which renegotiate here). Returns 0 (cb
+ * runs later) or -errno (cb never runs). */
+int md_host_claim(md_host *h, const char *room, int take_over, md_host_cb *cb, void *arg);
 /* This replica stops hosting room (its last session left). */
 void md_host_release(md_host *h, const char *room);
 /* Releases every claim (shutdown). */

@@ -371,8 +371,8 @@ static void handle_offer(md_rooms *rs, rpc_server *srv, rpc_ctx *ctx, const Teth
     const char *why = "malformed SDP";
     metrics_inc(md_m.offers);
     if (rs->c->draining) {
-        /* The gateway retries elsewhere (or here once we are gone). */
-        rpc_ctx_drop(ctx);
+        /* The gateway tries another replica at once (see gw_media.c). */
+        rpc_reply_error(srv, ctx, 4500, "media server draining");
         return;
     }
     offer_op *op = calloc(1, sizeof(*op));
@@ -404,13 +404,14 @@ static void handle_offer(md_rooms *rs, rpc_server *srv, rpc_ctx *ctx, const Teth
     op->req.session = op->session;
     op->req.conn = req->conn;
     op->req.redirected = req->redirected;
+    op->req.take_over = req->take_over;
     op->req.action = (char *)"offer";
     md_room *r = hmap_get(rs->rooms, op->room);
     if (r) {
         offer_in_room(op, r);
         return;
     }
-    if (md_host_claim(rs->c->host, op->room, on_claim, op) < 0) {
+    if (md_host_claim(rs->c->host, op->room, req->take_over, on_claim, op) < 0) {
         reply_error(op, 4500, "media store unavailable");
         offer_free(op);
     }
