@@ -8,6 +8,7 @@
  */
 #include "gw_session.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +29,16 @@
 static struct {
     loop_timer heartbeat;
     uint64_t last_ok_ms;
+    uint64_t last_fail_ms;  /* the last request sessiond did not answer */
     unsigned events_inflight;
     metrics_series *m_dropped, *m_open_fallback;
 } S;
 
 int gw_sess_enabled(void) { return G.sessiond != NULL; }
+
+/* Known down: the latest thing we heard from sessiond was a failure. A
+ * gateway that has not asked yet (just started) does not know; it asks. */
+static int known_down(void) { return S.last_fail_ms > S.last_ok_ms; }
 
 int gw_sess_ready(void)
 {
@@ -50,6 +56,8 @@ static void event_done(rpc_client *c, int status, const bus_env *rep, void *arg)
     S.events_inflight--;
     if (status == 0 && rep)
         S.last_ok_ms = loop_now_ms(G.l);
+    else if (status == -ETIMEDOUT)
+        S.last_fail_ms = loop_now_ms(G.l);
 }
 
 static void send_event(bus_env *req)
@@ -132,6 +140,8 @@ static void hello_reply(rpc_client *rc, int status, const bus_env *rep, void *ar
         return;
     } else {
         /* sessiond unreachable: serve anyway, tell it later. */
+        if (status == -ETIMEDOUT)
+            S.last_fail_ms = loop_now_ms(G.l);
         metrics_inc(S.m_open_fallback);
         LOG_WARN("sessiond did not answer the hello in time", "{s:I,s:s}", "conn", (json_int_t)c->id, "session",
                  c->session);
@@ -168,7 +178,7 @@ void gw_sess_hello(gw_conn *c, gw_room_pos *rooms, size_t nrooms)
         free(rooms);
         return;
     }
-    if (!gw_sess_ready()) {
+    if (known_down()) {
         /* sessiond is known to be down: no wait, tell it when it is back. */
         metrics_inc(S.m_open_fallback);
         hello_finish(c, 0, 0, rooms, nrooms);
@@ -373,7 +383,7 @@ void gw_sess_members(gw_sub *s)
     if (!G.sessiond)
         return;
     /* sessiond known down: do not hold subscriptions up waiting for it. */
-    if (!gw_sess_ready())
+    if (known_down())
         return;
     members_fetch(s, MEMBERS_TIMEOUT_MS);
 }
@@ -492,6 +502,8 @@ static void ping_reply(rpc_client *c, int status, const bus_env *rep, void *arg)
     (void)arg;
     if (status == 0 && rep)
         S.last_ok_ms = loop_now_ms(G.l);
+    else if (status == -ETIMEDOUT)
+        S.last_fail_ms = loop_now_ms(G.l);
 }
 
 static void heartbeat_cb(loop *l, loop_timer *t, void *arg)
