@@ -65,7 +65,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-.PHONY: all bootstrap run stop test test-unit test-integration test-fuzz test-chaos soak bench clean
+.PHONY: all bootstrap run stop test test-unit test-integration test-fuzz test-chaos test-browser soak bench clean
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -174,6 +174,9 @@ test-fuzz: all
 
 test-chaos: all
 	@bash tests/run_all.sh chaos
+
+test-browser: all
+	@bash tests/run_all.sh browser
 
 clean:
 	rm -rf build build-san build-fuzz

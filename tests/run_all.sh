@@ -31,8 +31,8 @@ PASSED=0 FAILED=0 SKIPPED=0
 SUMMARY=()
 
 case $PART in
-  unit|fuzz|integration|chaos|all) ;;
-  *) echo "usage: $0 [unit|fuzz|integration|chaos|all]" >&2; exit 2 ;;
+  unit|fuzz|integration|chaos|browser|all) ;;
+  *) echo "usage: $0 [unit|fuzz|integration|chaos|browser|all]" >&2; exit 2 ;;
 esac
 
 # record <part> <passed> <failed> <skipped> [note]
@@ -211,13 +211,36 @@ run_chaos() {
   [ "$found" -eq 1 ] && record chaos-scripts "$p" "$f" 0
 }
 
+# ---- browser ----------------------------------------------------------------------
+# Headless Chromium (Debian's) driven by playwright-core: the web console and
+# push-to-talk audio. Its runner prints "N passed, N failed" last.
+BROWSER_TIMEOUT=${BROWSER_TIMEOUT:-900}
+run_browser() {
+  echo "== browser tests (tests/browser, headless Chromium)"
+  local log=$RES/browser.log
+  if ! command -v node >/dev/null || [ ! -x /usr/bin/chromium ]; then
+    record browser 0 1 0 "node or /usr/bin/chromium missing: scripts/bootstrap.sh installs them"
+    return
+  fi
+  ( cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && timeout "$BROWSER_TIMEOUT" node run.mjs ) \
+    >"$log" 2>&1
+  local rc=$? line p f
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  p=$(echo "$line" | sed -nE 's/^([0-9]+) passed.*/\1/p'); p=${p:-0}
+  f=$(echo "$line" | sed -nE 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/p'); f=${f:-0}
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  [ "$f" -gt 0 ] && show_tail "$log" 40
+  record browser "$p" "$f" 0
+}
+
 start=$(date +%s)
 case $PART in
   unit) run_unit ;;
   fuzz) run_fuzz ;;
   integration) run_integration ;;
   chaos) run_chaos ;;
-  all) run_unit; run_fuzz; run_integration; run_chaos ;;
+  browser) run_browser ;;
+  all) run_unit; run_fuzz; run_integration; run_chaos; run_browser ;;
 esac
 
 echo
