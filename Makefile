@@ -65,7 +65,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-.PHONY: all bootstrap run stop test test-unit test-integration test-fuzz test-chaos test-browser soak bench clean
+.PHONY: all bootstrap run stop test test-unit test-integration test-fuzz test-chaos test-browser test-deploy soak bench clean
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -177,6 +177,9 @@ test-chaos: all
 
 test-browser: all
 	@bash tests/run_all.sh browser
+
+test-deploy: all
+	@bash tests/run_all.sh deploy
 
 clean:
 	rm -rf build build-san build-fuzz

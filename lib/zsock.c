@@ -52,6 +52,12 @@ void *zsock_socket(int type)
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
     zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivlmax, sizeof(ivlmax));
+    /* ZMTP heartbeats: a peer whose pod vanished without closing its TCP
+     * connection is dropped within 6 s, so requests move to a live
+     * replica and subscriptions reconnect, instead of waiting on TCP. */
+    int hb_ivl = 2000, hb_timeout = 6000;
+    zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof(hb_ivl));
+    zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof(hb_timeout));
     return s;
 }
 

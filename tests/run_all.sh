@@ -31,8 +31,8 @@ PASSED=0 FAILED=0 SKIPPED=0
 SUMMARY=()
 
 case $PART in
-  unit|fuzz|integration|chaos|browser|all) ;;
-  *) echo "usage: $0 [unit|fuzz|integration|chaos|browser|all]" >&2; exit 2 ;;
+  unit|fuzz|integration|chaos|browser|deploy|all) ;;
+  *) echo "usage: $0 [unit|fuzz|integration|chaos|browser|deploy|all]" >&2; exit 2 ;;
 esac
 
 # record <part> <passed> <failed> <skipped> [note]
@@ -233,6 +233,21 @@ run_browser() {
   record browser "$p" "$f" 0
 }
 
+# ---- deploy ------------------------------------------------------------------------
+# Manifests: lint, Kubernetes schemas, consistency with the daemons, and a
+# rehearsal of the topology in a network namespace.
+run_deploy() {
+  echo "== deploy tests (tests/deploy/run.sh)"
+  local log=$RES/deploy.log rc p f s
+  timeout 1800 bash tests/deploy/run.sh >"$log" 2>&1
+  rc=$?
+  read -r p f s < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed\(, \([0-9]*\) skipped\)\{0,1\}$/\1 \2 \4/p' "$log" | tail -1)
+  if [ -z "${p:-}" ]; then show_tail "$log" 40; record deploy 0 1 0 "run.sh exit $rc, no summary"; return; fi
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  [ "$f" -gt 0 ] && show_tail "$log" 40
+  record deploy "$p" "$f" "${s:-0}"
+}
+
 start=$(date +%s)
 case $PART in
   unit) run_unit ;;
@@ -240,7 +255,8 @@ case $PART in
   integration) run_integration ;;
   chaos) run_chaos ;;
   browser) run_browser ;;
-  all) run_unit; run_fuzz; run_integration; run_chaos; run_browser ;;
+  deploy) run_deploy ;;
+  all) run_unit; run_fuzz; run_integration; run_chaos; run_browser; run_deploy ;;
 esac
 
 echo

@@ -111,7 +111,7 @@ start_redis() {
   command -v redis-server >/dev/null || { say "redis-server not installed (make bootstrap)" >&2; exit 1; }
   mkdir -p "$RUN/redis"
   setsid redis-server --port "$port" --bind 127.0.0.1 --dir "$RUN/redis" \
-    --appendonly yes --daemonize no --logfile "$LOGS/redis.log" </dev/null >/dev/null 2>&1 &
+    --appendonly yes --maxmemory-policy noeviction --daemonize no --logfile "$LOGS/redis.log" </dev/null >/dev/null 2>&1 &
   echo $! >"$PIDS/redis.pid"
   local deadline=$((SECONDS + 10))
   until redis_ping 127.0.0.1 "$port"; do
