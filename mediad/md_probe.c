@@ -14,7 +14,7 @@
  *                                      -> {"ev":"offer","id":"a","sdp":"..."}
  *   {"cmd":"answer","id":"a","sdp":"..."}    -> {"ev":"ready","id":"a"} once
  *                                               ICE is up and keys are set
- *   {"cmd":"send","id":"a","count":N,"interval_ms":20,"tag":"alice",
+ *   {"cmd":"send","id":"a","count":N,"interval_ms":20 or "pps":R,"tag":"alice",
  *    "size":80,"ssrc":optional,"corrupt":bool,"replay":bool}
  *                                      -> {"ev":"sent","id":"a","n":N}
  *   {"cmd":"raw","id":"a","hex":"...","count":N}  unencrypted datagrams
@@ -85,7 +85,8 @@ typedef struct peer {
     tag_count tags[MAX_TAGS];
     /* sending */
     loop_timer send_t;
-    unsigned to_send, sent, size, interval_ms;
+    unsigned to_send, sent, size, interval_ms, pps;
+    uint64_t send_start_ms;
     uint32_t send_ssrc;
     int corrupt;
     int replay;                 /* each packet sent twice (replay tests) */
@@ -414,9 +415,16 @@ static void send_tick(loop *l, loop_timer *t, void *arg)
     (void)l;
     (void)t;
     peer *p = arg;
-    /* Catch up when the timer ran late, so the rate is what was asked. */
-    unsigned burst = p->interval_ms ? 1 : 50;
-    while (burst-- && p->sent < p->to_send) {
+    /* With a rate: whatever is due by now (a late timer catches up), so
+     * the rate is what was asked whatever the timer's granularity. */
+    unsigned due = p->sent + 1;
+    if (p->pps)
+        due = (unsigned)((now_ms() - p->send_start_ms) * p->pps / 1000) + 1;
+    else if (!p->interval_ms)
+        due = p->sent + 50;
+    if (due > p->to_send)
+        due = p->to_send;
+    while (p->sent < due) {
         send_one(p);
         p->sent++;
     }
@@ -439,9 +447,11 @@ static void cmd_send(peer *p, json_t *c)
     p->corrupt = json_is_true(json_object_get(c, "corrupt"));
     p->replay = json_is_true(json_object_get(c, "replay"));
     snprintf(p->tag, sizeof(p->tag), "%s", tag ? tag : p->id);
+    p->pps = (unsigned)json_integer_value(json_object_get(c, "pps"));
     p->sent = 0;
+    p->send_start_ms = now_ms();
     loop_now_update(P.l);
-    loop_timer_start(P.l, &p->send_t, 0, p->interval_ms ? p->interval_ms : 1, send_tick, p);
+    loop_timer_start(P.l, &p->send_t, 0, p->pps ? 2 : p->interval_ms ? p->interval_ms : 1, send_tick, p);
 }
 
 static void cmd_raw(peer *p, json_t *c)
