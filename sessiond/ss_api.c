@@ -237,12 +237,11 @@ static const char *build_open(const ss_ctx *c, const bus_env *env, ss_args *args
         return "invalid session";
     if (!ss_valid_user(r->user))
         return "invalid user";
-    if (!ss_valid_text(r->client, SS_MAX_CLIENT))
-        return "invalid client";
     ss_args_str(args, r->session);
     ss_args_str(args, r->user);
     ss_args_u64(args, r->conn);
-    ss_args_str(args, r->client);
+    /* Cosmetic: never a reason to lose the open. */
+    ss_args_str(args, ss_valid_text(r->client, SS_MAX_CLIENT) ? r->client : "");
     ss_args_i64(args, r->at_ms > 0 ? r->at_ms : 0);
     ss_args_str(args, src->instance);
     ss_args_u64(args, src->incarnation);
@@ -260,11 +259,11 @@ static const char *build_close(const ss_ctx *c, const bus_env *env, ss_args *arg
         return "request without a gateway source";
     if (!ss_valid_session(r->session))
         return "invalid session";
-    if (r->n_rooms > SS_MAX_ROOMS)
-        return "too many rooms";
-    for (size_t i = 0; i < r->n_rooms; i++)
-        if (!r->rooms[i] || !ss_valid_room(r->rooms[i]->room) || !ss_valid_epoch(r->rooms[i]->epoch))
-            return "invalid room position";
+    /* A close is never refused for its positions (a lost close is a ghost):
+     * invalid ones are skipped, and at most SS_MAX_POSITIONS are kept. */
+    size_t npos = 0;
+    for (size_t i = 0; i < r->n_rooms && npos < SS_MAX_POSITIONS; i++)
+        npos += r->rooms[i] && ss_valid_room(r->rooms[i]->room) && ss_valid_epoch(r->rooms[i]->epoch);
     ss_args_str(args, r->session);
     ss_args_u64(args, r->conn);
     ss_args_str(args, r->bye ? "1" : "0");
@@ -273,11 +272,14 @@ static const char *build_close(const ss_ctx *c, const bus_env *env, ss_args *arg
     ss_args_u64(args, src->incarnation);
     ss_args_u64(args, c->cfg.ttl_ms);
     ss_args_u64(args, c->cfg.dead_after_ms);
-    ss_args_u64(args, r->n_rooms);
-    for (size_t i = 0; i < r->n_rooms; i++) {
+    ss_args_u64(args, npos);
+    for (size_t i = 0, k = 0; i < r->n_rooms && k < npos; i++) {
+        if (!r->rooms[i] || !ss_valid_room(r->rooms[i]->room) || !ss_valid_epoch(r->rooms[i]->epoch))
+            continue;
         ss_args_str(args, r->rooms[i]->room);
         ss_args_str(args, r->rooms[i]->epoch);
         ss_args_u64(args, r->rooms[i]->seq);
+        k++;
     }
     return NULL;
 }

@@ -289,9 +289,16 @@ static void part_head(reconcile *rc, ss_args *a)
 
 static int valid_conn(const Tether__Bus__GwConn *gc)
 {
-    if (!gc || !ss_valid_session(gc->session) || !ss_valid_user(gc->user) || gc->n_rooms > SS_MAX_ROOMS)
-        return 0;
-    return 1;
+    return gc && ss_valid_session(gc->session) && ss_valid_user(gc->user);
+}
+
+/* The rooms of gc that are sent: valid ones, at most SS_MAX_POSITIONS. */
+static size_t conn_rooms(const Tether__Bus__GwConn *gc)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < gc->n_rooms && n < SS_MAX_POSITIONS; j++)
+        n += ss_valid_room(gc->rooms[j]);
+    return n;
 }
 
 /* Sends one part call with the conns in [from, to) of the flattened list. */
@@ -303,17 +310,17 @@ static int send_part(reconcile *rc, const Tether__Bus__GwConn *const *conns, siz
     ss_args_u64(&a, n);
     for (size_t i = 0; i < n; i++) {
         const Tether__Bus__GwConn *gc = conns[i];
-        size_t nr = 0;
-        for (size_t j = 0; j < gc->n_rooms; j++)
-            nr += ss_valid_room(gc->rooms[j]);
+        size_t nr = conn_rooms(gc);
         ss_args_u64(&a, gc->conn);
         ss_args_str(&a, gc->session);
         ss_args_str(&a, gc->user);
         ss_args_str(&a, ss_valid_text(gc->client, SS_MAX_CLIENT) ? gc->client : "");
         ss_args_u64(&a, nr);
-        for (size_t j = 0; j < gc->n_rooms; j++)
-            if (ss_valid_room(gc->rooms[j]))
+        for (size_t j = 0, k = 0; j < gc->n_rooms && k < nr; j++)
+            if (ss_valid_room(gc->rooms[j])) {
                 ss_args_str(&a, gc->rooms[j]);
+                k++;
+            }
     }
     int r = ss_store_run(rc->g->c->st, SS_SNAP_PART, &a, on_reconciled, rc);
     ss_args_free(&a);
@@ -348,7 +355,7 @@ static void reconcile_start(ss_gw *g, ss_snap *sn)
                 skipped++;
                 continue;
             }
-            size_t need = 5 + gc->n_rooms;
+            size_t need = 5 + conn_rooms(gc);
             if (nb && args + need > PART_ARGS_MAX) {
                 err = send_part(rc, batch, nb);
                 rc->calls++, rc->left++;

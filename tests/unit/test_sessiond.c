@@ -445,6 +445,39 @@ static void test_validation(void **state)
     env.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_APPEND_REQ;
     env.append_req = &ar;
     assert_int_equal(error_code(ts_call(GA, &env)), 4400);
+    /* A close is never lost over its positions (a lost close is a ghost):
+     * the invalid ones are skipped. An odd client string is dropped too. */
+    bus_env oe = TETHER__BUS__ENVELOPE__INIT;
+    Tether__Bus__SessOpenReq orq = TETHER__BUS__SESS_OPEN_REQ__INIT;
+    orq.session = (char *)"val-s1";
+    orq.user = (char *)"vu";
+    orq.conn = 3;
+    orq.client = (char *)"bad\tclient";
+    oe.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_SESS_OPEN_REQ;
+    oe.sess_open_req = &orq;
+    bus_env *orep = ts_call(GA, &oe);
+    assert_non_null(orep);
+    assert_int_equal(orep->payload_case, TETHER__BUS__ENVELOPE__PAYLOAD_SESS_OPEN_REP);
+    bus_env_free(orep);
+    bus_env ce;
+    Tether__Bus__SessCloseReq cr;
+    ts_close_env(&ce, &cr, "val-s1", 3, 0, 0);
+    Tether__Bus__RoomPos p1 = TETHER__BUS__ROOM_POS__INIT, p2 = TETHER__BUS__ROOM_POS__INIT, *pp[2] = { &p1, &p2 };
+    p1.room = (char *)"bad room!";
+    p1.epoch = (char *)"";
+    p2.room = (char *)"val.ok";
+    p2.epoch = (char *)"abc";
+    p2.seq = 7;
+    cr.n_rooms = 2;
+    cr.rooms = pp;
+    ack_ok(ts_call(GA, &ce));
+    bus_env *g = get_ok(GA, "val-s1", "");
+    assert_false(g->sess_get_rep->connected);
+    assert_int_equal(g->sess_get_rep->n_rooms, 1);
+    assert_string_equal(g->sess_get_rep->rooms[0]->room, "val.ok");
+    assert_int_equal(g->sess_get_rep->rooms[0]->seq, 7);
+    bus_env_free(g);
+    ack_ok(ts_close(GA, "val-s1", 3, 1, 0));
     /* A request whose source names no gateway cannot hold a connection. */
     ts_gw *anon = ts_gw_new("", 0);
     assert_int_equal(error_code(ts_open(anon, "ok-s", "u", 1, 0)), 4400);
