@@ -14,6 +14,8 @@
  *                                      -> {"ev":"offer","id":"a","sdp":"..."}
  *   {"cmd":"answer","id":"a","sdp":"..."}    -> {"ev":"ready","id":"a"} once
  *                                               ICE is up and keys are set
+ *   {"cmd":"restart_ice","id":"a"}           -> a new offer (new ICE credentials,
+ *                                               same keys); answer it as above
  *   {"cmd":"send","id":"a","count":N,"interval_ms":20 or "pps":R,"tag":"alice",
  *    "size":80,"ssrc":optional,"corrupt":bool,"replay":bool}
  *                                      -> {"ev":"sent","id":"a","n":N}
@@ -71,6 +73,9 @@ typedef struct peer {
     char key_b64[80];
     char dir[16];
     char fp_override[MD_SDP_MAX_FP + 1];
+    char setup[16];
+    unsigned version;
+    int restarted;              /* an ICE restart is under way: keep the DTLS/SDES state */
     uint32_t ssrc;
     uint16_t seq;
     uint32_t ts;
@@ -285,6 +290,32 @@ static void peer_free(peer *p)
     free(p);
 }
 
+/* Writes and emits an offer for p's current ICE credentials and keys. */
+static void write_offer(peer *p)
+{
+    char cands[MD_ICE_MAX_CANDS][MD_ICE_CAND_LEN];
+    size_t nc = md_ice_candidates(p->ice, cands, MD_ICE_MAX_CANDS);
+    char sdp[8192];
+    int o = snprintf(sdp, sizeof(sdp),
+                     "v=0\r\no=- %u %u IN IP4 127.0.0.1\r\ns=tether-probe\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+                     "m=audio 9 %s %d\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=%s\r\na=rtcp-mux\r\n"
+                     "a=rtpmap:%d opus/48000/2\r\na=fmtp:%d minptime=10;useinbandfec=1\r\n"
+                     "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\na=ssrc:%u cname:probe-%s\r\n",
+                     p->ssrc, ++p->version, p->dtls_mode ? "UDP/TLS/RTP/SAVPF" : "RTP/SAVPF", OPUS_PT, p->dir,
+                     OPUS_PT, OPUS_PT, md_ice_ufrag(p->ice), md_ice_pwd(p->ice), p->ssrc, p->id);
+    if (p->dtls_mode)
+        o += snprintf(sdp + o, sizeof(sdp) - (size_t)o, "a=fingerprint:sha-256 %s\r\na=setup:%s\r\n",
+                      p->fp_override[0] ? p->fp_override : md_dtls_ctx_fingerprint(P.dtls), p->setup);
+    else
+        o += snprintf(sdp + o, sizeof(sdp) - (size_t)o, "a=crypto:1 %s inline:%s\r\n", md_srtp_suite_name(p->suite),
+                      p->key_b64);
+    for (size_t i = 0; i < nc; i++)
+        o += snprintf(sdp + o, sizeof(sdp) - (size_t)o, "a=%s\r\n", cands[i]);
+    snprintf(sdp + o, sizeof(sdp) - (size_t)o, "a=end-of-candidates\r\n");
+    emit(json_pack("{s:s,s:s,s:s,s:i}", "ev", "offer", "id", p->id, "sdp", sdp, "port",
+                   (int)md_ice_local_port(p->ice)));
+}
+
 static void cmd_offer(json_t *c, const char *id)
 {
     const char *keying = json_string_value(json_object_get(c, "keying"));
@@ -303,6 +334,8 @@ static void cmd_offer(json_t *c, const char *id)
         return;
     snprintf(p->id, sizeof(p->id), "%s", id);
     snprintf(p->dir, sizeof(p->dir), "%s", dir ? dir : "sendrecv");
+    snprintf(p->setup, sizeof(p->setup), "%s", setup ? setup : "actpass");
+    snprintf(p->fp_override, sizeof(p->fp_override), "%s", fp ? fp : "");
     p->dtls_mode = keying && !strcmp(keying, "dtls");
     p->decrypt_every = every ? (unsigned)json_integer_value(every) : 1;
     getrandom(&p->ssrc, sizeof(p->ssrc), 0);
@@ -315,20 +348,7 @@ static void cmd_offer(json_t *c, const char *id)
         peer_free(p);
         return;
     }
-    char cands[MD_ICE_MAX_CANDS][MD_ICE_CAND_LEN];
-    size_t nc = md_ice_candidates(p->ice, cands, MD_ICE_MAX_CANDS);
-    char sdp[8192];
-    int o = snprintf(sdp, sizeof(sdp),
-                     "v=0\r\no=- %u 1 IN IP4 127.0.0.1\r\ns=tether-probe\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
-                     "m=audio 9 %s %d\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=%s\r\na=rtcp-mux\r\n"
-                     "a=rtpmap:%d opus/48000/2\r\na=fmtp:%d minptime=10;useinbandfec=1\r\n"
-                     "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\na=ssrc:%u cname:probe-%s\r\n",
-                     p->ssrc, p->dtls_mode ? "UDP/TLS/RTP/SAVPF" : "RTP/SAVPF", OPUS_PT, p->dir, OPUS_PT, OPUS_PT,
-                     md_ice_ufrag(p->ice), md_ice_pwd(p->ice), p->ssrc, id);
-    if (p->dtls_mode) {
-        o += snprintf(sdp + o, sizeof(sdp) - (size_t)o, "a=fingerprint:sha-256 %s\r\na=setup:%s\r\n",
-                      fp ? fp : md_dtls_ctx_fingerprint(P.dtls), setup ? setup : "actpass");
-    } else {
+    if (!p->dtls_mode) {
         p->suite = md_srtp_suite_from_name(suite ? suite : "AES_CM_128_HMAC_SHA1_80");
         size_t kl = md_srtp_key_len(p->suite) + md_srtp_salt_len(p->suite);
         if (!kl) {
@@ -340,14 +360,20 @@ static void cmd_offer(json_t *c, const char *id)
         getrandom(p->key, kl, 0);
         md_b64_encode(p->key, kl, p->key_b64, sizeof(p->key_b64));
         p->out = md_srtp_new(p->suite, p->key, 1);
-        o += snprintf(sdp + o, sizeof(sdp) - (size_t)o, "a=crypto:1 %s inline:%s\r\n", md_srtp_suite_name(p->suite),
-                      p->key_b64);
     }
-    for (size_t i = 0; i < nc; i++)
-        o += snprintf(sdp + o, sizeof(sdp) - (size_t)o, "a=%s\r\n", cands[i]);
-    snprintf(sdp + o, sizeof(sdp) - (size_t)o, "a=end-of-candidates\r\n");
-    emit(json_pack("{s:s,s:s,s:s,s:i}", "ev", "offer", "id", id, "sdp", sdp, "port",
-                   (int)md_ice_local_port(p->ice)));
+    write_offer(p);
+}
+
+/* An ICE restart: new local credentials, the same keys; a new offer. */
+static void cmd_restart_ice(peer *p)
+{
+    if (md_ice_restart(p->ice) < 0) {
+        emit_error(p->id, "ICE restart failed");
+        return;
+    }
+    p->ready_sent = 0;
+    p->restarted = 1;
+    write_offer(p);
 }
 
 static void cmd_answer(peer *p, json_t *c)
@@ -368,7 +394,10 @@ static void cmd_answer(peer *p, json_t *c)
     for (unsigned i = 0; i < m->ncand; i++)
         md_ice_add_candidate(p->ice, m->cand[i]);
     md_ice_remote_done(p->ice);
-    if (p->dtls_mode) {
+    if (p->restarted) {
+        /* Same keys: only ICE changed. */
+        p->restarted = 0;
+    } else if (p->dtls_mode) {
         /* The answerer said passive: we connect; active: it does. */
         p->dtls_active = m->setup != MD_SETUP_ACTIVE;
         md_dtls_free(p->dtls);
@@ -596,6 +625,8 @@ static void command(const char *line)
         const char *cand = json_string_value(json_object_get(c, "candidate"));
         if (cand && *cand)
             md_ice_add_candidate(p->ice, !strncmp(cand, "a=", 2) ? cand + 2 : cand);
+    } else if (!strcmp(cmd, "restart_ice")) {
+        cmd_restart_ice(p);
     } else if (!strcmp(cmd, "send")) {
         cmd_send(p, c);
     } else if (!strcmp(cmd, "raw")) {

@@ -15,6 +15,8 @@
 //   - the max talk time revokes the holder (revoked, then idle);
 //   - mediad killed (-9) during a talk burst: the pages renegotiate by
 //     themselves and audio flows again; the audio gap is printed;
+//   - an ICE restart (new ufrag) on an established PeerConnection: mediad
+//     restarts ICE on the session, DTLS-SRTP carries on, audio goes on;
 //   - a wrong DTLS fingerprint and a malformed SDP are refused with a clear
 //     error and counted, without disturbing the audio of the others.
 
@@ -76,6 +78,14 @@ function install({ url, token, room, munge }) {
     }
     mt.offers++;
     send({ type: 'media', room, action: 'offer', sdp });
+  };
+  // An ICE restart on the same PeerConnection (new ufrag/pwd, same DTLS).
+  mt.restartIce = async () => {
+    mt.pc.restartIce();
+    await mt.pc.setLocalDescription(await mt.pc.createOffer({ iceRestart: true }));
+    mt.offers++;
+    send({ type: 'media', room, action: 'offer', sdp: mt.pc.localDescription.sdp });
+    return mt.pc.localDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1];
   };
   mt.onMedia = async (f) => {
     const pc = mt.pc;
@@ -309,3 +319,36 @@ test('media: a wrong DTLS fingerprint and a malformed SDP are refused, counted, 
     await hears(t, b, 50, 'bob still hears alice');
     assert.equal(await metric(t, 'tether_mediad_sessions'), 2);
   });
+
+test('media: an ICE restart on an established PeerConnection keeps the session and the audio', async (t) => {
+  const room = `ptt-${Date.now()}`;
+  const a = await member(t, 'alice', room);
+  const b = await member(t, 'bob', room);
+  await a.evaluate(() => window.mt.join());
+  await b.evaluate(() => window.mt.join());
+  await connected(t, a, b);
+  await ptt(a, 'request');
+  await frame(t, a, 'alice granted', (f) => f.type === 'ptt' && f.state === 'granted');
+  await hears(t, b, 25, 'bob hears alice');
+  const restarts0 = await metric(t, 'tether_mediad_ice_restarts_total');
+  const before = await b.evaluate(() => window.mt.pc.remoteDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1]);
+  const fb = await nframes(b);
+  const mine = await b.evaluate(() => window.mt.restartIce());
+  assert.ok(mine);
+  const ans = await frame(t, b, 'answer to the restart', (f) => f.type === 'media' && f.action === 'answer', fb);
+  const after = ans.sdp.match(/a=ice-ufrag:(\S+)/)[1];
+  assert.notEqual(after, before, 'mediad answered new ICE credentials');
+  await t.until('ICE restart counted', async () => (await metric(t, 'tether_mediad_ice_restarts_total')) === restarts0 + 1);
+  // The transport runs on the new credentials (not on a pair left over).
+  await t.until('the transport uses the new ufrag', () => b.evaluate(async (u) => {
+    let ok = false;
+    (await window.mt.pc.getStats()).forEach((s) => {
+      if (s.type === 'transport' && s.iceLocalUsernameFragment === u && s.iceState === 'connected') ok = true;
+    });
+    return ok;
+  }, mine));
+  await hears(t, b, 50, 'bob still hears alice after the ICE restart');
+  assert.equal(await b.evaluate(() => window.mt.pc.id), 1, 'the same PeerConnection');
+  assert.equal(await b.evaluate(() => window.mt.pc.connectionState), 'connected');
+  assert.equal(await metric(t, 'tether_mediad_sessions'), 2);
+});

@@ -196,8 +196,9 @@ def test_answer_retry_renegotiation_and_leave(suite):
 
 def test_ice_restart_keeps_session_and_keys(suite):
     """An offer with new ICE credentials on an existing session: mediad
-    restarts ICE (nice_agent_restart before the new remote credentials) and
-    answers new local credentials; SRTP state carries over."""
+    restarts ICE (nice_agent_restart before the new remote credentials),
+    answers new local credentials, keeps the SRTP keys, and audio flows on
+    the restarted transport."""
     async def t():
         room = tc.uid("audio")
         probe = await Probe().start()
@@ -206,17 +207,21 @@ def test_ice_restart_keeps_session_and_keys(suite):
             b = await member(suite, "bob", room)
             await join_audio(a, room, probe, "alice", keying="sdes")
             ans1 = await join_audio(b, room, probe, "bob", keying="sdes")
-            sdp_b = [e for e in probe.events if e.get("ev") == "offer" and e["id"] == "bob"][0]["sdp"]
-            restarted = re.sub(r"a=ice-ufrag:\S+", "a=ice-ufrag:rst1", sdp_b)
-            restarted = re.sub(r"a=ice-pwd:\S+", "a=ice-pwd:restartrestartrestart0123", restarted)
+            await take_floor(a, room)
             m0 = suite["mediad"].metrics()
-            await b.send({"type": "media", "room": room, "action": "offer", "sdp": restarted})
+            sdp = (await probe.request("offer", cmd="restart_ice", id="bob"))["sdp"]
+            await b.send({"type": "media", "room": room, "action": "offer", "sdp": sdp})
             f = await b.expect("media", room=room, action="answer")
             u1 = re.search(r"a=ice-ufrag:(\S+)", ans1).group(1)
             u2 = re.search(r"a=ice-ufrag:(\S+)", f["sdp"]).group(1)
             assert u1 != u2, "new local credentials after an ICE restart"
             assert re.search(r"a=crypto:\S+ \S+ inline:(\S+)", ans1).group(1) == \
                 re.search(r"a=crypto:\S+ \S+ inline:(\S+)", f["sdp"]).group(1), "keys carry over"
+            await probe.answer("bob", f["sdp"])
+            await probe.reset("bob")
+            await probe.send("alice", 40, interval_ms=10)
+            s = await wait_stats(probe, "bob", lambda s: s["payload_ok"] >= 30, what="audio after the ICE restart")
+            assert s["tags"] == {"alice": s["payload_ok"]} and s["payload_bad"] == 0, s
             m1 = suite["mediad"].metrics()
             assert m1["tether_mediad_ice_restarts_total"] - m0.get("tether_mediad_ice_restarts_total", 0) == 1
             assert m1["tether_mediad_sessions"] == 2
