@@ -8,6 +8,10 @@
  *                      keeps growing across quiet periods.
  *   tether:ptt:due     sorted set: room -> the next time its floor must be
  *                      looked at (min of deadline and grace).
+ *   tether:pttgw:<gw>  set of the rooms whose holder is connected through
+ *                      gateway instance gw: when that gateway dies, its
+ *                      holders' floors enter their grace period at once
+ *                      (md_floor_gw_dead), as if each had disconnected.
  * Time is Redis's TIME, one clock for every replica.
  */
 #include "md_floor.h"
@@ -47,7 +51,9 @@ static const char lua[] =
     "  return { holder = h[1] or '', session = h[2] or '', gw = h[3] or '', conn = h[4] or '0',\n"
     "           deadline = tonumber(h[5] or '0'), grace = tonumber(h[6] or '0'), seq = tonumber(h[7] or '0') }\n"
     "end\n"
+    "local function gwset(gw) return 'tether:pttgw:' .. gw end\n"
     "local function free(key, room, f, state, reason)\n"
+    "  if f.gw ~= '' then redis.call('SREM', gwset(f.gw), room) end\n"
     "  f.seq = f.seq + 1\n"
     "  redis.call('HSET', key, 'holder', '', 'session', '', 'gw', '', 'conn', '0', 'deadline', '0', 'grace', '0',\n"
     "             'seq', f.seq)\n"
@@ -78,6 +84,24 @@ static const char lua[] =
     "  end\n"
     "  return { 'ok', '', 0, 0, '', '0', ev }\n"
     "end\n"
+    "if op == 'gw_dead' then\n"
+    "  local set = gwset(ARGV[2])\n"
+    "  for _, room in ipairs(redis.call('SMEMBERS', set)) do\n"
+    "    local key = ARGV[4] .. room\n"
+    "    local f = load(key)\n"
+    "    expire(key, room, f)\n"
+    "    if f.holder ~= '' and f.gw == ARGV[2] and f.grace == 0 then\n"
+    "      f.grace = now + tonumber(ARGV[3])\n"
+    "      redis.call('HSET', key, 'grace', f.grace)\n"
+    "      local d = f.deadline\n"
+    "      if f.grace < d then d = f.grace end\n"
+    "      redis.call('ZADD', KEYS[2], d, room)\n"
+    "    elseif f.holder == '' or f.gw ~= ARGV[2] then\n"
+    "      redis.call('SREM', set, room)\n"
+    "    end\n"
+    "  end\n"
+    "  return { 'ok', '', 0, 0, '', '0', ev }\n"
+    "end\n"
     "local key, room = KEYS[1], ARGV[2]\n"
     "local f = load(key)\n"
     "expire(key, room, f)\n"
@@ -93,11 +117,18 @@ static const char lua[] =
     "               'deadline', f.deadline, 'grace', 0, 'seq', f.seq, 'max', max_ms, 'since', now)\n"
     "    redis.call('EXPIRE', key, ttl)\n"
     "    redis.call('ZADD', KEYS[2], f.deadline, room)\n"
+    "    redis.call('SADD', gwset(gw), room)\n"
+    "    redis.call('EXPIRE', gwset(gw), ttl)\n"
     "    emit(room, 'taken', user, gw, conn, max_ms, 'granted', f.seq)\n"
     "    return reply('granted', f)\n"
     "  end\n"
     "  if f.holder == user then\n"
     "    if f.gw ~= gw or f.conn ~= conn or f.grace > 0 then\n"
+    "      if f.gw ~= gw then\n"
+    "        redis.call('SREM', gwset(f.gw), room)\n"
+    "        redis.call('SADD', gwset(gw), room)\n"
+    "        redis.call('EXPIRE', gwset(gw), ttl)\n"
+    "      end\n"
     "      f.seq = f.seq + 1\n"
     "      f.session, f.gw, f.conn, f.grace = session, gw, conn, 0\n"
     "      redis.call('HSET', key, 'session', session, 'gw', gw, 'conn', conn, 'grace', 0, 'seq', f.seq)\n"
@@ -137,7 +168,7 @@ struct md_floor {
     int sweeping;
 };
 
-typedef enum { OP_REQUEST, OP_RELEASE, OP_DISCONNECT, OP_GET, OP_SWEEP } floor_op;
+typedef enum { OP_REQUEST, OP_RELEASE, OP_DISCONNECT, OP_GET, OP_SWEEP, OP_GW_DEAD } floor_op;
 
 typedef struct floor_call {
     md_floor *f;
@@ -241,10 +272,13 @@ static void on_reply(redis *r, int status, redisReply *rep, void *arg)
     }
     if (x->op == OP_SWEEP)
         f->sweeping = 0;
+    if (x->op == OP_GW_DEAD && ok)
+        LOG_INFO("floors of a dead gateway in grace", "{s:s}", "gateway", x->room);
     if (ok && status != -ECANCELED)
         publish_events(f, rep->element[6]);
     switch (x->op) {
     case OP_SWEEP:
+    case OP_GW_DEAD:
         break;
     case OP_GET: {
         if (!ok) {
@@ -379,6 +413,21 @@ static void sweep_cb(loop *l, loop_timer *t, void *arg)
     const char *a[] = { "sweep", KEY_PREFIX, SWEEP_LIMIT };
     if (run(f, x, "", 3, a) == 0)
         f->sweeping = 1;
+}
+
+void md_floor_gw_dead(md_floor *f, const char *gw)
+{
+    floor_call *x = calloc(1, sizeof(*x));
+    char grace[24];
+    if (!x)
+        return;
+    x->f = f;
+    x->op = OP_GW_DEAD;
+    snprintf(x->room, sizeof(x->room), "%s", gw);   /* for the log line */
+    snprintf(grace, sizeof(grace), "%u", f->c->cfg.ptt_grace_ms);
+    const char *a[] = { "gw_dead", gw, grace, KEY_PREFIX };
+    if (run(f, x, "", 4, a) < 0)
+        metrics_inc(md_m.floor_errors);
 }
 
 md_floor *md_floor_new(md_ctx *c)

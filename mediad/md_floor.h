@@ -12,6 +12,8 @@
  *   disconnect  the holder's connection ended: the floor is kept for the
  *               grace period (TETHER_PTT_GRACE_MS); a request by the same
  *               user before it ends keeps it, otherwise it becomes idle.
+ *               A gateway that dies (no heartbeat) does the same for every
+ *               holder connected through it.
  *   sweep       every replica, every 100 ms: floors past their max talk time
  *               (TETHER_PTT_MAX_MS) are revoked, floors whose grace ended
  *               become idle. A due-time sorted set makes it O(due floors).
@@ -51,6 +53,10 @@ void md_floor_handle(md_floor *f, rpc_server *srv, rpc_ctx *ctx, const Tether__B
  * -errno (cb never runs). */
 typedef void md_floor_cb(int status, const md_floor_state *st, void *arg);
 int md_floor_get(md_floor *f, const char *room, md_floor_cb *cb, void *arg);
+
+/* Gateway instance gw is gone (no heartbeat): the floors of holders
+ * connected through it enter their grace period. Idempotent. */
+void md_floor_gw_dead(md_floor *f, const char *gw);
 
 /* The Lua source of the scripts (for tests and review). */
 const char *md_floor_lua(void);

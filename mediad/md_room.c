@@ -19,13 +19,13 @@ struct md_rooms {
     hmap *rooms;        /* name -> md_room */
     hmap *sess;         /* key -> md_sess */
     hmap *gws;          /* gateway instance -> gw_seen */
-    uint64_t last_gw_heard_ms;
     loop_timer tick;
     unsigned ticks;
 };
 
 typedef struct gw_seen {
     uint64_t last_ms;
+    int dead;           /* its floors were put in grace */
 } gw_seen;
 
 /* An offer waiting for Redis (hosting claim, floor state). */
@@ -487,7 +487,6 @@ void md_rooms_on_gw_heartbeat(md_rooms *rs, const bus_env *env)
     if (!env->source || !env->source->instance || !*env->source->instance)
         return;
     uint64_t now = loop_mono_ms();
-    rs->last_gw_heard_ms = now;
     gw_seen *g = hmap_get(rs->gws, env->source->instance);
     if (!g) {
         if (!(g = calloc(1, sizeof(*g))))
@@ -498,6 +497,7 @@ void md_rooms_on_gw_heartbeat(md_rooms *rs, const bus_env *env)
         }
     }
     g->last_ms = now;
+    g->dead = 0;
 }
 
 /* Removes every session matching pred, with a notice. */
@@ -566,15 +566,22 @@ static void tick_cb(loop *l, loop_timer *t, void *arg)
     md_rooms *rs = arg;
     uint64_t now = loop_mono_ms();
     rs->ticks++;
-    /* Judge gateways only while the bus demonstrably works (some gateway
-     * was heard lately): a broken bus must not drop every session. */
-    if (rs->last_gw_heard_ms && now - rs->last_gw_heard_ms < 2 * TICK_MS)
+    /* Judge gateways only while the bus demonstrably works (our own probe
+     * comes back through busd): a broken bus must not drop every session. */
+    int bus_ok = rs->c->last_bus_probe_ms && now - rs->c->last_bus_probe_ms < 3 * TICK_MS;
+    if (bus_ok)
         drop_where(rs, gw_dead, &now, NULL, NULL);
     hmap_iter it = { 0 };
     const char *k;
     void *v;
     while (hmap_next(rs->gws, &it, &k, &v)) {
         gw_seen *g = v;
+        if (bus_ok && !g->dead && now - g->last_ms > rs->c->cfg.gw_dead_ms) {
+            /* Its clients' floors: the grace period starts now. */
+            g->dead = 1;
+            LOG_WARN("gateway silent: its floor holders get their grace period", "{s:s}", "gateway", k);
+            md_floor_gw_dead(rs->c->floor, k);
+        }
         if (now - g->last_ms > 60000) {
             hmap_del(rs->gws, k);
             free(g);

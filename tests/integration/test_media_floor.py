@@ -13,6 +13,9 @@ WebSocket clients:
   - floor events cross gateways (bus ptt.<room>);
   - the floor lives in Redis: it survives a mediad kill -9 and its max talk
     time is still enforced by the restarted mediad;
+  - a holder whose gateway dies (kill -9, no heartbeat) gets the same grace
+    period, and keeps the floor by requesting it again through another
+    gateway in time;
   - rights: a room not in the token is 4503, a room not subscribed is 4404;
   - mediad's /metrics count grants and denials.
 """
@@ -238,4 +241,41 @@ def test_floor_survives_mediad_kill_and_is_still_revoked(suite):
         # The restarted mediad's sweep revokes at the max talk time.
         await floor(a, room, "revoked", timeout=8)
         await floor(b, room, "idle", timeout=3)
+    run(t())
+
+
+@pytest.mark.chaos
+@pytest.mark.suite_env(TETHER_PTT_GRACE_MS=2500, TETHER_MEDIA_GW_DEAD_MS=1500)
+def test_holder_gateway_killed_grace_then_idle_or_resume(suite):
+    async def t():
+        gw2 = suite.add_gateway()
+        room = tc.uid("ptt")
+        b = await join(suite, "bob", room)
+        a = await join(suite, "alice", room, gateway=gw2.name)
+        await ptt(a, room, "request")
+        await floor(a, room, "granted")
+        await floor(b, room, "taken")
+        t0 = time.monotonic()
+        suite.kill9(gw2.name)
+        # Not free at once: the grace period runs once the gateway is seen dead.
+        await asyncio.sleep(1.0)
+        await ptt(b, room, "request")
+        assert (await floor(b, room, "denied"))["holder"] == "alice"
+        i = await floor(b, room, "idle", timeout=10)
+        elapsed = time.monotonic() - t0
+        assert "disconnected" in i.get("reason", ""), i
+        assert 2.5 <= elapsed <= 8.0, elapsed
+        # Second round: the holder comes back through the surviving gateway.
+        gw3 = suite.add_gateway()
+        c = await join(suite, "carol", room, gateway=gw3.name)
+        await ptt(c, room, "request")
+        await floor(c, room, "granted")
+        suite.kill9(gw3.name)
+        await asyncio.sleep(2.0)   # the gateway is seen dead; carol's grace runs
+        c2 = await join(suite, "carol", room)
+        await ptt(c2, room, "request")
+        assert (await floor(c2, room, "granted"))["holder"] == "carol"
+        await asyncio.sleep(3.0)   # past the grace: still carol's
+        await ptt(b, room, "request")
+        assert (await floor(b, room, "denied"))["holder"] == "carol"
     run(t())
