@@ -104,21 +104,30 @@ class Run:
         the ready event. Returns (summary dict, command list, stderr text)."""
         cmd = self.command(extra, server_pids)
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        err_lines = []
+        err_lines, out_lines = [], []
 
+        # Two readers (not communicate(), which would also consume stderr
+        # and race the watcher for the ready line).
         def read_err():
             for line in p.stderr:
                 err_lines.append(line)
                 if on_ready and '"event":"ready"' in line:
                     threading.Thread(target=on_ready, daemon=True).start()
-        t = threading.Thread(target=read_err, daemon=True)
-        t.start()
+
+        def read_out():
+            for line in p.stdout:
+                out_lines.append(line)
+        readers = [threading.Thread(target=read_err, daemon=True), threading.Thread(target=read_out, daemon=True)]
+        for t in readers:
+            t.start()
         try:
-            out, _ = p.communicate(timeout=timeout)
+            p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             p.kill()
-            out, _ = p.communicate()
-        t.join(5)
+            p.wait()
+        for t in readers:
+            t.join(5)
+        out = "".join(out_lines)
         summary = None
         for line in out.splitlines():
             if line.startswith("{"):
@@ -185,14 +194,19 @@ def w_reconnect(args):
         events = {}
 
         def outage():
-            time.sleep(1.0)
-            events["kill_mono_ms"] = time.monotonic() * 1000
-            r.suite.kill9("gateway")
-            time.sleep(args.down_s)
-            events["start_mono_ms"] = time.monotonic() * 1000
-            d = r.suite.restart("gateway", wait_ready=False)
-            events["healthy_mono_ms"] = time.monotonic() * 1000
-            pin(d.pid, SERVER_CPU)
+            try:
+                time.sleep(1.0)
+                events["kill_mono_ms"] = time.monotonic() * 1000
+                r.suite.kill9("gateway")
+                time.sleep(args.down_s)
+                events["start_mono_ms"] = time.monotonic() * 1000
+                d = r.suite.restart("gateway", wait_ready=False)
+                events["healthy_mono_ms"] = time.monotonic() * 1000
+                pin(d.pid, SERVER_CPU)
+            except Exception as e:  # recorded in the result, and shown
+                events["error"] = repr(e)
+                events["logs"] = r.suite.log_tails(30)
+                print("outage failed: %r\n%s" % (e, events["logs"]), file=sys.stderr)
         s, cmd, _ = r.bench(["--mode", "reconnect", "--conns", str(subs), "--room", "bench", "--timeout", "120"],
                             on_ready=outage)
         events["down_s_requested"] = args.down_s

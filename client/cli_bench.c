@@ -416,7 +416,7 @@ static json_t *summary(const bench_cfg *cfg, const bench_go *go, const bench_res
         json_object_set_new(o, "acks_per_s", json_real((double)t->acks / win));
         json_object_set_new(o, "errors", json_integer((json_int_t)t->errors));
         json_object_set_new(o, "rejected", json_integer((json_int_t)t->rejected));
-        json_object_set_new(o, "ack_latency_us", bh_json(&t->lat));
+        json_object_set_new(o, "ack_latency_us", bh_json(&t->ack));
         json_object_set_new(o, "client_cpu_pct", json_real(100.0 * t->cpu_s / win));
         json_object_set_new(o, "server_cpu_us_per_ack", json_real(t->acks ? server_cpu * 1e6 / (double)t->acks : 0));
         break;
@@ -433,6 +433,8 @@ static json_t *summary(const bench_cfg *cfg, const bench_go *go, const bench_res
         json_object_set_new(o, "delivered_per_s", json_real((double)t->delivered / win));
         json_object_set_new(o, "gaps", json_integer((json_int_t)t->gaps));
         json_object_set_new(o, "latency_us", bh_json(&t->lat));
+        json_object_set_new(o, "publisher_acks", json_integer((json_int_t)t->acks));
+        json_object_set_new(o, "publisher_ack_latency_us", bh_json(&t->ack));
         json_object_set_new(o, "server_cpu_us_per_delivery",
                             json_real(t->delivered ? server_cpu * 1e6 / (double)t->delivered : 0));
         break;
@@ -497,6 +499,7 @@ static void merge(bench_result *t, const bench_result *r)
     if (r->last_resumed_us > t->last_resumed_us)
         t->last_resumed_us = r->last_resumed_us;
     bh_merge(&t->lat, &r->lat);
+    bh_merge(&t->ack, &r->ack);
     bh_merge(&t->resume, &r->resume);
     for (int i = 0; i < BT_BUCKETS; i++) {
         t->resume_tl[i] += r->resume_tl[i];

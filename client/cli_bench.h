@@ -65,7 +65,8 @@ typedef struct bench_result {
     uint64_t first_down_us, back_us, last_resumed_us, resumed;
     uint32_t max_attempts_one;             /* most reconnection attempts of one client */
     double cpu_s;                          /* this worker's user+system CPU */
-    bench_hist lat;                        /* ack latency or delivery latency */
+    bench_hist lat;                        /* fanout: publish-to-deliver latency */
+    bench_hist ack;                        /* publish: ack latency; fanout: the publisher's */
     bench_hist resume;                     /* reconnect: resumed - go */
     uint32_t resume_tl[BT_BUCKETS];        /* reconnect: resumed, by time since go */
     uint32_t attempt_tl[BT_BUCKETS];       /* reconnect: attempts, by time since go */
@@ -84,7 +85,7 @@ double bench_self_cpu(void);
 double bench_pid_cpu(pid_t pid);
 /* A process's VmRSS in KiB, or -1. */
 long bench_pid_rss_kb(pid_t pid);
-/* 1 when something accepts TCP connections on host:port (loopback probe). */
+/* 1 when GET /healthz on host:port answers 200 within ~250 ms. */
 int bench_probe(const char *host, int port);
 /* Splits "ws://host:port/path" into host and port. Returns 0 or -1. */
 int bench_url_hostport(const char *url, char *host, size_t hl, int *port);

@@ -130,7 +130,9 @@ long bench_pid_rss_kb(pid_t pid)
 
 int bench_probe(const char *host, int port)
 {
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n";
     struct sockaddr_in sa;
+    char buf[64];
     int ok = 0;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
@@ -140,15 +142,27 @@ int bench_probe(const char *host, int port)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return 0;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        ok = 1;
-    } else if (errno == EINPROGRESS) {
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         struct pollfd p = { fd, POLLOUT, 0 };
         int err = 0;
         socklen_t el = sizeof(err);
-        if (poll(&p, 1, 50) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
-            ok = 1;
+        if (errno != EINPROGRESS || poll(&p, 1, 50) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 ||
+            err)
+            goto out;
     }
+    /* A whole HTTP request, not a bare connect: "back" means serving, and
+     * an empty connection is not what clients do. */
+    if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1)
+        goto out;
+    struct pollfd p = { fd, POLLIN, 0 };
+    if (poll(&p, 1, 200) == 1) {
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+        if (n > 12) {
+            buf[n] = 0;
+            ok = strncmp(buf, "HTTP/1.1 200", 12) == 0;
+        }
+    }
+out:
     close(fd);
     return ok;
 }

@@ -275,7 +275,7 @@ static void on_ack(tc_client *c, const tc_ack *a, void *arg)
         w->res->errors++;
     } else if (in_window(w, now)) {
         w->res->acks++;
-        bh_add(&w->res->lat, a->latency_us);
+        bh_add(&w->res->ack, a->latency_us);
     }
     /* Closed loop: keep --window in flight until the window ends. */
     if (w->cfg->mode == BENCH_PUBLISH && !w->cfg->rate && w->have_go && now < w->go.end_us)
