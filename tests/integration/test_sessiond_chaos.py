@@ -27,6 +27,19 @@ def states(c, room, user):
     return [f.get("state") for f in c.find("presence", room=room, user=user)]
 
 
+def check_resumed(suite, clients, gateway):
+    """Every welcome says resumed, except hellos the gateway had to answer
+    without sessiond (it waits 2 x 300 ms, then serves anyway and counts
+    it): a stall on a loaded machine is allowed, a wrong answer is not."""
+    not_resumed = [(c.name, c.welcome) for c in clients if c.welcome["resumed"] is not True]
+    if not_resumed:
+        m = suite[gateway].metrics()
+        fallbacks = m.get("tether_gateway_hello_without_sessiond_total", 0)
+        assert len(not_resumed) <= fallbacks, (not_resumed[:3], fallbacks)
+        print("%d hello(s) answered without sessiond (resumed: false)" % len(not_resumed))
+    return len(not_resumed)
+
+
 def count_state(c, room, state, users):
     return sum(1 for f in c.find("presence", room=room, state=state) if f.get("user") in users)
 
@@ -71,8 +84,8 @@ def test_gateway_kill9_200_clients_reconnecting_then_online(suite):
         assert took <= 5.0, took
         # They come back on the other gateway with their sessions.
         back = await connect_many(suite, users, room, gateway=g2.name, sessions=sessions)
-        assert all(c.welcome["resumed"] is True for c in back), [c.welcome for c in back if not c.welcome["resumed"]][:3]
-        dms = sorted(c.welcome["disconnected_ms"] for c in back)
+        check_resumed(suite, back, g2.name)
+        dms = sorted(c.welcome["disconnected_ms"] for c in back if c.welcome["resumed"])
         assert dms[0] >= 1000, dms[:5]      # at least the detection time: measured from the death, not the hello
         await watcher.wait_for(lambda: count_state(watcher, room, "online", users) >= 2 * n, 20, "all online again")
         await asyncio.sleep(0.5)
@@ -96,19 +109,21 @@ def test_gateway_restart_mass_reconnect_no_storm(suite):
         sessions = [c.session for c in clients]
         await asyncio.to_thread(suite.restart, "gateway")
         back = await connect_many(suite, users, room, sessions=sessions)
-        assert all(c.welcome["resumed"] is True for c in back)
+        check_resumed(suite, back, "gateway")
         await watcher.wait_for(lambda: all(states(watcher, room, u)[-1:] == ["online"] for u in users), 20,
                                "everyone online")
         await asyncio.sleep(4)               # past the old gateway's death detection
         assert count_state(watcher, room, "offline", users) == 0
-        assert all(states(watcher, room, u)[-1] == "online" for u in users)
+        wrong = {u: states(watcher, room, u) for u in users if states(watcher, room, u)[-1] != "online"}
+        assert not wrong, wrong
         # Per user at most one reconnecting -> online round, never a storm.
         assert max(len(states(watcher, room, u)) for u in users) <= 3
         c = await tc.connect(suite.ws_url(g2.name), token=suite.token("late"), name="late")
         await c.subscribe(room)
         f = await c.recv_until(lambda x: x.get("type") == "presence" and "members" in x, 5, "members")
         m = {x["user"]: x["state"] for x in f["members"]}
-        assert all(m.get(u) == "online" for u in users), {u: m.get(u) for u in users if m.get(u) != "online"}
+        wrong = {u: m.get(u) for u in users if m.get(u) != "online"}
+        assert not wrong, wrong
     run(t(), timeout=150)
 
 
