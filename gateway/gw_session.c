@@ -18,7 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 
-#define HELLO_TIMEOUT_MS 300
+#define HELLO_TIMEOUT_MS 500
 #define HELLO_ATTEMPTS 2
 #define EVENT_TIMEOUT_MS 1000
 #define EVENT_ATTEMPTS 60
