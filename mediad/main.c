@@ -87,6 +87,21 @@ static void on_bus(bus *b, const bus_env *env, void *arg)
     }
 }
 
+static void on_bus_gap(bus *b, const char *topic, const Tether__Bus__Source *src, uint64_t expected, uint64_t got,
+                       void *arg)
+{
+    (void)b;
+    (void)src;
+    app *a = arg;
+    /* A lost floor event would leave a hosted room forwarding the wrong
+     * talker: read the floor again (sequence numbers make it safe). */
+    if (!strncmp(topic, "ptt.", 4)) {
+        LOG_INFO("floor events lost, re-reading the floor", "{s:s,s:I,s:I}", "topic", topic, "expected",
+                 (json_int_t)expected, "got", (json_int_t)got);
+        md_rooms_refresh_floor(a->c.rooms, topic + 4);
+    }
+}
+
 static void probe_cb(loop *l, loop_timer *t, void *arg)
 {
     (void)l;
@@ -221,7 +236,7 @@ int main(int argc, char **argv)
     a.c.b = bus_new(a.c.l, "mediad", bus_in, bus_out);
     if (!a.c.b)
         fail("TETHER_BUS_IN/TETHER_BUS_OUT", bus_in, zmq_strerror(errno));
-    bus_on_event(a.c.b, on_bus, NULL, &a);
+    bus_on_event(a.c.b, on_bus, on_bus_gap, &a);
     snprintf(a.probe_topic, sizeof(a.probe_topic), "media.probe.%s", cfg_instance());
     if (bus_subscribe(a.c.b, "ptt.") < 0 || bus_subscribe(a.c.b, "gw.heartbeat") < 0 ||
         bus_subscribe(a.c.b, a.probe_topic) < 0) {

@@ -43,9 +43,11 @@ const char *md_dtls_ctx_fingerprint(const md_dtls_ctx *x);
 
 /* Sends one datagram to the peer (borrowed buffer). */
 typedef void md_dtls_send_cb(const uint8_t *buf, size_t len, void *arg);
-/* The handshake ended: status 0 with keys, or -EPERM (the peer certificate
- * does not match the offer's fingerprint), -EPROTO (handshake failed or timed
- * out), -ECONNRESET (the peer closed). Runs once. */
+/* The handshake ended: status 0 with keys (borrowed for the call), or
+ * -EPERM (the peer certificate does not match the offer's fingerprint) or
+ * -EPROTO (handshake failed or timed out). After keys, it runs once more
+ * with -ECONNRESET if the peer closes (close_notify). The callee may free
+ * the md_dtls only outside the call (defer it). */
 typedef void md_dtls_done_cb(int status, const md_dtls_keys *keys, void *arg);
 
 /* A handshake as client (active != 0) or server. fp_alg/fp: the peer's
@@ -60,7 +62,7 @@ void md_dtls_input(md_dtls *d, const uint8_t *buf, size_t len);
 int md_dtls_done(const md_dtls *d);
 void md_dtls_free(md_dtls *d);
 
-/* Counters of failed handshakes by reason, for tests. */
+/* Why the handshake failed ("" if it did not), for logs. */
 const char *md_dtls_last_error(const md_dtls *d);
 
 #endif

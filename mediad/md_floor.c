@@ -281,6 +281,16 @@ static void on_reply(redis *r, int status, redisReply *rep, void *arg)
     case OP_GW_DEAD:
         break;
     case OP_GET: {
+        if (x->ctx) {
+            /* A gateway asking (PttReq "state"): answered like the others. */
+            if (ok)
+                reply_rpc(x, rep);
+            else if (status == -ECANCELED)
+                rpc_ctx_drop(x->ctx);
+            else
+                rpc_reply_error(x->srv, x->ctx, 4500, "floor store unavailable");
+            break;
+        }
         if (!ok) {
             x->cb(status, NULL, x->arg);
             break;
@@ -342,6 +352,8 @@ void md_floor_handle(md_floor *f, rpc_server *srv, rpc_ctx *ctx, const Tether__B
         op = OP_RELEASE;
     else if (!strcmp(req->action, "disconnect"))
         op = OP_DISCONNECT;
+    else if (!strcmp(req->action, "state"))
+        op = OP_GET;
     else {
         rpc_reply_error(srv, ctx, 4400, "ptt: action must be request or release");
         return;
@@ -369,6 +381,9 @@ void md_floor_handle(md_floor *f, rpc_server *srv, rpc_ctx *ctx, const Tether__B
     } else if (op == OP_RELEASE) {
         const char *a[] = { "release", req->room, req->user };
         rc = run(f, x, key, 3, a);
+    } else if (op == OP_GET) {
+        const char *a[] = { "get", req->room };
+        rc = run(f, x, key, 2, a);
     } else {
         snprintf(num, sizeof(num), "%u", f->c->cfg.ptt_grace_ms);
         const char *a[] = { "disconnect", req->room, req->user, gw, conn, num };

@@ -212,6 +212,33 @@ void md_rooms_on_floor(md_rooms *rs, const Tether__Bus__PttEvent *ev)
         r->burst = burst;
 }
 
+typedef struct refresh_op {
+    md_rooms *rs;
+    char room[MD_MAX_ROOM + 1];
+} refresh_op;
+
+static void on_refreshed(int status, const md_floor_state *st, void *arg)
+{
+    refresh_op *x = arg;
+    md_room *r = status == 0 && st ? hmap_get(x->rs->rooms, x->room) : NULL;
+    if (r)
+        apply_floor(r, st->seq, st->state, st->holder, st->gateway, st->conn, st->max_ms);
+    free(x);
+}
+
+void md_rooms_refresh_floor(md_rooms *rs, const char *room)
+{
+    if (!hmap_get(rs->rooms, room))
+        return;
+    refresh_op *x = calloc(1, sizeof(*x));
+    if (!x)
+        return;
+    x->rs = rs;
+    snprintf(x->room, sizeof(x->room), "%s", room);
+    if (md_floor_get(rs->c->floor, room, on_refreshed, x) < 0)
+        free(x);
+}
+
 /* ---- offers ------------------------------------------------------------------------------ */
 
 static void reply_error(offer_op *op, uint32_t code, const char *why)

@@ -44,6 +44,8 @@ void md_rooms_free(md_rooms *rs);
 void md_rooms_handle(md_rooms *rs, rpc_server *srv, rpc_ctx *ctx, const Tether__Bus__MediaReq *req);
 /* A floor event (from md_floor or from the bus); stale ones are ignored. */
 void md_rooms_on_floor(md_rooms *rs, const Tether__Bus__PttEvent *ev);
+/* Floor events of room were lost on the bus: read its floor from Redis. */
+void md_rooms_refresh_floor(md_rooms *rs, const char *room);
 /* A gateway heartbeat (gw.heartbeat). */
 void md_rooms_on_gw_heartbeat(md_rooms *rs, const bus_env *env);
 /* This replica no longer hosts room (its claim was taken): every session
