@@ -106,10 +106,14 @@ int main(void)
     rd_store_cfg scfg = {
         .redis_url = redis_url,
         .history_size = (uint32_t)cfg_int("TETHER_HISTORY_SIZE", 100, 1, 100000),
+        .history_burst = (uint32_t)cfg_int("TETHER_HISTORY_BURST", 1000, 1, 1000000),
+        .history_min_age_ms = (uint32_t)cfg_int("TETHER_HISTORY_MIN_AGE_MS", 5000, 0, 600000),
         .history_ttl_s = (uint32_t)cfg_int("TETHER_HISTORY_TTL_S", 600, 1, 30 * 86400),
         .dedup_ttl_s = (uint32_t)cfg_int("TETHER_DEDUP_TTL_S", 600, 1, 30 * 86400),
         .cmd_timeout_ms = 1000,
     };
+    if (scfg.history_burst < scfg.history_size)
+        scfg.history_burst = scfg.history_size;
     scfg.meta_ttl_s = scfg.history_ttl_s > META_MIN_TTL_S ? scfg.history_ttl_s : META_MIN_TTL_S;
     char host[256];
     int port, db;

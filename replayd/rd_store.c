@@ -15,7 +15,11 @@
  *                        reports a trim ("first_available" > position + 1)
  *                        instead of a new epoch. Only a lost meta (flush,
  *                        eviction, a day of silence) starts a new epoch.
- *   tether:{room}:log    list of the last TETHER_HISTORY_SIZE messages,
+ *   tether:{room}:log    list of the last TETHER_HISTORY_SIZE messages (more,
+ *                        up to TETHER_HISTORY_BURST, while they are younger
+ *                        than TETHER_HISTORY_MIN_AGE_MS: a burst right after
+ *                        an outage must not trim what a gateway is about to
+ *                        repair, e.g. publications lost with a killed replayd),
  *                        oldest first, each one string
  *                          "<seq> <ts> <len(id)> <len(from)>\n<id>|<from>|<data>"
  *                        (ts: ms since the Unix epoch, Redis clock; the two '|'
@@ -109,8 +113,18 @@ static const char APPEND_LUA[] =
     "if #push > 0 then\n"
     "  if fresh then redis.call('DEL', KEYS[2]) end\n"
     "  local n = redis.call('RPUSH', KEYS[2], unpack(push))\n"
-    "  local size = tonumber(ARGV[2])\n"
-    "  if n > size then redis.call('LTRIM', KEYS[2], -size, -1) end\n"
+    "  local size, cap, age = string.match(ARGV[2], '^(%d+):(%d+):(%d+)$')\n"
+    "  size, cap, age = tonumber(size), tonumber(cap), tonumber(age)\n"
+    "  if age == 0 then cap = size end\n"
+    "  if n > cap then redis.call('LTRIM', KEYS[2], -cap, -1); n = cap end\n"
+    "  local drop = 0\n"
+    "  while n - drop > size do\n"
+    "    local e = redis.call('LINDEX', KEYS[2], drop)\n"
+    "    local ets = tonumber(string.match(e, '^%d+ (%d+) '))\n"
+    "    if ets and ets > ts - age then break end\n"
+    "    drop = drop + 1\n"
+    "  end\n"
+    "  if drop > 0 then redis.call('LTRIM', KEYS[2], drop, -1) end\n"
     "  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', top)\n"
     "  redis.call('EXPIRE', KEYS[2], ARGV[3])\n"
     "  redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
@@ -150,7 +164,7 @@ struct rd_store {
     redis *rd;  /* ranges */
     redis_script *append_sc;
     redis_script *range_sc;
-    char size_s[16], hist_ttl_s[16], dedup_ttl_s[16], meta_ttl_s[16];
+    char size_s[40], hist_ttl_s[16], dedup_ttl_s[16], meta_ttl_s[16];
     uint64_t epoch_seed, epoch_ctr;
     char *scratch;   /* keys and entry tails of a batch; redis copies them at once */
     size_t scratch_cap;
@@ -213,7 +227,8 @@ rd_store *rd_store_new(loop *l, const rd_store_cfg *cfg)
     s->l = l;
     if (getrandom(&s->epoch_seed, sizeof(s->epoch_seed), 0) != sizeof(s->epoch_seed))
         s->epoch_seed = (uint64_t)loop_wall_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
-    snprintf(s->size_s, sizeof(s->size_s), "%u", (unsigned)cfg->history_size);
+    snprintf(s->size_s, sizeof(s->size_s), "%u:%u:%u", (unsigned)cfg->history_size, (unsigned)cfg->history_burst,
+             (unsigned)cfg->history_min_age_ms);
     snprintf(s->hist_ttl_s, sizeof(s->hist_ttl_s), "%u", (unsigned)cfg->history_ttl_s);
     snprintf(s->dedup_ttl_s, sizeof(s->dedup_ttl_s), "%u", (unsigned)cfg->dedup_ttl_s);
     uint32_t meta = cfg->meta_ttl_s < cfg->history_ttl_s ? cfg->history_ttl_s : cfg->meta_ttl_s;

@@ -40,7 +40,9 @@ typedef struct rd_store rd_store;
 
 typedef struct rd_store_cfg {
     const char *redis_url;
-    uint32_t history_size;   /* messages kept per room */
+    uint32_t history_size;   /* messages kept per room, at least */
+    uint32_t history_burst;  /* at most, counting those kept for their age */
+    uint32_t history_min_age_ms; /* younger messages are kept beyond history_size */
     uint32_t history_ttl_s;  /* the message log's TTL, refreshed by each append */
     uint32_t dedup_ttl_s;    /* how long an (user, id) publish is remembered */
     uint32_t meta_ttl_s;     /* the room's {epoch, top}; >= history_ttl_s */

@@ -127,7 +127,7 @@ def test_wrong_epoch_is_not_recovered(suite):
     run(t())
 
 
-@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10")
+@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10", TETHER_HISTORY_MIN_AGE_MS="0")
 def test_trimmed_history_reports_gap_then_buffered(suite):
     async def t():
         room, epoch, pub = await room_with(suite, 25)
@@ -145,7 +145,7 @@ def test_trimmed_history_reports_gap_then_buffered(suite):
     run(t())
 
 
-@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10")
+@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10", TETHER_HISTORY_MIN_AGE_MS="0")
 def test_trimmed_history_position_still_buffered_is_recovered(suite):
     async def t():
         room, epoch, _ = await room_with(suite, 25)
@@ -157,7 +157,7 @@ def test_trimmed_history_position_still_buffered_is_recovered(suite):
     run(t())
 
 
-@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10")
+@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10", TETHER_HISTORY_MIN_AGE_MS="0")
 def test_seq_zero_with_trimmed_history_starts_at_oldest_buffered(suite):
     async def t():
         room, epoch, _ = await room_with(suite, 25)
@@ -250,4 +250,28 @@ def test_resubscribe_same_room_on_one_connection_no_duplicates(suite):
             assert seqs == [1, 2, 3, 4], seqs
         else:
             assert seqs == [1, 2, 3] + list(range(4 - s2["missed"], 4)) + [4], seqs
+    run(t())
+
+
+@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10", TETHER_HISTORY_BURST="40", TETHER_HISTORY_MIN_AGE_MS="60000")
+def test_young_messages_outlive_the_history_size_up_to_the_burst_cap(suite):
+    """A burst right after an outage must not trim what a gateway is about to
+    repair: messages younger than TETHER_HISTORY_MIN_AGE_MS are kept beyond
+    TETHER_HISTORY_SIZE, up to TETHER_HISTORY_BURST."""
+    async def t():
+        room, epoch, pub = await room_with(suite, 30)
+        c = await subscriber(suite)
+        s = await c.subscribe(room, epoch=epoch, seq=0)
+        # All 30 are younger than a minute: kept although the size is 10.
+        assert s["recovered"] is True and s["missed"] == 30, s
+        await c.wait_messages(room, 30)
+        check_replay(c, room, s, 1, 30)
+        # Past the cap, the oldest go even when young.
+        more = await pub.publish_many(room, 20, prefix="b")
+        for a in more:
+            SEQ_TO_ID[room][a["seq"]] = a["id"]
+        d = await subscriber(suite, "late")
+        s2 = await d.subscribe(room, epoch=epoch, seq=0)
+        assert s2["recovered"] is False and s2["gap"]["first_available"] == 50 - 40 + 1, s2
+        assert s2["missed"] == 40, s2
     run(t())

@@ -327,7 +327,7 @@ static pid_t start_replayd(void)
     snprintf(e_rpc, sizeof(e_rpc), "TETHER_REPLAYD=tcp://127.0.0.1:%d", g_rpc_port);
     snprintf(e_bus, sizeof(e_bus), "TETHER_BUS_IN=tcp://127.0.0.1:%d", g_bus_port);
     snprintf(e_http, sizeof(e_http), "TETHER_HTTP=127.0.0.1:%d", g_http_port);
-    const char *env[] = { e_redis, e_rpc, e_bus, e_http, "TETHER_HISTORY_SIZE=20", "TETHER_LOG_LEVEL=info", NULL };
+    const char *env[] = { e_redis, e_rpc, e_bus, e_http, "TETHER_HISTORY_SIZE=20", "TETHER_HISTORY_MIN_AGE_MS=0", "TETHER_LOG_LEVEL=info", NULL };
     char bin[600];
     replayd_path(bin, sizeof(bin));
     const char *argv[] = { bin, NULL };
