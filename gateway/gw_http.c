@@ -45,6 +45,10 @@ static void hkey(char *b, size_t n, uint64_t id) { snprintf(b, n, "h%llx", (unsi
 
 static void hreq_free(gw_pss *pss)
 {
+    /* lws calls CLOSED_HTTP without session data for a connection that
+     * never sent a request (a bare TCP connect, a port scan). */
+    if (!pss)
+        return;
     gw_hreq *r = pss->req;
     if (!r)
         return;
@@ -518,6 +522,12 @@ static int write_stage(gw_hreq *r)
 int gw_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     gw_pss *pss = user;
+    if (!pss) {
+        if (reason == LWS_CALLBACK_HTTP || reason == LWS_CALLBACK_HTTP_BODY ||
+            reason == LWS_CALLBACK_HTTP_BODY_COMPLETION || reason == LWS_CALLBACK_HTTP_WRITEABLE)
+            return -1;
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
     switch (reason) {
     case LWS_CALLBACK_HTTP: {
         if (!hreqs && !(hreqs = hmap_new()))

@@ -62,6 +62,8 @@ int gw_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         return 0;
     }
     case LWS_CALLBACK_ESTABLISHED: {
+        if (!pss)
+            return -1;
         gw_conn *c = gw_conn_open(wsi, is_proto(wsi));
         if (!c)
             return -1;
@@ -77,7 +79,7 @@ int gw_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
-        if (pss->conn) {
+        if (pss && pss->conn) {
             int first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
             gw_conn_rx(pss->conn, in, len, first, final, lws_frame_is_binary(wsi));
             if (final && !first)
@@ -85,9 +87,9 @@ int gw_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         }
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return pss->conn ? gw_conn_writable(pss->conn) : 0;
+        return pss && pss->conn ? gw_conn_writable(pss->conn) : 0;
     case LWS_CALLBACK_CLOSED:
-        if (pss->conn) {
+        if (pss && pss->conn) {
             gw_conn_closed(pss->conn);
             pss->conn = NULL;
         }

@@ -264,3 +264,24 @@ def test_config_fails_fast_naming_the_variable(tmp_path):
     p = subprocess.run([str(th.binary("gateway"))], env=env, capture_output=True, timeout=10)
     assert p.returncode != 0
     assert b"TETHER_MAX_FRAME" in p.stdout + p.stderr
+
+
+def test_bare_tcp_connects_and_garbage_do_not_hurt_the_gateway(suite):
+    """A port scan, a load balancer's TCP check, or garbage bytes: the
+    gateway must stay up and keep serving (it once crashed on the close of a
+    connection that never sent a request)."""
+    import socket
+    import time
+    host, port = suite.gateway.http.rsplit(":", 1)
+    for payload in (b"", b"", b"GARBAGE\r\n\r\n", b"\x00\xff" * 100, b"GET / HTTP/1.1\r\n"):
+        s = socket.create_connection((host, int(port)), timeout=5)
+        if payload:
+            s.sendall(payload)
+        time.sleep(0.05)
+        s.close()
+    assert th.http_get(suite.gateway.http, "/healthz")[0] == 200
+    async def t():
+        c = await tc.connect(suite.ws_url(), token=suite.token("alice"))
+        await c.ping()
+    run(t())
+    assert suite.gateway.proc.poll() is None, "gateway exited"
