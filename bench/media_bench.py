@@ -23,7 +23,9 @@ For every run:
   listener_cpu_pct   mediad CPU % per listener of a 50 packets/s talker
                      (us_per_pkt x 50 / 10^4)
 The ceiling: `mediad probe`'s srtp_bench on CPU 0 (protect and unprotect of
-the same 100-byte packets in a tight loop, the same libsrtp2 build).
+the same 100-byte packets in a tight loop, the same libsrtp2 build), counted
+per CPU-second of its thread like mediad's rate, so that whatever else runs
+on the machine does not skew the comparison.
 
 usage: bench/media_bench.py [--quick] [--suite AES_CM_128_HMAC_SHA1_80]
                             [--runs 1@1000,10@1000,50@1000,100@1000,200@50] [--seconds 5]
