@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -683,6 +684,8 @@ int md_probe_main(int argc, char **argv)
     (void)argc;
     (void)argv;
     char err[256];
+    /* Told apart from the daemon in ps and by process-name tools. */
+    prctl(PR_SET_NAME, "md-probe", 0, 0, 0);
     const char *ifaces = getenv("TETHER_MEDIA_IFACES");
     const char *ports = getenv("TETHER_PROBE_PORTS");
     if (md_ice_init(ifaces && *ifaces ? ifaces : "lo", err, sizeof(err)) < 0) {
