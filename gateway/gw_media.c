@@ -75,6 +75,8 @@ typedef struct msess {
     char *cands[MAX_PENDING_CANDS];
     char *mids[MAX_PENDING_CANDS];
     unsigned ncands;
+    gw_buf *scands[MAX_PENDING_CANDS]; /* mediad's candidates that overtook the answer */
+    unsigned nscands;
 } msess;
 
 /* What this gateway knows of a room's floor. */
@@ -151,6 +153,9 @@ static void sess_clear_cands(msess *s)
         free(s->mids[i]);
     }
     s->ncands = 0;
+    for (unsigned i = 0; i < s->nscands; i++)
+        gw_buf_unref(s->scands[i]);
+    s->nscands = 0;
 }
 
 static void sess_set_host(msess *s, mdc *host)
@@ -390,6 +395,8 @@ static void offer_reply(rpc_client *rc, int status, const bus_env *rep, void *ar
             if (!x->to->incarnation)
                 x->to->incarnation = s->incarnation;
             gw_conn_send_take(c, gw_enc_media(c->proto, x->room, "answer", m->sdp ? m->sdp : "", NULL, NULL, NULL));
+            for (unsigned i = 0; i < s->nscands; i++)
+                gw_conn_send(c, s->scands[i]);
             for (unsigned i = 0; i < s->ncands; i++)
                 send_candidate(s, c, s->cands[i], s->mids[i]);
             sess_clear_cands(s);
@@ -584,7 +591,13 @@ static void on_notice(const Tether__Bus__MediaNotice *n)
     if (!c || c->close_code || !s)
         return;
     if (!strcmp(n->action, "candidate")) {
-        gw_conn_send_take(c, gw_enc_media(c->proto, n->room, "candidate", NULL, n->candidate, n->mid, NULL));
+        gw_buf *b = gw_enc_media(c->proto, n->room, "candidate", NULL, n->candidate, n->mid, NULL);
+        /* The bus can overtake the answer's reply: a candidate never
+         * reaches a client before the answer it belongs to. */
+        if (s->offering && b && s->nscands < MAX_PENDING_CANDS)
+            s->scands[s->nscands++] = b;
+        else
+            gw_conn_send_take(c, b);
     } else if (!strcmp(n->action, "restart")) {
         metrics_inc(M.m_restarts);
         gw_conn_send_take(c, gw_enc_media(c->proto, n->room, "restart", NULL, NULL, NULL, n->reason));

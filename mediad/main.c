@@ -185,6 +185,9 @@ static void load_config(app *a)
     c->ptt_grace_ms = (uint32_t)cfg_int("TETHER_PTT_GRACE_MS", 3000, 0, 600000);
     c->host_ttl_ms = (uint32_t)cfg_int("TETHER_MEDIA_HOST_TTL_MS", 3000, 300, 600000);
     c->gw_dead_ms = (uint32_t)cfg_int("TETHER_MEDIA_GW_DEAD_MS", 5000, 1000, 600000);
+    /* Off by default: host candidates are known when the answer is written,
+     * so putting them in it saves the client a round of signaling. */
+    c->trickle = cfg_bool("TETHER_MEDIA_TRICKLE", 0);
 }
 
 int main(int argc, char **argv)

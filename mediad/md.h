@@ -37,6 +37,7 @@ typedef struct md_cfg {
     uint32_t ptt_grace_ms;    /* TETHER_PTT_GRACE_MS */
     uint32_t host_ttl_ms;     /* a room's hosting claim lives this long unless refreshed */
     uint32_t gw_dead_ms;      /* a gateway silent this long is gone: drop its sessions */
+    int trickle;              /* TETHER_MEDIA_TRICKLE: our candidates trickled after the answer */
 } md_cfg;
 
 typedef struct md_floor md_floor;

@@ -247,6 +247,22 @@ static void reply_error(offer_op *op, uint32_t code, const char *why)
     op->ctx = NULL;
 }
 
+/* TETHER_MEDIA_TRICKLE: after the answer, each of our candidates, then an
+ * empty one (end of candidates), as MediaNotices to the client's gateway
+ * (which holds them back until the answer is out). */
+static void trickle(offer_op *op)
+{
+    md_sess *s = hmap_get(op->rs->sess, op->key);
+    if (!op->rs->c->cfg.trickle || !s || s->dead)
+        return;
+    char cands[MD_ICE_MAX_CANDS][MD_ICE_CAND_LEN];
+    size_t n = md_ice_candidates(s->ice, cands, MD_ICE_MAX_CANDS);
+    const char *mid = op->sdp->m[op->pick.index].mid[0] ? op->sdp->m[op->pick.index].mid : "0";
+    for (size_t i = 0; i < n; i++)
+        notice(op->rs, s->gw, s->conn, op->room, "candidate", NULL, cands[i], mid);
+    notice(op->rs, s->gw, s->conn, op->room, "candidate", NULL, "", mid);
+}
+
 static void on_floor_for_answer(int status, const md_floor_state *st, void *arg)
 {
     offer_op *op = arg;
@@ -268,6 +284,7 @@ static void on_floor_for_answer(int status, const md_floor_state *st, void *arg)
         env.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_MEDIA_REP;
         env.media_rep = &rep;
         rpc_reply(op->srv, op->ctx, &env);
+        trickle(op);
     } else {
         rpc_ctx_drop(op->ctx);
     }

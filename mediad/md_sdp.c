@@ -629,7 +629,10 @@ int md_sdp_answer(const md_sdp *o, const md_sdp_answer_params *p, char *buf, siz
         }
         for (size_t k = 0; k < p->ncands; k++)
             put(&b, "a=%s\r\n", p->cands[k]);
-        put(&b, "a=end-of-candidates\r\n");
+        if (p->trickle)
+            put(&b, "a=ice-options:trickle\r\n");
+        else
+            put(&b, "a=end-of-candidates\r\n");
     }
     return b.full ? -ENOSPC : (int)b.len;
 }

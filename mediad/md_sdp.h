@@ -104,6 +104,7 @@ typedef struct md_sdp_answer_params {
     const char *cname, *msid_stream, *msid_track;
     const char *const *cands;   /* "candidate:..." lines */
     size_t ncands;
+    int trickle;                /* candidates follow separately: no a=end-of-candidates */
 } md_sdp_answer_params;
 
 /* Writes the answer to an offer into buf (NUL-terminated). Returns its

@@ -351,7 +351,7 @@ char *md_sess_answer(md_sess *s, const md_sdp *offer, const md_sdp_pick *pick, c
 {
     char cands[MD_ICE_MAX_CANDS][MD_ICE_CAND_LEN];
     const char *cp[MD_ICE_MAX_CANDS];
-    size_t nc = md_ice_candidates(s->ice, cands, MD_ICE_MAX_CANDS);
+    size_t nc = s->c->cfg.trickle ? 0 : md_ice_candidates(s->ice, cands, MD_ICE_MAX_CANDS);
     for (size_t i = 0; i < nc; i++)
         cp[i] = cands[i];
     char track[48];
@@ -375,6 +375,7 @@ char *md_sess_answer(md_sess *s, const md_sdp *offer, const md_sdp_pick *pick, c
         .msid_track = track,
         .cands = cp,
         .ncands = nc,
+        .trickle = s->c->cfg.trickle,
     };
     size_t cap = 8192;
     char *buf = malloc(cap);

@@ -17,6 +17,7 @@
 //     themselves and audio flows again; the audio gap is printed;
 //   - an ICE restart (new ufrag) on an established PeerConnection: mediad
 //     restarts ICE on the session, DTLS-SRTP carries on, audio goes on;
+//   - mediad trickling its candidates after the answer works with Chromium;
 //   - a wrong DTLS fingerprint and a malformed SDP are refused with a clear
 //     error and counted, without disturbing the audio of the others.
 
@@ -352,3 +353,20 @@ test('media: an ICE restart on an established PeerConnection keeps the session a
   assert.equal(await b.evaluate(() => window.mt.pc.connectionState), 'connected');
   assert.equal(await metric(t, 'tether_mediad_sessions'), 2);
 });
+
+test('media: server candidates trickled after the answer (TETHER_MEDIA_TRICKLE=1)',
+  { env: { TETHER_MEDIA_TRICKLE: '1' } }, async (t) => {
+    const room = `ptt-${Date.now()}`;
+    const a = await member(t, 'alice', room);
+    const b = await member(t, 'bob', room);
+    await a.evaluate(() => window.mt.join());
+    await b.evaluate(() => window.mt.join());
+    await connected(t, a, b);
+    const media = await b.evaluate(() => window.mt.frames.filter((f) => f.type === 'media'));
+    assert.equal(media[0].action, 'answer');
+    assert.ok(!/a=candidate/.test(media[0].sdp), 'no candidate in the answer');
+    assert.ok(media.slice(1).some((f) => f.action === 'candidate' && f.candidate), 'candidates trickled');
+    await ptt(a, 'request');
+    await frame(t, a, 'alice granted', (f) => f.type === 'ptt' && f.state === 'granted');
+    await hears(t, b, 50, 'bob hears alice over trickled candidates');
+  });

@@ -228,3 +228,39 @@ def test_ice_restart_keeps_session_and_keys(suite):
         finally:
             await probe.stop()
     run(t())
+
+
+@pytest.mark.suite_env(TETHER_MEDIA_TRICKLE=1)
+def test_server_candidates_trickled(suite):
+    """TETHER_MEDIA_TRICKLE=1: the answer carries no candidates; mediad's
+    arrive afterwards as `media {action: candidate}` frames (never before the
+    answer), the last one empty (end of candidates), and ICE completes with
+    them."""
+    async def t():
+        room = tc.uid("audio")
+        probe = await Probe().start()
+        try:
+            a = await member(suite, "alice", room)
+            b = await member(suite, "bob", room)
+            for ws, pid in ((a, "alice"), (b, "bob")):
+                sdp = await probe.offer(pid, keying="sdes")
+                await ws.send({"type": "media", "room": room, "action": "offer", "sdp": sdp})
+                ans = await ws.expect("media", room=room, action="answer")
+                assert "a=candidate" not in ans["sdp"] and "a=end-of-candidates" not in ans["sdp"], ans["sdp"]
+                await probe.answer(pid, ans["sdp"])
+                while True:
+                    c = await ws.expect("media", room=room, action="candidate", timeout=5)
+                    if not c.get("candidate"):
+                        break
+                    assert c["candidate"].startswith("candidate:") and c.get("mid") == "0", c
+                    await probe.cmd(cmd="candidate", id=pid, candidate=c["candidate"])
+                assert (await probe.wait_ready(pid))["ev"] == "ready"
+                # Every candidate came after the answer.
+                frames = [f for f in ws.frames if f.get("type") == "media"]
+                assert frames[0]["action"] == "answer", frames[:2]
+            await take_floor(a, room)
+            await probe.send("alice", 30, interval_ms=5)
+            await wait_stats(probe, "bob", lambda s: s["payload_ok"] >= 30, what="audio over trickled candidates")
+        finally:
+            await probe.stop()
+    run(t())
