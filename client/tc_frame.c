@@ -211,10 +211,11 @@ static int parse_fields(tc_sframe *f)
         if (!f->room || !uint_field(o, "seq", &f->seq) || f->seq == 0)
             return -EINVAL;
         json_t *d = json_object_get(o, "data");
-        f->data = json_dumps(d ? d : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!f->data)
+        f->own = json_dumps(d ? d : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!f->own)
             return -EINVAL;
-        f->data_len = strlen(f->data);
+        f->data = f->own;
+        f->data_len = strlen(f->own);
         return 0;
     }
     case TC_S_ACK:
@@ -250,9 +251,247 @@ static int parse_fields(tc_sframe *f)
     }
 }
 
+/* ---- the message fast path ------------------------------------------------------------ */
+
+#define FAST_MAX_DEPTH 64
+
+static size_t skip_ws(const char *s, size_t i, size_t n)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+static int is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* A JSON string starting at s[i] == '"'. Returns the index after the closing
+ * quote, or 0 when malformed; *escaped tells whether it had escapes. */
+static size_t skip_string(const char *s, size_t i, size_t n, int *escaped)
+{
+    i++;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"')
+            return i + 1;
+        if (c < 0x20)
+            return 0;
+        if (c == '\\') {
+            if (escaped)
+                *escaped = 1;
+            if (++i >= n)
+                return 0;
+            if (s[i] == 'u') {
+                if (i + 4 >= n || !is_hex(s[i + 1]) || !is_hex(s[i + 2]) || !is_hex(s[i + 3]) || !is_hex(s[i + 4]))
+                    return 0;
+                i += 4;
+            } else if (!strchr("\"\\/bfnrt", s[i])) {
+                return 0;
+            }
+        }
+        i++;
+    }
+    return 0;
+}
+
+/* JSON's number grammar exactly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static size_t skip_number(const char *s, size_t i, size_t n)
+{
+    size_t start;
+    if (i < n && s[i] == '-')
+        i++;
+    if (i < n && s[i] == '0') {
+        i++;
+    } else {
+        start = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == start)
+            return 0;
+    }
+    if (i < n && s[i] == '.') {
+        start = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == start)
+            return 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        start = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == start)
+            return 0;
+    }
+    return i;
+}
+
+/* Any JSON value at s[i]; returns the index after it, or 0 when malformed. */
+static size_t skip_value(const char *s, size_t i, size_t n, int depth)
+{
+    if (i >= n || depth > FAST_MAX_DEPTH)
+        return 0;
+    switch (s[i]) {
+    case '"':
+        return skip_string(s, i, n, NULL);
+    case '{':
+    case '[': {
+        char close = s[i] == '{' ? '}' : ']';
+        int obj = s[i] == '{';
+        i = skip_ws(s, i + 1, n);
+        if (i < n && s[i] == close)
+            return i + 1;
+        for (;;) {
+            if (obj) {
+                if (i >= n || s[i] != '"' || !(i = skip_string(s, i, n, NULL)))
+                    return 0;
+                i = skip_ws(s, i, n);
+                if (i >= n || s[i] != ':')
+                    return 0;
+                i = skip_ws(s, i + 1, n);
+            }
+            if (!(i = skip_value(s, i, n, depth + 1)))
+                return 0;
+            i = skip_ws(s, i, n);
+            if (i >= n)
+                return 0;
+            if (s[i] == close)
+                return i + 1;
+            if (s[i] != ',')
+                return 0;
+            i = skip_ws(s, i + 1, n);
+        }
+    }
+    case 't':
+        return i + 4 <= n && !memcmp(s + i, "true", 4) ? i + 4 : 0;
+    case 'f':
+        return i + 5 <= n && !memcmp(s + i, "false", 5) ? i + 5 : 0;
+    case 'n':
+        return i + 4 <= n && !memcmp(s + i, "null", 4) ? i + 4 : 0;
+    default:
+        return skip_number(s, i, n);
+    }
+}
+
+static int parse_u64(const char *s, size_t a, size_t b, uint64_t *v)
+{
+    uint64_t x = 0;
+    if (a == b || b - a > 19)
+        return -1;
+    for (size_t i = a; i < b; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        x = x * 10 + (uint64_t)(s[i] - '0');
+    }
+    *v = x;
+    return 0;
+}
+
+int tc_sframe_parse_message_fast(const char *buf, size_t len, tc_sframe *f)
+{
+    /* Terminators are written only once the whole frame is known good,
+     * so that scanning never meets one of its own NULs. */
+    size_t ends[8], nends = 0, i, data_a = 0, data_b = 0;
+    int have_seq = 0, is_message = 0;
+    memset(f, 0, sizeof(*f));
+    f->token_expires_in_ms = -1;
+    char *s = malloc(len + 1);
+    if (!s)
+        return -EINVAL;
+    memcpy(s, buf, len);
+    s[len] = 0;
+    i = skip_ws(s, 0, len);
+    if (i >= len || s[i] != '{')
+        goto bad;
+    i = skip_ws(s, i + 1, len);
+    while (i < len && s[i] != '}') {
+        int esc = 0;
+        size_t ka = i + 1, kb, va, vb;
+        if (s[i] != '"' || !(kb = skip_string(s, i, len, &esc)) || esc)
+            goto bad;
+        size_t klen = kb - 1 - ka;
+        i = skip_ws(s, kb, len);
+        if (i >= len || s[i] != ':')
+            goto bad;
+        va = skip_ws(s, i + 1, len);
+        if (!(vb = skip_value(s, va, len, 1)))
+            goto bad;
+#define KEY(name) (klen == sizeof(name) - 1 && !memcmp(s + ka, name, klen))
+        if (KEY("type") || KEY("room") || KEY("epoch") || KEY("id") || KEY("from")) {
+            esc = 0;
+            if (s[va] != '"' || (skip_string(s, va, len, &esc), esc) || nends == 8)
+                goto bad; /* escaped names: let jansson decode them */
+            const char *str = s + va + 1;
+            ends[nends++] = vb - 1;
+            if (KEY("type")) {
+                if (vb - va - 2 != 7 || memcmp(str, "message", 7))
+                    goto bad;
+                is_message = 1;
+                f->type_name = str;
+            } else if (KEY("room")) {
+                f->room = str;
+            } else if (KEY("epoch")) {
+                f->epoch = str;
+            } else if (KEY("id")) {
+                f->id = str;
+            } else {
+                f->from = str;
+            }
+        } else if (KEY("seq")) {
+            if (parse_u64(s, va, vb, &f->seq) < 0)
+                goto bad;
+            have_seq = 1;
+        } else if (KEY("ts")) {
+            uint64_t t;
+            if (parse_u64(s, va + (s[va] == '-'), vb, &t) < 0)
+                goto bad;
+            f->ts = s[va] == '-' ? -(int64_t)t : (int64_t)t;
+        } else if (KEY("data")) {
+            data_a = va;
+            data_b = vb;
+        }
+#undef KEY
+        i = skip_ws(s, vb, len);
+        if (i < len && s[i] == ',')
+            i = skip_ws(s, i + 1, len);
+        else if (i >= len || s[i] != '}')
+            goto bad;
+    }
+    if (i >= len || skip_ws(s, i + 1, len) != len || !is_message || !f->room || !have_seq || f->seq == 0)
+        goto bad;
+    for (size_t k = 0; k < nends; k++)
+        s[ends[k]] = 0;
+    if (data_b) {
+        /* The byte after the value is ',', '}' or a blank: never part of it. */
+        s[data_b] = 0;
+        f->data = s + data_a;
+        f->data_len = data_b - data_a;
+    } else {
+        f->data = "null";
+        f->data_len = 4;
+    }
+    f->type = TC_S_MESSAGE;
+    f->own = s;
+    return 0;
+bad:
+    free(s);
+    memset(f, 0, sizeof(*f));
+    f->token_expires_in_ms = -1;
+    return -EINVAL;
+}
+
 int tc_sframe_parse(const char *buf, size_t len, tc_sframe *f)
 {
     json_error_t err;
+    static const char msg_prefix[] = "{\"type\":\"message\"";
+    if (len > sizeof(msg_prefix) && !memcmp(buf, msg_prefix, sizeof(msg_prefix) - 1) &&
+        tc_sframe_parse_message_fast(buf, len, f) == 0)
+        return 0;
     memset(f, 0, sizeof(*f));
     f->token_expires_in_ms = -1;
     f->root = json_loadb(buf, len, 0, &err);
@@ -279,7 +518,7 @@ bad:
 void tc_sframe_clear(tc_sframe *f)
 {
     json_decref(f->root);
-    free(f->data);
+    free(f->own);
     memset(f, 0, sizeof(*f));
     f->token_expires_in_ms = -1;
 }

@@ -75,8 +75,9 @@ typedef struct tc_sframe {
     int recovered, has_gap;
     uint64_t gap_from, gap_first_available;
     int64_t ts;
-    char *data;                   /* message: compact JSON text, owned */
+    const char *data;             /* message: the JSON value as text (in own) */
     size_t data_len;
+    char *own;                    /* storage behind the fast path's strings */
     int duplicate;
     uint64_t gap_to;              /* gap frame: gap_from..gap_to */
     /* error */
@@ -90,8 +91,12 @@ typedef struct tc_sframe {
 } tc_sframe;
 
 /* Parses len bytes. Returns 0 (release with tc_sframe_clear) or -EINVAL (f
- * is left cleared). */
+ * is left cleared). `message` frames, the ones that come by the hundred
+ * thousand, take a fast path that copies the frame once and slices it
+ * (root stays NULL); anything it does not expect falls back to jansson. */
 int tc_sframe_parse(const char *buf, size_t len, tc_sframe *f);
+/* The fast path alone (for tests): 0, or -EINVAL when it declines. */
+int tc_sframe_parse_message_fast(const char *buf, size_t len, tc_sframe *f);
 void tc_sframe_clear(tc_sframe *f);
 
 #endif

@@ -105,7 +105,7 @@ typedef struct tc_message {
     const char *room, *epoch, *id, *from;
     uint64_t seq;
     int64_t ts;           /* ms since the Unix epoch, set by the server when sequenced */
-    const char *data;     /* the JSON value, compact text */
+    const char *data;     /* the JSON value as text, as the server sent it (the gateway sends it compact) */
     size_t data_len;
 } tc_message;
 

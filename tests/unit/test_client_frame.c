@@ -125,7 +125,7 @@ static void test_server_frames(void **state)
                     "\"ts\":1700000000000,\"data\":{ \"x\" : [1, \"two\"] }}";
     assert_int_equal(tc_sframe_parse(m, strlen(m), &f), 0);
     assert_int_equal(f.type, TC_S_MESSAGE);
-    assert_string_equal(f.data, "{\"x\":[1,\"two\"]}");
+    assert_string_equal(f.data, "{ \"x\" : [1, \"two\"] }");  /* as sent */
     assert_int_equal(f.data_len, strlen(f.data));
     assert_int_equal(f.ts, 1700000000000LL);
     tc_sframe_clear(&f);
@@ -171,12 +171,110 @@ static void test_rejects_malformed(void **state)
     }
 }
 
+/* The fast path must agree with jansson on everything it accepts. */
+static void check_same(const char *text)
+{
+    tc_sframe f;
+    json_t *ref = json_loads(text, 0, NULL);
+    assert_non_null(ref);
+    assert_int_equal(tc_sframe_parse_message_fast(text, strlen(text), &f), 0);
+    assert_null(f.root);
+    assert_string_equal(f.room, json_string_value(json_object_get(ref, "room")));
+    assert_int_equal(f.seq, json_integer_value(json_object_get(ref, "seq")));
+    assert_int_equal(f.ts, json_integer_value(json_object_get(ref, "ts")));
+    if (json_object_get(ref, "epoch"))
+        assert_string_equal(f.epoch, json_string_value(json_object_get(ref, "epoch")));
+    json_t *d = json_loads(f.data, JSON_DECODE_ANY, NULL);
+    json_t *want = json_object_get(ref, "data");
+    assert_non_null(d);
+    assert_true(json_equal(d, want ? want : json_null()));
+    assert_int_equal(f.data_len, strlen(f.data));
+    json_decref(d);
+    json_decref(ref);
+    tc_sframe_clear(&f);
+}
+
+static void test_fast_path_matches_jansson(void **state)
+{
+    (void)state;
+    check_same("{\"type\":\"message\",\"room\":\"r\",\"seq\":7,\"epoch\":\"E\",\"id\":\"a-1\",\"from\":\"u\","
+               "\"ts\":1700000000123,\"data\":{\"t\":123,\"p\":\"xx\"}}");
+    check_same("{\"type\":\"message\",\"data\":[1,-2.5e3,true,false,null,\"a\\\"b\\\\c\\u00e9\",{}],"
+               "\"seq\":18446744073709551,\"room\":\"a/b:c@d\",\"ts\":-5,\"extra\":{\"k\":[[]]}}");
+    check_same(" {\"type\":\"message\" , \"room\" : \"r\" , \"seq\" : 1 , \"data\" : \"s\" } ");
+    check_same("{\"type\":\"message\",\"room\":\"r\",\"seq\":2}"); /* no data: null */
+    /* Declined (jansson's job): escapes in a name, other types, bad JSON. */
+    static const char *declined[] = {
+        "{\"type\":\"message\",\"room\":\"r\",\"from\":\"\\u0041\",\"seq\":1}",
+        "{\"type\":\"ack\",\"id\":\"i\",\"seq\":1}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":[1,]}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":tru}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1} x",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1.5}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":0}",
+        "{\"type\":\"message\",\"room\":\"r\"}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":\"unterminated}",
+    };
+    for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++) {
+        tc_sframe f;
+        assert_int_equal(tc_sframe_parse_message_fast(declined[i], strlen(declined[i]), &f), -EINVAL);
+        assert_null(f.own);
+    }
+    /* The escaped name still parses, through jansson, unescaped. */
+    tc_sframe f;
+    const char *esc = "{\"type\":\"message\",\"room\":\"r\",\"from\":\"\\u0041\",\"seq\":1,\"epoch\":\"E\"}";
+    assert_int_equal(tc_sframe_parse(esc, strlen(esc), &f), 0);
+    assert_string_equal(f.from, "A");
+    tc_sframe_clear(&f);
+}
+
+/* Random ASCII damage to a valid frame: never a crash or an overread, and
+ * whatever the fast path accepts has JSON data. */
+static void test_fast_path_mutations(void **state)
+{
+    (void)state;
+    static const char base[] = "{\"type\":\"message\",\"room\":\"r\",\"seq\":12,\"epoch\":\"E\",\"id\":\"i\","
+                               "\"from\":\"u\",\"ts\":5,\"data\":{\"a\":[1,{\"b\":\"c\\n\"}],\"d\":-1.5e-3}}";
+    static const char alphabet[] = "{}[]\":,\\ ntrufalse0123456789-.eE+xu\t";
+    uint64_t r = 88172645463325252ull;
+    unsigned accepted = 0;
+    for (int it = 0; it < 20000; it++) {
+        char buf[sizeof(base)];
+        size_t len = sizeof(base) - 1;
+        memcpy(buf, base, sizeof(base));
+        int muts = 1 + (int)(r % 3);
+        for (int m = 0; m < muts && len > 0; m++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            size_t pos = (size_t)(r % len);
+            if (r % 5 == 0)
+                len = pos; /* truncate */
+            else
+                buf[pos] = alphabet[(r >> 20) % (sizeof(alphabet) - 1)];
+        }
+        char *heap = malloc(len ? len : 1); /* exact size: an overread shows under ASan */
+        memcpy(heap, buf, len);
+        tc_sframe f;
+        if (tc_sframe_parse_message_fast(heap, len, &f) == 0) {
+            json_t *d = json_loads(f.data, JSON_DECODE_ANY, NULL);
+            assert_non_null(d);
+            json_decref(d);
+            accepted++;
+            tc_sframe_clear(&f);
+        }
+        if (tc_sframe_parse(heap, len, &f) == 0)
+            tc_sframe_clear(&f);
+        free(heap);
+    }
+    assert_true(accepted > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello_positions), cmocka_unit_test(test_client_frames),
         cmocka_unit_test(test_validators),      cmocka_unit_test(test_server_frames),
-        cmocka_unit_test(test_rejects_malformed),
+        cmocka_unit_test(test_rejects_malformed), cmocka_unit_test(test_fast_path_matches_jansson),
+        cmocka_unit_test(test_fast_path_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
