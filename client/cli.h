@@ -35,6 +35,7 @@ int cli_token(int argc, char **argv);
 int cli_sub(int argc, char **argv);
 int cli_pub(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_ptt(int argc, char **argv);
 
 /* ---- cli_common.c ------------------------------------------------------------------ */
 

@@ -12,6 +12,7 @@ static const cli_cmd g_cmds[] = {
     { "token", cli_token, "mint a development token with the local HS256 secret" },
     { "sub", cli_sub, "subscribe to rooms and print messages as JSON lines" },
     { "pub", cli_pub, "publish to a room and print the acks" },
+    { "ptt", cli_ptt, "take a room's push-to-talk floor, optionally talk, release it" },
     { "bench", cli_bench, "load generator: publish, fanout, idle and reconnect workloads" },
 };
 
