@@ -123,10 +123,17 @@ int gw_ready(json_t **detail)
     int replayd_ok = G.last_replayd_ok_ms && now - G.last_replayd_ok_ms < 3000;
     int bus_ok = G.last_bus_probe_ms && now - G.last_bus_probe_ms < 3000;
     int sessiond_ok = gw_sess_ready();
-    int ready = replayd_ok && bus_ok && sessiond_ok && gw_media_ready() && !G.draining;
+    int mediad_ok = gw_media_ready();
+    /* Ready means the message path works: replayd and the bus. sessiond and
+     * mediad are reported but do not gate readiness: if every replica of
+     * either were down, gating on it would take every gateway out of
+     * service and messaging down with presence or audio, the opposite of
+     * "presence pauses, messages flow". */
+    int ready = replayd_ok && bus_ok && !G.draining;
     if (detail)
-        *detail = json_pack("{s:b,s:b,s:b,s:b,s:b,s:i}", "ready", ready, "replayd", replayd_ok, "bus", bus_ok,
-                            "sessiond", sessiond_ok, "draining", G.draining, "connections", (int)G.nconns);
+        *detail = json_pack("{s:b,s:b,s:b,s:b,s:b,s:b,s:i}", "ready", ready, "replayd", replayd_ok, "bus", bus_ok,
+                            "sessiond", sessiond_ok, "mediad", mediad_ok, "draining", G.draining, "connections",
+                            (int)G.nconns);
     return ready;
 }
 
