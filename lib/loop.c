@@ -221,6 +221,17 @@ static void heap_remove(loop *l, loop_timer *t)
 
 static void arm(loop *l)
 {
+    /* Deferred calls pending: an embedding loop must wake us now, whatever
+     * timer is next. armed_for == 1 marks this "fire at once" arming; the
+     * real deadline is restored once the deferred calls have run. */
+    if (l->ndefer) {
+        if (l->armed_for != 1) {
+            struct itimerspec now = { .it_value = { .tv_nsec = 1 } };
+            timerfd_settime(l->tfd, 0, &now, NULL);
+            l->armed_for = 1;
+        }
+        return;
+    }
     uint64_t due = l->nheap ? l->heap[0]->due : 0;
     if (due == l->armed_for)
         return;
@@ -314,9 +325,7 @@ int loop_defer(loop *l, loop_defer_cb *cb, void *arg)
     }
     l->defer[l->ndefer++] = (deferred){ cb, arg };
     /* Make sure an embedding loop wakes us: fire the timerfd now. */
-    struct itimerspec its = { .it_value = { .tv_nsec = 1 } };
-    timerfd_settime(l->tfd, 0, &its, NULL);
-    l->armed_for = 1;
+    arm(l);
     return 0;
 }
 
@@ -398,9 +407,13 @@ int loop_run_once(loop *l, int timeout_ms)
         ran++;
     }
     ran += run_deferred(l);
-    /* A deferred call may have re-armed the timerfd for "now"; restore the
-     * real deadline when nothing is left to defer. */
-    if (!l->ndefer && l->armed_for == 1) {
+    if (l->ndefer) {
+        /* Calls deferred by deferred calls: the one-shot wake-up may have
+         * been consumed already, so arm it again. */
+        l->armed_for = 0;
+        arm(l);
+    } else if (l->armed_for == 1) {
+        /* Nothing left to defer: restore the real deadline. */
         l->armed_for = 0;
         uint64_t n2;
         while (read(l->tfd, &n2, sizeof(n2)) > 0)
