@@ -311,6 +311,7 @@ def main():
     ap.add_argument("--tether", default=str(REPO / "build" / "bin" / "tether"))
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--down-s", type=float, default=1.0, help="reconnect: seconds the gateway stays dead")
+    ap.add_argument("--label", default="", help="what was measured (recorded, and part of the file names)")
     args = ap.parse_args()
     if os.cpu_count() < 2:
         SERVER_CPU.clear(); SERVER_CPU.add(0)
@@ -326,10 +327,11 @@ def main():
         print("== %s" % name, flush=True)
         t0 = time.time()
         s, cmd, extra = WORKLOADS[name](args)
-        rec = {"workload": name, "stamp": stamp, "quick": args.quick, "machine": machine(),
+        rec = {"workload": name, "stamp": stamp, "label": args.label, "quick": args.quick, "machine": machine(),
                "command": " ".join(cmd), "summary": s, "wall_s": round(time.time() - t0, 1)}
         rec.update(extra)
-        path = out / ("%s-%s%s.json" % (stamp, name, "-quick" if args.quick else ""))
+        tag = "-" + args.label if args.label else ""
+        path = out / ("%s%s-%s%s.json" % (stamp, tag, name, "-quick" if args.quick else ""))
         path.write_text(json.dumps(rec, indent=2) + "\n")
         line = md_line(name, s)
         if s.get("foreign_cpu_pct_of_machine", 0) > 5:
@@ -342,9 +344,11 @@ def main():
             print("reconnection attempts, by time since the first drop (250 ms buckets):")
             print(histogram_text(s["attempts_hist_250ms_since_down"]))
         print("   -> %s" % path, flush=True)
-    md = out / ("%s-summary%s.md" % (stamp, "-quick" if args.quick else ""))
-    md.write_text("# tether bench %s (commit %s)\n\n| workload | shape | result | latency | server | client |\n"
-                  "|---|---|---|---|---|---|\n%s\n" % (stamp, machine()["commit"], "\n".join(lines)))
+    tag = "-" + args.label if args.label else ""
+    md = out / ("%s%s-summary%s.md" % (stamp, tag, "-quick" if args.quick else ""))
+    md.write_text("# tether bench %s %s (commit %s, daemons from %s)\n\n| workload | shape | result | latency | server |"
+                  " client |\n|---|---|---|---|---|---|\n%s\n"
+                  % (stamp, args.label, machine()["commit"], th.BUILD, "\n".join(lines)))
     print("summary: %s" % md)
 
 

@@ -404,6 +404,12 @@ static json_t *summary(const bench_cfg *cfg, const bench_go *go, const bench_res
     }
     json_object_set_new(o, "servers", servers);
     json_object_set_new(o, "server_cpu_s", json_real(server_cpu));
+    if (cfg->mode == BENCH_FANOUT || cfg->mode == BENCH_RECONNECT) {
+        /* The join storm: each member's join is told to every member. */
+        json_object_set_new(o, "presence_frames", json_integer((json_int_t)t->presence));
+        json_object_set_new(o, "presence_frames_in_window", json_integer((json_int_t)t->presence_window));
+        json_object_set_new(o, "presence_settle_s", json_real((double)t->settle_us / 1e6));
+    }
     switch (cfg->mode) {
     case BENCH_PUBLISH:
         json_object_set_new(o, "rate_target", json_integer((json_int_t)cfg->rate));
@@ -489,6 +495,10 @@ static void merge(bench_result *t, const bench_result *r)
     t->dups += r->dups;
     t->pub_sent_window += r->pub_sent_window;
     t->resumed += r->resumed;
+    t->presence += r->presence;
+    t->presence_window += r->presence_window;
+    if (r->settle_us > t->settle_us)
+        t->settle_us = r->settle_us;
     t->cpu_s += r->cpu_s;
     if (r->max_attempts_one > t->max_attempts_one)
         t->max_attempts_one = r->max_attempts_one;

@@ -62,6 +62,8 @@ typedef struct bench_result {
     uint64_t delivered, gaps, dups;        /* fanout deliveries in the window */
     uint64_t pub_sent_window;              /* fanout: messages published in the window */
     uint64_t ready_us;                     /* when this worker was ready */
+    uint64_t presence, presence_window;    /* presence frames received: all, in the window */
+    uint64_t settle_us;                    /* from all subscribed to presence quiet */
     uint64_t first_down_us, back_us, last_resumed_us, resumed;
     uint32_t max_attempts_one;             /* most reconnection attempts of one client */
     double cpu_s;                          /* this worker's user+system CPU */

@@ -51,7 +51,8 @@ struct worker {
     bench_go go;
     unsigned char gobuf[sizeof(bench_go)];
     size_t golen;
-    tc_timer *ramp_t, *tick_t, *end_t, *probe_t, *deadline_t;
+    tc_timer *ramp_t, *tick_t, *end_t, *probe_t, *deadline_t, *settle_t;
+    uint64_t last_presence_us, all_subscribed_us;
     double rate;                 /* this worker's publishes per second */
     uint64_t rate_sent, rr, seq;
     char host[256];
@@ -119,13 +120,47 @@ static int publish_one(worker *w, bconn *b)
 
 /* ---- readiness ---------------------------------------------------------------------- */
 
+/* Presence must be quiet this long before a subscriber workload is ready:
+ * 1,000 members joining one room cause a storm of presence frames (each
+ * join is told to every member), which is not what fanout measures. */
+#define SETTLE_US 1000000
+
 static void check_ready(worker *w)
 {
     if (w->sent_ready || w->created < w->n || w->ready + w->failed < w->n)
         return;
+    uint64_t now = tc_now_us();
+    if (!w->all_subscribed_us)
+        w->all_subscribed_us = now;
+    if ((w->cfg->mode == BENCH_FANOUT || w->cfg->mode == BENCH_RECONNECT) && w->last_presence_us &&
+        now - w->last_presence_us < SETTLE_US) {
+        tc_timer_start(w->settle_t, (SETTLE_US - (now - w->last_presence_us)) / 1000 + 1);
+        return;
+    }
+    w->res->settle_us = now - w->all_subscribed_us;
     w->sent_ready = 1;
     w->res->ready_us = tc_now_us();
     write_all(w->to_parent, "R", 1);
+}
+
+static void on_settle(tc_timer *t, void *arg)
+{
+    (void)t;
+    check_ready(arg);
+}
+
+static void on_frame(tc_client *c, const char *type, const char *json, void *arg)
+{
+    bconn *b = arg;
+    (void)c;
+    (void)json;
+    if (strcmp(type, "presence") == 0) {
+        uint64_t now = tc_now_us();
+        b->w->last_presence_us = now;
+        b->w->res->presence++;
+        if (in_window(b->w, now))
+            b->w->res->presence_window++;
+    }
 }
 
 static void on_deadline(tc_timer *t, void *arg)
@@ -291,7 +326,7 @@ static void on_error(tc_client *c, int code, const char *reason, void *arg)
     b->w->res->errors++;
 }
 
-static const tc_callbacks g_cbs = { on_state, on_message, on_subscribed, on_gap, on_ack, on_error, NULL, NULL, NULL };
+static const tc_callbacks g_cbs = { on_state, on_message, on_subscribed, on_gap, on_ack, on_error, NULL, NULL, on_frame };
 
 /* ---- connections ------------------------------------------------------------------------- */
 
@@ -478,7 +513,8 @@ void bench_worker(const bench_cfg *cfg, int index, int nworkers, int to_parent, 
     w->end_t = tc_timer_new(w->loop, on_end, w);
     w->probe_t = tc_timer_new(w->loop, on_probe, w);
     w->deadline_t = tc_timer_new(w->loop, on_deadline, w);
-    if (!w->ramp_t || !w->tick_t || !w->end_t || !w->probe_t || !w->deadline_t ||
+    w->settle_t = tc_timer_new(w->loop, on_settle, w);
+    if (!w->ramp_t || !w->tick_t || !w->end_t || !w->probe_t || !w->deadline_t || !w->settle_t ||
         tc_loop_watch_fd(w->loop, from_parent, on_parent, w) < 0)
         _exit(CLI_ERR);
     tc_timer_start(w->deadline_t, cfg->timeout_s * 1000);
