@@ -49,7 +49,7 @@ typedef struct gw_config {
 } gw_config;
 
 typedef struct gw_stats {
-    unsigned long long conns_opened, conns_closed, frames_in, frames_out, bytes_out, malformed, publishes,
+    unsigned long long conns_opened, conns_closed, frames_in, frames_out, bytes_out, writes, malformed, publishes,
         acks, publish_errors, delivered, gaps_repaired, gaps_unrepaired, resumes, slow_closes, auth_failures,
         range_requests, epoch_changes;
 } gw_stats;
@@ -67,6 +67,8 @@ typedef struct gw {
     hmap *conns;      /* "%llx" id -> gw_conn */
     hmap *sessions;   /* session id -> gw_conn */
     gw_conn *conn_list;
+    gw_conn *dirty;                /* connections with frames to write */
+    int flush_deferred;
     unsigned nconns;
     uint64_t next_conn_id;
     int draining;
@@ -114,16 +116,23 @@ struct gw_conn {
     char client[64];
     uint32_t inflight_pub;
     gw_conn *next, *prev;
+    gw_conn *dnext, *dprev;   /* on G.dirty: frames queued, not yet written */
+    unsigned dirty : 1;
 };
 
 /* Called by gw_ws.c. */
 gw_conn *gw_conn_open(struct lws *wsi, int proto);
 void gw_conn_closed(gw_conn *c);
 void gw_conn_rx(gw_conn *c, const void *in, size_t len, int first, int final, int binary);
-/* Writes the next queued frame; returns -1 when the connection must close. */
+/* The writable callback: writes what is queued; returns -1 when the
+ * connection must close. */
 int gw_conn_writable(gw_conn *c);
+/* Writes the queued frames of every connection that has some. Called at the
+ * end of each batch of work (gw_ws.c), and deferred from gw_conn_send. */
+void gw_conn_flush_all(void);
 
-/* Queues b (a new reference is taken) and asks for a writable callback.
+/* Queues b (a new reference is taken); it is written at the end of the
+ * current batch of work, coalesced with the other frames queued for c.
  * Closes the connection with 4002 when the queue is over its byte limit. */
 void gw_conn_send(gw_conn *c, gw_buf *b);
 /* Queues b and drops the caller's reference. NULL b is ignored. */

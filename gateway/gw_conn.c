@@ -26,6 +26,8 @@
 #define DEAD_PEER_GRACE_MS 10000
 #define SKIP_CLOSE_FACTOR 16
 
+static void dirty_del(gw_conn *c);
+
 static void idkey(char *buf, size_t n, uint64_t id) { snprintf(buf, n, "%llx", (unsigned long long)id); }
 
 gw_conn *gw_conn_find(uint64_t id)
@@ -71,6 +73,7 @@ static void queue_clear(gw_conn *c)
 
 void gw_conn_closed(gw_conn *c)
 {
+    dirty_del(c);
     gw_sess_conn_closed(c);
     gw_media_conn_closed(c);
     while (c->nsubs)
@@ -100,7 +103,156 @@ void gw_conn_closed(gw_conn *c)
     free(c);
 }
 
-/* ---- sending ------------------------------------------------------------------------ */
+/* ---- sending ------------------------------------------------------------------------
+ *
+ * Frames are written at the end of the batch of work that queued them (a bus
+ * drain, a client frame, a timer), not one per writable callback: one send()
+ * carries every frame queued for a connection (a presence burst, a resume's
+ * history, a message and an ack), where a writable round trip per frame cost
+ * a poll wake-up and a send() each. The framing is ours: server frames are
+ * unmasked, and never compressed (RFC 7692 lets a sender leave RSV1 clear on
+ * any message; compressing per connection would cost CPU per delivery and
+ * zlib state per connection, and frames are encoded once per message for all
+ * connections). lws_write(LWS_WRITE_HTTP) sends the bytes as they are and
+ * keeps any unsent tail itself; while it holds one, frames stay in our
+ * bounded queue and the writable callback resumes the flush.
+ */
+
+#define FLUSH_BATCH (64u << 10) /* bytes per send(), unless one frame is larger */
+
+static unsigned char *scratch;
+static size_t scratch_cap;
+
+static void dirty_del(gw_conn *c)
+{
+    if (!c->dirty)
+        return;
+    if (c->dprev)
+        c->dprev->dnext = c->dnext;
+    else
+        G.dirty = c->dnext;
+    if (c->dnext)
+        c->dnext->dprev = c->dprev;
+    c->dnext = c->dprev = NULL;
+    c->dirty = 0;
+}
+
+static void flush_deferred(loop *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+    G.flush_deferred = 0;
+    gw_conn_flush_all();
+}
+
+static void dirty_add(gw_conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->dprev = NULL;
+    c->dnext = G.dirty;
+    if (G.dirty)
+        G.dirty->dprev = c;
+    G.dirty = c;
+    /* gw_ws.c flushes at the end of every callback that can queue frames;
+     * the deferred call covers any other path. */
+    if (!G.flush_deferred && loop_defer(G.l, flush_deferred, NULL) == 0)
+        G.flush_deferred = 1;
+}
+
+/* Writes the WebSocket header of an unmasked, final, uncompressed frame. */
+static size_t ws_header(unsigned char *h, size_t len, int binary)
+{
+    h[0] = (unsigned char)(0x80 | (binary ? 0x2 : 0x1));
+    if (len < 126) {
+        h[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = (unsigned char)(len >> 8);
+        h[3] = (unsigned char)len;
+        return 4;
+    }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++)
+        h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+static int scratch_fit(size_t n)
+{
+    if (n <= scratch_cap)
+        return 0;
+    size_t cap = scratch_cap ? scratch_cap : LWS_PRE + FLUSH_BATCH + 16;
+    while (cap < n)
+        cap *= 2;
+    unsigned char *p = realloc(scratch, cap);
+    if (!p)
+        return -ENOMEM;
+    scratch = p;
+    scratch_cap = cap;
+    return 0;
+}
+
+/* Writes queued frames while lws holds no unsent tail. -1: the connection
+ * is unusable (write error, out of memory). */
+static int conn_flush(gw_conn *c)
+{
+    while (c->qlen && !lws_partial_buffered(c->wsi)) {
+        size_t n = 0;
+        uint32_t k = 0;
+        while (k < c->qlen) {
+            gw_buf *b = c->q[(c->qhead + k) % c->qcap];
+            if (k > 0 && n + b->len + 10 > FLUSH_BATCH)
+                break;
+            if (scratch_fit(LWS_PRE + n + b->len + 10) < 0)
+                return -1;
+            n += ws_header(scratch + LWS_PRE + n, b->len, (int)b->binary);
+            memcpy(scratch + LWS_PRE + n, gw_buf_payload(b), b->len);
+            n += b->len;
+            k++;
+        }
+        for (uint32_t i = 0; i < k; i++) {
+            gw_buf *b = c->q[c->qhead];
+            c->qhead = (c->qhead + 1) % c->qcap;
+            c->qlen--;
+            c->qbytes -= b->len;
+            G.st.frames_out++;
+            G.st.bytes_out += b->len;
+            gw_buf_unref(b);
+        }
+        G.st.writes++;
+        if (lws_write(c->wsi, scratch + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n)
+            return -1;
+    }
+    return 0;
+}
+
+/* Flushes c outside the writable callback: what cannot be written now, and a
+ * pending close, continue from the writable callback. */
+static void conn_flush_now(gw_conn *c)
+{
+    dirty_del(c);
+    if (conn_flush(c) < 0) {
+        queue_clear(c);
+        if (!c->close_code) {
+            c->close_code = 1006;
+            snprintf(c->close_reason, sizeof(c->close_reason), "write failed");
+        }
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (c->qlen || c->close_code)
+        lws_callback_on_writable(c->wsi);
+}
+
+void gw_conn_flush_all(void)
+{
+    while (G.dirty)
+        conn_flush_now(G.dirty);
+}
 
 void gw_conn_send(gw_conn *c, gw_buf *b)
 {
@@ -131,7 +283,7 @@ void gw_conn_send(gw_conn *c, gw_buf *b)
     c->q[(c->qhead + c->qlen) % c->qcap] = gw_buf_ref(b);
     c->qlen++;
     c->qbytes += b->len;
-    lws_callback_on_writable(c->wsi);
+    dirty_add(c);
 }
 
 void gw_conn_send_take(gw_conn *c, gw_buf *b)
@@ -158,20 +310,12 @@ void gw_conn_close(gw_conn *c, int code, const char *reason)
 
 int gw_conn_writable(gw_conn *c)
 {
-    if (c->qlen) {
-        gw_buf *b = c->q[c->qhead];
-        c->qhead = (c->qhead + 1) % c->qcap;
-        c->qlen--;
-        c->qbytes -= b->len;
-        int n = lws_write(c->wsi, gw_buf_payload(b), b->len, b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-        G.st.frames_out++;
-        G.st.bytes_out += b->len;
-        size_t len = b->len;
-        gw_buf_unref(b);
-        if (n < (int)len)
-            return -1;
-        if (c->qlen || c->close_code)
-            lws_callback_on_writable(c->wsi);
+    dirty_del(c);
+    if (conn_flush(c) < 0)
+        return -1;
+    if (c->qlen || (c->close_code && lws_partial_buffered(c->wsi))) {
+        /* lws holds an unsent tail: it calls back when it is gone. */
+        lws_callback_on_writable(c->wsi);
         return 0;
     }
     if (c->close_code) {

@@ -650,6 +650,7 @@ void gw_metrics_init(void)
     C(conns_closed, "connections_closed_total", "WebSocket connections closed");
     C(frames_in, "frames_in_total", "Client frames received");
     C(frames_out, "frames_out_total", "Server frames written");
+    C(writes, "ws_writes_total", "WebSocket writes (one carries every frame queued for a connection)");
     C(bytes_out, "bytes_out_total", "Server frame payload bytes written");
     C(malformed, "malformed_frames_total", "Malformed client frames");
     C(publishes, "publishes_total", "Publish requests sent to replayd");

@@ -76,6 +76,7 @@ int gw_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         }
         if (G.nconns > G.cfg.max_conns)
             gw_conn_close(c, GW_E_TOO_MANY, "too many connections");
+        gw_conn_flush_all();
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
@@ -85,6 +86,7 @@ int gw_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
             if (final && !first)
                 gw_conn_rx_done(pss->conn);
         }
+        gw_conn_flush_all();
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss && pss->conn ? gw_conn_writable(pss->conn) : 0;
@@ -97,6 +99,7 @@ int gw_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
     /* The process loop, embedded: its epoll fd adopted as a raw file. */
     case LWS_CALLBACK_RAW_RX_FILE:
         loop_run_once(G.l, 0);
+        gw_conn_flush_all();
         return 0;
     case LWS_CALLBACK_RAW_ADOPT_FILE:
     case LWS_CALLBACK_RAW_CLOSE_FILE:
