@@ -1,0 +1,194 @@
+/* pb_stats.c -- peerbench's measuring: a log-linear latency histogram, the
+ * per-subscriber record of sequence numbers (loss, duplicates, reordering)
+ * and CPU / memory of processes from /proc.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pb.h"
+
+uint64_t pb_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- histogram ------------------------------------------------------------------------------- */
+
+/* Values below 128 have a bucket each; above, 64 buckets per power of two. */
+static unsigned bucket(uint64_t v)
+{
+    if (v < 128)
+        return (unsigned)v;
+    unsigned e = 63u - (unsigned)__builtin_clzll(v);
+    if (e > 40)
+        return PB_HIST_BUCKETS - 1;
+    unsigned i = 128u + (e - 7u) * 64u + ((unsigned)(v >> (e - 6)) & 63u);
+    return i < PB_HIST_BUCKETS ? i : PB_HIST_BUCKETS - 1;
+}
+
+static uint64_t bucket_high(unsigned i)
+{
+    if (i < 128)
+        return i;
+    unsigned e = (i - 128u) / 64u + 7u, sub = (i - 128u) % 64u;
+    return ((uint64_t)(64u + sub) << (e - 6)) + ((uint64_t)1 << (e - 6)) - 1;
+}
+
+void pb_hist_add(pb_hist *h, uint64_t us)
+{
+    h->b[bucket(us)]++;
+    h->n++;
+    h->sum += us;
+    if (us > h->max)
+        h->max = us;
+}
+
+uint64_t pb_hist_q(const pb_hist *h, double q)
+{
+    if (!h->n)
+        return 0;
+    uint64_t want = (uint64_t)((double)h->n * q + 0.5), seen = 0;
+    if (!want)
+        want = 1;
+    for (unsigned i = 0; i < PB_HIST_BUCKETS; i++) {
+        seen += h->b[i];
+        if (seen >= want) {
+            uint64_t top = bucket_high(i);
+            return top < h->max ? top : h->max;
+        }
+    }
+    return h->max;
+}
+
+/* ---- sequence tracking ----------------------------------------------------------------------- */
+
+static int bit(const pb_track *t, uint64_t s)
+{
+    return (int)(t->ring[(s >> 6) & 15] >> (s & 63)) & 1;
+}
+
+static void set_bit(pb_track *t, uint64_t s)
+{
+    t->ring[(s >> 6) & 15] |= 1ull << (s & 63);
+}
+
+static void clear_bit(pb_track *t, uint64_t s)
+{
+    t->ring[(s >> 6) & 15] &= ~(1ull << (s & 63));
+}
+
+int pb_track_see(pb_track *t, uint64_t seq)
+{
+    t->recv++;
+    if (!t->last) {
+        t->base = t->last = seq;
+        memset(t->ring, 0, sizeof(t->ring));
+        set_bit(t, seq);
+        return 1;
+    }
+    if (seq > t->last) {
+        /* Everything between is missing until (if ever) it arrives late. */
+        t->missing += seq - t->last - 1;
+        if (seq - t->last >= 1024)
+            memset(t->ring, 0, sizeof(t->ring));
+        else
+            for (uint64_t s = t->last + 1; s < seq; s++)
+                clear_bit(t, s);
+        set_bit(t, seq);
+        t->last = seq;
+        return 1;
+    }
+    if (seq < t->base) {
+        /* Older than where counting started: not ours to count. */
+        t->reordered++;
+        return 0;
+    }
+    if (t->last - seq >= 1024 || bit(t, seq)) {
+        t->dup++;
+        return 0;
+    }
+    set_bit(t, seq);
+    t->missing--;
+    t->reordered++;
+    return 1;
+}
+
+uint64_t pb_track_missing(const pb_track *t, uint64_t top)
+{
+    if (!t->last)
+        return 0;
+    return t->missing + (top > t->last ? top - t->last : 0);
+}
+
+/* ---- processes --------------------------------------------------------------------------------- */
+
+static double stat_cpu(const char *path)
+{
+    char buf[2048];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    /* utime and stime are fields 14 and 15; the command name before them may
+     * hold spaces and parentheses, so count from the last ')'. */
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
+double pb_proc_cpu_s(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    return stat_cpu(path);
+}
+
+double pb_self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static long status_kb(const char *path, const char *key)
+{
+    char line[256];
+    long kb = -1;
+    size_t kl = strlen(key);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, key, kl) && sscanf(line + kl, " %ld", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+long pb_proc_rss_kb(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    return status_kb(path, "VmRSS:");
+}
+
+long pb_proc_pss_kb(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+    return status_kb(path, "Pss:");
+}
