@@ -41,7 +41,7 @@ static void on_sigint(int signo)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: tether bench --mode publish|fanout|idle|reconnect [options]\n"
+            "usage: tether bench --mode publish|fanout|idle|reconnect|chaos [options]\n"
             "\n"
             "Load generator. Prints one JSON summary line on stdout; progress as JSON\n"
             "lines on stderr. All connections of a process share one libwebsockets\n"
@@ -59,6 +59,12 @@ static void usage(FILE *f)
             "             and come back (kill and restart it after the 'ready' event);\n"
             "             reports the time from gateway back to all resumed and the\n"
             "             histogram of resume and attempt times (thundering herd check).\n"
+            "  chaos      --conns clients (default 20) in one process, for the chaos harness\n"
+            "             (tests/chaos): client i is user <user>-<i>, subscribes to rooms\n"
+            "             <room>-<i %% K> and <room>-<(i+1) %% K> (K = --rooms, default 4),\n"
+            "             publishes into the first with ids at a total --rate msg/s (default\n"
+            "             --conns) and logs every event it sees to --log as JSON lines.\n"
+            "             Runs until 'stop' or EOF on stdin (also: quiesce, resume, stats).\n"
             "\n"
             "options:\n"
             "  --conns N          connections (publish 100, others 1000)\n"
@@ -80,6 +86,10 @@ static void usage(FILE *f)
             "  --server-pid P,..  processes to measure (CPU, RSS); for idle, list them in\n"
             "                     the order of --url (connections are spread round robin)\n"
             "  --url U1,U2,..     several gateways: connections spread round robin\n"
+            "  --log PATH         chaos: the event log (default '-': stdout)\n"
+            "  --user PREFIX      chaos: user name prefix (default c)\n"
+            "  --churn MS         chaos: each client leaves at random, mean MS apart, and\n"
+            "                     comes back 0.2-3 s later (one time in five with bye)\n"
             "\n%s",
             cli_conn_help);
 }
@@ -127,6 +137,8 @@ static int parse(bench_cfg *cfg, int argc, char **argv, char **url_copy, char **
         { "ramp", required_argument, NULL, 'a' },     { "timeout", required_argument, NULL, 'T' },
         { "drain", required_argument, NULL, 'D' },    { "secret", required_argument, NULL, 'S' },
         { "server-pid", required_argument, NULL, 'P' }, { "help", no_argument, NULL, 'h' },
+        { "log", required_argument, NULL, 'L' },      { "user", required_argument, NULL, 'U' },
+        { "churn", required_argument, NULL, 'C' },
         { NULL, 0, NULL, 0 },
     };
     int opt, r, have_rate = 0, have_drain = 0;
@@ -157,9 +169,10 @@ static int parse(bench_cfg *cfg, int argc, char **argv, char **url_copy, char **
                         : !strcmp(optarg, "fanout")    ? BENCH_FANOUT
                         : !strcmp(optarg, "idle")      ? BENCH_IDLE
                         : !strcmp(optarg, "reconnect") ? BENCH_RECONNECT
+                        : !strcmp(optarg, "chaos")     ? BENCH_CHAOS
                                                        : 0;
             if (!cfg->mode) {
-                fprintf(stderr, "tether bench: --mode is publish, fanout, idle or reconnect\n");
+                fprintf(stderr, "tether bench: --mode is publish, fanout, idle, reconnect or chaos\n");
                 return -1;
             }
             break;
@@ -176,6 +189,9 @@ static int parse(bench_cfg *cfg, int argc, char **argv, char **url_copy, char **
         case 'D': if (num("drain", optarg, 0, 600000, &cfg->drain_ms) < 0) return -1; have_drain = 1; break;
         case 'o': cfg->room = optarg; break;
         case 'S': cfg->secret = optarg; break;
+        case 'L': cfg->log_path = optarg; break;
+        case 'U': cfg->user_prefix = optarg; break;
+        case 'C': if (num("churn", optarg, 0, 86400000, &cfg->churn_ms) < 0) return -1; break;
         case 'P':
             free(*pid_copy);
             *pid_copy = strdup(optarg);
@@ -193,13 +209,17 @@ static int parse(bench_cfg *cfg, int argc, char **argv, char **url_copy, char **
         }
     }
     if (!cfg->mode) {
-        fprintf(stderr, "tether bench: say which workload: --mode publish|fanout|idle|reconnect\n");
+        fprintf(stderr, "tether bench: say which workload: --mode publish|fanout|idle|reconnect|chaos\n");
         return -1;
     }
     if (!cfg->conns)
-        cfg->conns = cfg->mode == BENCH_PUBLISH ? 100 : 1000;
+        cfg->conns = cfg->mode == BENCH_PUBLISH ? 100 : cfg->mode == BENCH_CHAOS ? 20 : 1000;
     if (!have_rate)
-        cfg->rate = cfg->mode == BENCH_FANOUT ? 100 : 0;
+        cfg->rate = cfg->mode == BENCH_FANOUT ? 100 : cfg->mode == BENCH_CHAOS ? cfg->conns : 0;
+    if (cfg->mode == BENCH_CHAOS && !cfg->rooms)
+        cfg->rooms = 4;
+    if (!cfg->user_prefix)
+        cfg->user_prefix = "c";
     if (cfg->mode == BENCH_FANOUT && !cfg->rate) {
         fprintf(stderr, "tether bench: fanout needs --rate > 0\n");
         return -1;
@@ -534,6 +554,10 @@ int cli_bench(int argc, char **argv)
     int pr = parse(&cfg, argc, argv, &url_copy, &pid_copy);
     if (pr != 0) {
         rc = pr > 0 ? CLI_OK : CLI_USAGE;
+        goto out;
+    }
+    if (cfg.mode == BENCH_CHAOS) {
+        rc = bench_chaos(&cfg);
         goto out;
     }
     rc = CLI_ERR;

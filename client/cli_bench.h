@@ -20,7 +20,7 @@
 
 #include "cli.h"
 
-enum { BENCH_PUBLISH = 1, BENCH_FANOUT, BENCH_IDLE, BENCH_RECONNECT };
+enum { BENCH_PUBLISH = 1, BENCH_FANOUT, BENCH_IDLE, BENCH_RECONNECT, BENCH_CHAOS };
 
 #define BENCH_MAX_URLS 16
 #define BENCH_MAX_PIDS 16
@@ -49,6 +49,9 @@ typedef struct bench_cfg {
     uint64_t conns, rate, duration_s, warmup_s, size, procs, window, rooms, ramp, timeout_s, drain_ms;
     pid_t server_pids[BENCH_MAX_PIDS];
     int npids;
+    const char *log_path;        /* chaos: the event log ("-": stdout) */
+    const char *user_prefix;     /* chaos: users are <prefix>-<i> */
+    uint64_t churn_ms;           /* chaos: mean time between a client's departures, 0: none */
 } bench_cfg;
 
 typedef struct bench_go {
@@ -97,5 +100,10 @@ int bench_url_hostport(const char *url, char *host, size_t hl, int *port);
  * process with its status. */
 void bench_worker(const bench_cfg *cfg, int index, int nworkers, int to_parent, int from_parent)
     __attribute__((noreturn));
+
+/* ---- cli_bench_chaos.c --------------------------------------------------------------- */
+/* Runs --mode chaos in this process until stdin says stop (or closes) or a
+ * SIGINT/SIGTERM; returns the exit code. */
+int bench_chaos(const bench_cfg *cfg);
 
 #endif
