@@ -118,6 +118,7 @@ struct gw_conn {
     gw_conn *next, *prev;
     gw_conn *dnext, *dprev;   /* on G.dirty: frames queued, not yet written */
     unsigned dirty : 1;
+    unsigned rx_paused : 1;   /* lws holds an unsent tail: not reading (gw_conn.c) */
 };
 
 /* Called by gw_ws.c. */

@@ -227,6 +227,20 @@ static int conn_flush(gw_conn *c)
         if (lws_write(c->wsi, scratch + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n)
             return -1;
     }
+    /* While lws holds an unsent tail, stop reading from the client. A
+     * client that does not read gets no say until it does (back-pressure
+     * both ways), and libwebsockets 4.1 must not see its end of stream
+     * then: closing a connection with a tail only marks it "flushing", and
+     * its service loop retries the same read-ready slot forever (100 % CPU).
+     * A peer that went away shows up as a write error or a hang-up instead,
+     * which closes at once. */
+    if (lws_partial_buffered(c->wsi)) {
+        if (!c->rx_paused && lws_rx_flow_control(c->wsi, 0) == 0)
+            c->rx_paused = 1;
+    } else if (c->rx_paused) {
+        lws_rx_flow_control(c->wsi, 1);
+        c->rx_paused = 0;
+    }
     return 0;
 }
 
