@@ -34,7 +34,7 @@ import report  # noqa: E402
 REPO = servers.REPO
 PEERBENCH = REPO / "build" / "bench" / "peerbench"
 GEN_CPUS = "1"
-WORKLOADS = ("fanout", "sweep", "rooms", "idle", "storm")
+WORKLOADS = ("fanout", "sweep", "rooms", "idle", "storm", "kill")
 SYSTEMS = ("tether", "nchan", "sio")
 
 
@@ -69,6 +69,14 @@ def workload_args(name, quick):
                          "--jitter-ms", 1000, "--timeout", 120, "--drain", 15], \
             ("%d subscribers in %d rooms, %d msg/s keep flowing; every subscriber socket reset at once "
              "(TCP RST), each back after uniform [0, 1 s] and resumes" % (subs, rooms, rate))
+    if name == "kill":
+        mode, a, _ = workload_args("storm", quick)
+        subs = 500 if quick else 5000
+        return mode, a + ["--drop", "server"], \
+            ("%d subscribers in %d rooms, %d msg/s; the server process holding the connections is killed "
+             "(SIGKILL) and restarted at once: Tether's gateway, nginx's worker (its master starts a new one), "
+             "node; clients come back after uniform [0, 1 s], then full-jitter backoff"
+             % (subs, subs // 10, 200 if quick else 1000))
     raise ValueError(name)
 
 
@@ -119,18 +127,42 @@ def run_one(system, workload, quick, log):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         events = []
 
+        outage = {}
+        killer = []
+
+        def kill():
+            try:
+                outage["kill_s"] = round(time.time() - w0, 3)
+                outage["process"] = sset.kill_front()
+                outage["back_s"] = round(time.time() - w0, 3)
+            except Exception as e:  # recorded; the run goes on and shows what happened
+                outage["error"] = repr(e)
+
         def pump_err():
             for line in proc.stderr:
                 events.append(line.rstrip("\n"))
+                if '"drop_now"' in line:
+                    killer.append(threading.Thread(target=kill, daemon=True))
+                    killer[-1].start()
                 log("    %s %s: %s" % (system, workload, line.rstrip()))
-        t = threading.Thread(target=pump_err, daemon=True)
-        t.start()
+        out_lines = []
+
+        def pump_out():
+            for line in proc.stdout:
+                out_lines.append(line)
+        # Two readers and a wait, not communicate(): communicate() would also
+        # read stderr and race pump_err for the drop_now line.
+        readers = [threading.Thread(target=pump_err, daemon=True), threading.Thread(target=pump_out, daemon=True)]
+        for t in readers:
+            t.start()
         try:
-            out, _ = proc.communicate(timeout=1800)
+            proc.wait(timeout=1800)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
-        t.join(5)
+            proc.wait()
+        for t in readers + killer:
+            t.join(30)
+        out = "".join(out_lines)
         mine = sum(pid_cpu_s(p) for _, p in pids) + own_cpu_s() - mine0
         busy = machine_busy_s() - busy0
         wall = time.time() - w0
@@ -141,6 +173,8 @@ def run_one(system, workload, quick, log):
         rec["exit_code"] = proc.returncode
         rec["summary"] = summary
         rec["events"] = [e for e in events if '"gap"' in e or '"step_done"' in e][:40]
+        if outage:
+            rec["outage"] = outage
         if summary is None:
             rec["error"] = "peerbench printed no summary (exit %s); server logs:\n%s" % (proc.returncode, sset.logs())
         elif not summary.get("ok"):
@@ -194,11 +228,12 @@ def machine():
         "memory_gib": round(mem_kb / 1048576, 1),
         "kernel": platform.release(),
         "os": sh(". /etc/os-release && echo $PRETTY_NAME"),
-        "virtualization": sh("systemd-detect-virt 2>/dev/null || true") or None,
         "nofile_hard": sh("ulimit -Hn"),
         "tether_commit": sh("git -C %s rev-parse --short HEAD" % REPO),
+        "tether_binaries": "copied from build/bin at the start of the run" if servers.SNAPSHOT
+        else "from %s" % os.environ.get("TETHER_BUILD"),
         "tether_daemon_sources_modified": bool(dirty),
-        "nginx": sh("nginx -v 2>&1").replace("nginx version: ", ""),
+        "nginx": sh("nginx -v 2>&1").replace("nginx version: nginx/", ""),
         "nchan": sh("dpkg-query -W -f='${Version}' libnginx-mod-nchan"),
         "node": sh("node --version"),
         "socket.io": npm_version("socket.io"),

@@ -64,7 +64,9 @@ def _max_rate(s):
 def _first_fail(s):
     for step in s.get("steps", []) if s else []:
         if not step.get("sustained"):
-            return "%.0f msg/s: %s" % (step.get("rate_target", 0), step.get("why_not", "?"))
+            return "%.0f msg/s: %s (server CPU %.0f %% of its core, generator %.0f %% of its core)" % (
+                step.get("rate_target", 0), step.get("why_not", "?"), step.get("server_cpu_pct_of_core", 0),
+                step.get("generator_cpu_pct_of_core", 0))
     return None
 
 
@@ -103,6 +105,13 @@ METRICS = [
          _fmt(_ms(_get(s, "storm", "resume_handshake_us", "p99")))), "", None),
     ("storm", "messages lost / duplicated", _lost, "", None),
     ("storm", "resume confirmed whole by the server", _resume_confirmed, "", None),
+    ("kill", "time to all resumed (s)", lambda s: _get(s, "storm", "all_resumed_s"), "", "low"),
+    ("kill", "time to all caught up (s)", lambda s: _get(s, "storm", "all_caught_up_s"), "", "low"),
+    ("kill", "messages lost / duplicated", _lost, "", None),
+    ("kill", "publishes unanswered when the server died", lambda s: None if s is None else (
+        s.get("publish_unanswered_at_close") if s.get("config", {}).get("dialect") != "sio"
+        else "unknown (no acks)"), "", None),
+    ("kill", "resume confirmed whole by the server", _resume_confirmed, "", None),
 ]
 
 TITLES = {
@@ -111,6 +120,7 @@ TITLES = {
     "rooms": "many rooms",
     "idle": "idle connections",
     "storm": "reconnect storm",
+    "kill": "server killed",
 }
 
 
@@ -174,10 +184,9 @@ def table(doc):
 
 
 def machine_line(m):
-    return ("%s, %d cores, %.0f GiB, %s, kernel %s%s; servers pinned to CPU %s, load generator to CPU %s; "
+    return ("%s, %d cores, %.0f GiB, %s, kernel %s; servers pinned to CPU %s, load generator to CPU %s; "
             "Tether %s%s; nginx %s + nchan %s (Debian); Socket.IO %s + redis-streams-adapter %s, node %s; %s"
             % (m.get("cpu_model"), m.get("cpus") or 0, m.get("memory_gib") or 0, m.get("os"), m.get("kernel"),
-               " (%s)" % m["virtualization"] if m.get("virtualization") and m["virtualization"] != "none" else "",
                m.get("server_cpus"), m.get("generator_cpus"), m.get("tether_commit"),
                " (daemon sources modified)" if m.get("tether_daemon_sources_modified") else "", m.get("nginx"),
                m.get("nchan"), m.get("socket.io"), m.get("@socket.io/redis-streams-adapter"), m.get("node"),
@@ -199,6 +208,14 @@ def notes(doc):
                        "the Redis streams adapter reads the stream (XRANGE offset..+) before the recovered socket "
                        "rejoins its rooms, so a broadcast that lands in between reaches neither. Holes seen: %s"
                        % (conf, miss, "; ".join(gaps) if gaps else "see the JSON"))
+    st = idx.get(("kill", "sio"))
+    s = st and st.get("summary")
+    if s and _get(s, "storm") and _get(s, "storm", "recovery_refused"):
+        out.append("- Socket.IO after its process was killed: %d of %d recoveries refused, %d messages lost. The "
+                   "adapter saves a session in Redis only when the server sees the client go (persistSession in "
+                   "Socket#_onclose); a killed process saves nothing, so connection state recovery cannot survive "
+                   "a server crash." % (_get(s, "storm", "recovery_refused"), _get(s, "storm", "subs") or 0,
+                                        s.get("missing", 0)))
     st = idx.get(("storm", "nchan"))
     s = st and st.get("summary")
     if s and _get(s, "storm"):
@@ -260,7 +277,7 @@ def one_line(rec):
         return "max sustained %s msg/s; steps %s" % (
             _fmt(_max_rate(s)), ", ".join("%.0f:%s" % (x.get("rate_target", 0), "ok" if x.get("sustained") else "no")
                                           for x in s.get("steps", [])))
-    if rec["workload"] == "storm":
+    if rec["workload"] in ("storm", "kill"):
         st = s.get("storm") or {}
         return "resumed %s/%s, all in %s s, caught up %s s, lost %s, dup %s, foreign %s%%" % (
             st.get("resumed"), st.get("subs"), _fmt(st.get("all_resumed_s")), _fmt(st.get("all_caught_up_s")),

@@ -4,6 +4,9 @@ Every set runs on loopback only, on free ports below 32768 (the harness's
 free_port), pinned to CPU 0 with everything it needs (Redis included), and
 tells which processes to measure:
 
+kill_front() SIGKILLs the process that holds the client connections and
+brings it back (the reconnect storm with --drop server).
+
   TetherSet  Redis + busd, replayd, sessiond, mediad, gateway through the
              integration harness (tests/integration/tether_harness.py), the
              daemons on their defaults (log level warn).
@@ -13,6 +16,7 @@ tells which processes to measure:
              recovery, Redis streams adapter).
 """
 
+import atexit
 import os
 import shutil
 import signal
@@ -24,6 +28,34 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+DAEMONS = ("busd", "replayd", "sessiond", "mediad", "gateway")
+
+
+def _snapshot_build():
+    """Copies the built daemons to a private directory and points the
+    harness at it (TETHER_BUILD): other people rebuild build/bin on this
+    machine while a run lasts, and a restart in the middle of one must start
+    the same binary. Returns the directory, or None when TETHER_BUILD is set."""
+    if os.environ.get("TETHER_BUILD"):
+        return None
+    dst = Path(tempfile.mkdtemp(prefix="tether-compare-bin-"))
+    (dst / "bin").mkdir()
+    for name in DAEMONS:
+        src = REPO / "build" / "bin" / name
+        if not src.exists():
+            continue
+        for _ in range(20):  # a binary being linked right now is not ELF yet
+            shutil.copy2(src, dst / "bin" / name)
+            with open(dst / "bin" / name, "rb") as f:
+                if f.read(4) == b"\x7fELF" and os.access(dst / "bin" / name, os.X_OK):
+                    break
+            time.sleep(0.5)
+    os.environ["TETHER_BUILD"] = str(dst)
+    atexit.register(shutil.rmtree, dst, True)
+    return dst
+
+
+SNAPSHOT = _snapshot_build()
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 import tether_harness as th  # noqa: E402
 
@@ -112,6 +144,14 @@ class TetherSet(ServerSet):
     def gen_args(self):
         return ["--dialect", "tether", "--port", str(self.port), "--secret", self.secret]
 
+    def kill_front(self):
+        """SIGKILL the gateway (it holds every client connection) and start
+        it again on the same port; returns once it answers /healthz."""
+        self.suite.kill9("gateway")
+        d = self.suite.restart("gateway", wait_ready=False)
+        pin(d.pid)
+        return "gateway"
+
     def stop(self):
         self.suite.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -161,6 +201,21 @@ class NchanSet(ServerSet):
     def gen_args(self):
         return ["--dialect", "nchan", "--port", str(self.port)]
 
+    def kill_front(self):
+        """SIGKILL the worker (it holds every client connection); the master
+        starts a new one at once, as nginx does; returns once it serves."""
+        old = children_of(self.proc.pid)
+        for p in old:
+            os.kill(p, signal.SIGKILL)
+
+        def back():
+            kids = [p for p in children_of(self.proc.pid) if p not in old]
+            return kids and th.http_get("127.0.0.1:%d" % self.port, "/healthz", timeout=1.0)[0] == 200
+        th.wait_until(back, 15, "a new nginx worker")
+        for p in children_of(self.proc.pid):
+            pin(p)
+        return "nginx worker (the master starts a new one)"
+
     def stop(self):
         _stop_proc(self.proc, signal.SIGTERM)
         self.log.close()
@@ -177,8 +232,11 @@ class SioSet(ServerSet):
         super().__init__(tag)
         self.start_redis()
         self.port = th.free_port()
-        env = dict(os.environ, PORT=str(self.port), REDIS_URL=self.redis.url, NODE_ENV="production")
         self.log = open(self.dir / "node.out", "wb")
+        self._start()
+
+    def _start(self):
+        env = dict(os.environ, PORT=str(self.port), REDIS_URL=self.redis.url, NODE_ENV="production")
         self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPUS, "node", str(HERE / "sio_server.js")], env=env,
                                      cwd=str(HERE), stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -188,6 +246,14 @@ class SioSet(ServerSet):
                 raise RuntimeError("node exited with %s:\n%s" % (self.proc.returncode, self.logs()))
             return th.http_get("127.0.0.1:%d" % self.port, "/healthz", timeout=1.0)[0] == 200
         th.wait_until(up, 20, "sio_server.js on port %d" % self.port)
+
+    def kill_front(self):
+        """SIGKILL node (it holds every client connection; sessions are kept
+        in Redis by the adapter) and start it again on the same port."""
+        self.proc.kill()
+        self.proc.wait(10)
+        self._start()
+        return "node"
 
     def pids(self):
         return [("node", self.proc.pid), ("redis", self.redis.proc.pid)]
@@ -206,11 +272,3 @@ class SioSet(ServerSet):
 
 SETS = {"tether": TetherSet, "nchan": NchanSet, "sio": SioSet}
 
-
-def wait_gone(pids, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(os.path.exists("/proc/%d" % p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False

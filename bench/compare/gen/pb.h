@@ -56,6 +56,36 @@ double pb_self_cpu_s(void);
 
 uint64_t pb_now_ns(void);
 
+/* ---- publishes waiting for an answer (pb_outbox.c) ------------------------------------------ */
+
+#define PB_OUTBOX_CAP 1024
+
+typedef struct pb_out {
+    uint64_t id, seq, t_ns;
+    uint32_t room;
+    uint8_t live;
+} pb_out;
+
+typedef struct pb_outbox {
+    pb_out slot[PB_OUTBOX_CAP];
+    uint64_t next, oldest;     /* ids: next to give, oldest maybe unanswered */
+    uint32_t live;             /* unanswered */
+} pb_outbox;
+
+pb_outbox *pb_outbox_new(void);
+void pb_outbox_free(pb_outbox *o);
+/* Records a publish; *id is its id. -EAGAIN when PB_OUTBOX_CAP are unanswered. */
+int pb_outbox_add(pb_outbox *o, uint32_t room, uint64_t seq, uint64_t t_ns, uint64_t *id);
+/* Answered: by id (Tether acks), or the oldest (HTTP answers come in order). 0 or -ENOENT. */
+int pb_outbox_done(pb_outbox *o, uint64_t id);
+int pb_outbox_done_oldest(pb_outbox *o);
+/* Calls cb for each unanswered publish, oldest first. */
+void pb_outbox_each(pb_outbox *o, void (*cb)(const pb_out *e, void *arg), void *arg);
+
+/* The payload of message seq of room sent at t_ns, PB_CFG.size bytes:
+ * "<room>:<seq>:<t_ns>:xxx...". Returns its length. */
+size_t pb_payload(char *buf, size_t cap, uint32_t room, uint64_t seq, uint64_t t_ns);
+
 /* ---- connections (pb_net.c) ---------------------------------------------------------------- */
 
 enum { PB_TETHER = 1, PB_NCHAN, PB_SIO };
@@ -78,7 +108,7 @@ typedef struct pb_conn {
     uint8_t recovered_ok;  /* the last resume was confirmed whole */
     uint32_t room;
     uint32_t attempts;     /* connection attempts since the last join */
-    uint32_t inflight;     /* publisher: requests / publishes not answered yet */
+    pb_outbox *ob;         /* publisher (tether, nchan): publishes not answered yet */
     char *in;              /* bytes of an incomplete frame / response */
     uint32_t in_len, in_cap;
     char *out;             /* bytes not written yet */
@@ -121,9 +151,12 @@ void pb_d_on_open(pb_conn *c);
 void pb_d_on_message(pb_conn *c, char *p, size_t n);
 /* One HTTP response on an http conn (nchan publisher). */
 void pb_d_on_http(pb_conn *c, int status);
-/* Publishes payload into room through pub. Returns 0, or -EAGAIN when pub
- * has too much in flight. */
-int pb_d_publish(pb_conn *pub, uint32_t room, const char *payload, size_t n);
+/* Publishes message seq of room (sent at t_ns) through pub. Returns 0, or
+ * -EAGAIN when pub has too much in flight. */
+int pb_d_publish(pb_conn *pub, uint32_t room, uint64_t seq, uint64_t t_ns);
+/* pub is (again) ready: sends what it had unanswered when it lost its
+ * connection. Returns how many. */
+uint32_t pb_d_resend(pb_conn *pub);
 const char *pb_d_name(int dialect);
 
 /* ---- the run (pb_run.c), called by the layers above ------------------------------------------ */
@@ -139,8 +172,10 @@ typedef struct pb_cfg {
     uint32_t size;             /* payload bytes */
     double warmup_s, duration_s, drain_s, timeout_s, hold_s, quiet_s;
     uint32_t jitter_ms;        /* storm: reconnect delay uniform in [0, jitter] */
+    int drop_server;           /* storm: the runner kills the server instead of us resetting sockets */
     uint32_t max_handshakes;   /* connections being set up at once */
     double sweep_start, sweep_max, sweep_step_s;
+    int nchan_meta;            /* nchan: ws+meta.nchan (message ids, needed to resume) */
     pid_t pids[64];
     int npids;
     const char *pid_names[64];

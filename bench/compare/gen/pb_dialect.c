@@ -140,6 +140,9 @@ static void tether_other(pb_conn *c, char *p, size_t n, const char *type, size_t
         return;
     }
     if (tl == 3 && !memcmp(type, "ack", 3)) {
+        char *id = memmem(p, n, "\"id\":\"m", 7);
+        if (id && c->ob)
+            pb_outbox_done(c->ob, strtoull(id + 7, NULL, 10));
         pb_pub_answered(c, 1);
         return;
     }
@@ -172,8 +175,12 @@ static void tether_other(pb_conn *c, char *p, size_t n, const char *type, size_t
         pb_sub_joined(c, rec);
     } else if (tl == 5 && !memcmp(type, "error", 5)) {
         pb_server_error(c, p, n);
-        if (c->kind == PB_PUB && json_object_get(o, "id"))
+        const char *id = json_string_value(json_object_get(o, "id"));
+        if (c->kind == PB_PUB && id && id[0] == 'm') {
+            if (c->ob)
+                pb_outbox_done(c->ob, strtoull(id + 1, NULL, 10));
             pb_pub_answered(c, 0);
+        }
     } else if (tl == 3 && !memcmp(type, "gap", 3)) {
         pb_server_error(c, p, n);
     }
@@ -200,19 +207,14 @@ static void tether_on_message(pb_conn *c, char *p, size_t n)
     tether_other(c, p, n, t, (size_t)(q - t));
 }
 
-static int tether_publish(pb_conn *c, uint32_t room, const char *payload, size_t n)
+static void tether_send(pb_conn *c, const pb_out *e)
 {
-    static uint64_t counter;
     char buf[70000];
-    if (c->inflight >= TETHER_MAX_INFLIGHT || n > 65000)
-        return -EAGAIN;
-    int h = snprintf(buf, sizeof(buf), "{\"type\":\"publish\",\"room\":\"r%u\",\"id\":\"m%llu\",\"data\":\"", room,
-                     (unsigned long long)++counter);
-    memcpy(buf + h, payload, n);
+    int h = snprintf(buf, sizeof(buf), "{\"type\":\"publish\",\"room\":\"r%u\",\"id\":\"m%llu\",\"data\":\"",
+                     e->room, (unsigned long long)e->id);
+    size_t n = pb_payload(buf + h, sizeof(buf) - (size_t)h - 2, e->room, e->seq, e->t_ns);
     memcpy(buf + h + n, "\"}", 2);
     pb_conn_send_text(c, buf, (size_t)h + n + 2);
-    c->inflight++;
-    return 0;
 }
 
 /* ---- nchan ----------------------------------------------------------------------------------- */
@@ -227,6 +229,10 @@ static void nchan_on_message(pb_conn *c, char *p, size_t n)
             c->last_id[nl - p - 4] = 0;
         }
     }
+    if (!PB_CFG.nchan_meta) {
+        pb_sub_message(c, p, n);
+        return;
+    }
     char *body = memmem(p, n, "\n\n", 2);
     if (!body)
         return;
@@ -234,18 +240,15 @@ static void nchan_on_message(pb_conn *c, char *p, size_t n)
     pb_sub_message(c, body, (size_t)(p + n - body));
 }
 
-static int nchan_publish(pb_conn *c, uint32_t room, const char *payload, size_t n)
+static void nchan_send(pb_conn *c, const pb_out *e)
 {
-    char buf[70000];
-    if (c->inflight >= NCHAN_MAX_INFLIGHT || n > 65000)
-        return -EAGAIN;
+    char payload[65536], buf[70000];
+    size_t n = pb_payload(payload, sizeof(payload), e->room, e->seq, e->t_ns);
     int h = snprintf(buf, sizeof(buf),
                      "POST /pub/r%u HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
-                     room, PB_CFG.host, PB_CFG.port, n);
+                     e->room, PB_CFG.host, PB_CFG.port, n);
     memcpy(buf + h, payload, n);
     pb_conn_send_raw(c, buf, (size_t)h + n);
-    c->inflight++;
-    return 0;
 }
 
 /* ---- socket.io ------------------------------------------------------------------------------- */
@@ -344,13 +347,13 @@ static void sio_on_message(pb_conn *c, char *p, size_t n)
     }
 }
 
-static int sio_publish(pb_conn *c, uint32_t room, const char *payload, size_t n)
+static int sio_publish(pb_conn *c, uint32_t room, uint64_t seq, uint64_t t_ns)
 {
     char buf[70000];
-    if (pb_conn_backlog(c) > SIO_MAX_BACKLOG || n > 65000)
+    if (pb_conn_backlog(c) > SIO_MAX_BACKLOG)
         return -EAGAIN;
     int h = snprintf(buf, sizeof(buf), "42[\"pub\",\"r%u\",\"", room);
-    memcpy(buf + h, payload, n);
+    size_t n = pb_payload(buf + h, sizeof(buf) - (size_t)h - 2, room, seq, t_ns);
     memcpy(buf + h + n, "\"]", 2);
     pb_conn_send_text(c, buf, (size_t)h + n + 2);
     return 0;
@@ -376,7 +379,7 @@ void pb_d_request(const pb_conn *c, char *path, size_t n, const char **subproto)
         } else {
             snprintf(path, n, "/sub/r%u", c->room);
         }
-        *subproto = "ws+meta.nchan";
+        *subproto = PB_CFG.nchan_meta ? "ws+meta.nchan" : NULL;
         break;
     default:
         snprintf(path, n, "/socket.io/?EIO=4&transport=websocket");
@@ -420,17 +423,41 @@ void pb_d_on_message(pb_conn *c, char *p, size_t n)
 
 void pb_d_on_http(pb_conn *c, int status)
 {
+    if (c->ob)
+        pb_outbox_done_oldest(c->ob);
     pb_pub_answered(c, status == 201 || status == 202);
 }
 
-int pb_d_publish(pb_conn *pub, uint32_t room, const char *payload, size_t n)
+static void send_one(pb_conn *c, const pb_out *e)
 {
-    switch (PB_CFG.dialect) {
-    case PB_TETHER:
-        return tether_publish(pub, room, payload, n);
-    case PB_NCHAN:
-        return nchan_publish(pub, room, payload, n);
-    default:
-        return sio_publish(pub, room, payload, n);
-    }
+    if (PB_CFG.dialect == PB_TETHER)
+        tether_send(c, e);
+    else
+        nchan_send(c, e);
+}
+
+int pb_d_publish(pb_conn *pub, uint32_t room, uint64_t seq, uint64_t t_ns)
+{
+    if (PB_CFG.dialect == PB_SIO)
+        return sio_publish(pub, room, seq, t_ns);
+    uint32_t cap = PB_CFG.dialect == PB_TETHER ? TETHER_MAX_INFLIGHT : NCHAN_MAX_INFLIGHT;
+    uint64_t id;
+    if (pub->ob->live >= cap || pb_outbox_add(pub->ob, room, seq, t_ns, &id) < 0)
+        return -EAGAIN;
+    send_one(pub, &pub->ob->slot[id % PB_OUTBOX_CAP]);
+    return 0;
+}
+
+static void resend_one(const pb_out *e, void *arg)
+{
+    send_one(arg, e);
+}
+
+uint32_t pb_d_resend(pb_conn *pub)
+{
+    if (!pub->ob || !pub->ob->live)
+        return 0;
+    uint32_t n = pub->ob->live;
+    pb_outbox_each(pub->ob, resend_one, pub);
+    return n;
 }

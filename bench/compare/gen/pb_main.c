@@ -34,11 +34,15 @@ static void usage(FILE *f)
             "  --hold S              idle: how long the connections are held (default 10)\n"
             "  --quiet S             no presence frame for this long before measuring (default 1)\n"
             "  --jitter-ms MS        storm: reconnect delay uniform in [0, MS] (default 1000)\n"
+            "  --drop client|server  storm: reset every subscriber socket ourselves (client, default), or\n"
+            "                        print {\"event\":\"drop_now\"} for the runner to kill the server (server)\n"
             "  --max-handshakes N    connections being set up at once (default 200)\n"
             "  --sweep-start R       sweep: first rate (default 100)\n"
             "  --sweep-max R         sweep: highest rate tried (default 20000)\n"
             "  --sweep-step S        sweep: window per rate (default 5)\n"
-            "  --server-pid N=P,..   server processes to measure (CPU in windows, memory for idle)\n");
+            "  --server-pid N=P,..   server processes to measure (CPU in windows, memory for idle)\n"
+            "  --nchan-meta 0|1      nchan: use the ws+meta.nchan sub-protocol, which gives each message\n"
+            "                        its id (needed to resume) (default 1)\n");
 }
 
 static int parse_pids(char *arg)
@@ -77,14 +81,15 @@ static int num(const char *opt, const char *s, double lo, double hi, double *v)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "dialect", 1, NULL, 'D' },   { "mode", 1, NULL, 'm' },      { "host", 1, NULL, 'H' },
-        { "port", 1, NULL, 'p' },      { "secret", 1, NULL, 'S' },    { "subs", 1, NULL, 'n' },
-        { "rooms", 1, NULL, 'k' },     { "pubs", 1, NULL, 'P' },      { "rate", 1, NULL, 'r' },
-        { "size", 1, NULL, 's' },      { "warmup", 1, NULL, 'w' },    { "duration", 1, NULL, 'd' },
-        { "drain", 1, NULL, 'x' },     { "timeout", 1, NULL, 'T' },   { "hold", 1, NULL, 'h' },
-        { "quiet", 1, NULL, 'q' },     { "jitter-ms", 1, NULL, 'j' }, { "max-handshakes", 1, NULL, 'M' },
-        { "sweep-start", 1, NULL, 'a' }, { "sweep-max", 1, NULL, 'b' }, { "sweep-step", 1, NULL, 'c' },
-        { "server-pid", 1, NULL, 'i' }, { "help", 0, NULL, 'z' },     { NULL, 0, NULL, 0 },
+        { "dialect", 1, NULL, 'D' },      { "mode", 1, NULL, 'm' },         { "host", 1, NULL, 'H' },
+        { "port", 1, NULL, 'p' },         { "secret", 1, NULL, 'S' },       { "subs", 1, NULL, 'n' },
+        { "rooms", 1, NULL, 'k' },        { "pubs", 1, NULL, 'P' },         { "rate", 1, NULL, 'r' },
+        { "size", 1, NULL, 's' },         { "warmup", 1, NULL, 'w' },       { "duration", 1, NULL, 'd' },
+        { "drain", 1, NULL, 'x' },        { "timeout", 1, NULL, 'T' },      { "hold", 1, NULL, 'h' },
+        { "quiet", 1, NULL, 'q' },        { "jitter-ms", 1, NULL, 'j' },    { "max-handshakes", 1, NULL, 'M' },
+        { "sweep-start", 1, NULL, 'a' },  { "sweep-max", 1, NULL, 'b' },    { "sweep-step", 1, NULL, 'c' },
+        { "server-pid", 1, NULL, 'i' },   { "nchan-meta", 1, NULL, 'N' },   { "drop", 1, NULL, 'X' },
+        { "help", 0, NULL, 'z' },         { NULL, 0, NULL, 0 },
     };
     pb_cfg *c = &PB_CFG;
     double v;
@@ -106,6 +111,7 @@ int main(int argc, char **argv)
     c->sweep_start = 100;
     c->sweep_max = 20000;
     c->sweep_step_s = 5;
+    c->nchan_meta = 1;
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int bad = 0;
@@ -138,6 +144,11 @@ int main(int argc, char **argv)
         case 'b': bad = num("sweep-max", optarg, 1, 1e7, &c->sweep_max); break;
         case 'c': bad = num("sweep-step", optarg, 0.5, 3600, &c->sweep_step_s); break;
         case 'i': bad = parse_pids(optarg); break;
+        case 'X':
+            c->drop_server = !strcmp(optarg, "server");
+            bad = !c->drop_server && strcmp(optarg, "client");
+            break;
+        case 'N': bad = num("nchan-meta", optarg, 0, 1, &v); c->nchan_meta = (int)v; break;
         case 'z':
             usage(stdout);
             return 0;

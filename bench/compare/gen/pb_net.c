@@ -77,7 +77,6 @@ void pb_conn_close(pb_conn *c, int abort)
     c->fd = -1;
     c->state = PB_S_IDLE;
     c->in_len = c->out_len = c->frag_len = 0;
-    c->inflight = 0;
     /* Idle and lost connections keep no buffers: the idle workload measures
      * the servers' memory, not ours, but 10,000 of them add up. */
     free(c->in);

@@ -33,6 +33,8 @@ json_t *pb__window_json(const pb_window *w, double target_rate)
     json_t *by = json_object();
     for (int i = 0; i < PB_CFG.npids; i++) {
         char key[96];
+        if (w->srv_cpu0[i] < 0 || w->srv_cpu1[i] < 0)
+            continue; /* the process died in the window (the server was killed) */
         snprintf(key, sizeof(key), "%s", PB_CFG.pid_names[i] ? PB_CFG.pid_names[i] : "server");
         json_t *old = json_object_get(by, key);
         double v = w->srv_cpu1[i] - w->srv_cpu0[i] + (old ? json_real_value(old) : 0);
@@ -111,6 +113,7 @@ static json_t *storm_json(void)
     json_object_set_new(o, "recovery_unreported", json_integer(PB.rec_unknown));
     json_object_set_new(o, "reconnect_attempts", json_integer((json_int_t)PB.reconnects));
     json_object_set_new(o, "jitter_ms", json_integer(PB_CFG.jitter_ms));
+    json_object_set_new(o, "drop", json_string(PB_CFG.drop_server ? "server killed" : "client sockets reset"));
     return o;
 }
 
@@ -135,6 +138,8 @@ json_t *pb__report(void)
     json_object_set_new(o, "publish_answered_ok", json_integer((json_int_t)PB.pub_ok));
     json_object_set_new(o, "publish_failed", json_integer((json_int_t)PB.pub_fail));
     json_object_set_new(o, "publish_skipped", json_integer((json_int_t)PB.pub_skipped));
+    json_object_set_new(o, "publish_unanswered_at_close", json_integer((json_int_t)PB.pub_unanswered_lost));
+    json_object_set_new(o, "publish_resent", json_integer((json_int_t)PB.pub_resent));
     json_object_set_new(o, "delivered", json_integer((json_int_t)PB.delivered));
     json_object_set_new(o, "duplicates", json_integer((json_int_t)PB.dup_total));
     uint64_t reordered = 0, never = 0;

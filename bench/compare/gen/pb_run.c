@@ -17,7 +17,10 @@
  *           comes back after a delay uniform in [0, --jitter-ms] (then full
  *           jitter backoff up to 5 s) and resumes; time until all resumed,
  *           then 3 s of live traffic and a drain; loss and duplicates from
- *           the subscribers' own records.
+ *           the subscribers' own records. With --drop server the
+ *           generator instead prints {"event":"drop_now"} and the runner
+ *           kills (SIGKILL) and restarts the server process that holds the
+ *           connections; the rest is the same.
  * Control runs on a 50 ms timer (no sleeps); publishing on a 1 ms timer.
  */
 #include <errno.h>
@@ -117,6 +120,8 @@ void pb_conn_lost(pb_conn *c, const char *why)
     if (PB.phase == P_DONE)
         return;
     if (c->kind == PB_PUB) {
+        if (c->ob)
+            PB.pub_unanswered_lost += c->ob->live;
         if (c->ever_joined)
             PB.pubs_ready--;
         c->ever_joined = 0;
@@ -194,7 +199,7 @@ void pb_sub_joined(pb_conn *c, int recovered)
         uint64_t now = pb_now_ns();
         c->lost = 0;
         c->t_resumed_ns = now;
-        if (!--PB.lost_now && PB.t_drop)
+        if (!--PB.lost_now && PB.t_drop && PB.resumed + 1 >= PB.nsubs)
             PB.t_all_resumed = now;
         PB.resumed++;
         pb_hist_add(&PB.resume_us, (now - c->t_lost_ns) / 1000);
@@ -218,12 +223,12 @@ void pb_pub_ready(pb_conn *c)
     c->state = PB_S_JOINED;
     c->ever_joined = 1;
     PB.pubs_ready++;
+    PB.pub_resent += pb_d_resend(c);
 }
 
 void pb_pub_answered(pb_conn *c, int ok)
 {
-    if (c->inflight)
-        c->inflight--;
+    (void)c;
     if (ok)
         PB.pub_ok++;
     else
@@ -293,6 +298,17 @@ void pb_sub_message(pb_conn *c, const char *payload, size_t n)
         PB.w.delivered++;
 }
 
+size_t pb_payload(char *buf, size_t cap, uint32_t room, uint64_t seq, uint64_t t_ns)
+{
+    int k = snprintf(buf, cap, "%u:%llu:%llu:", room, (unsigned long long)seq, (unsigned long long)t_ns);
+    size_t n = (size_t)k;
+    if (n < PB_CFG.size && PB_CFG.size <= cap) {
+        memset(buf + n, 'x', PB_CFG.size - n);
+        n = PB_CFG.size;
+    }
+    return n;
+}
+
 static void publish_tick(loop *l, loop_timer *t, void *arg)
 {
     (void)l;
@@ -309,7 +325,6 @@ static void publish_tick(loop *l, loop_timer *t, void *arg)
         PB.pub_skipped += due - slack - PB.pace_sent;
         PB.pace_sent = due - slack;
     }
-    char payload[70000];
     uint32_t blocked = 0;
     while (PB.pace_sent < due && blocked < PB_CFG.rooms) {
         uint32_t room = PB.next_room;
@@ -321,14 +336,8 @@ static void publish_tick(loop *l, loop_timer *t, void *arg)
             blocked++;
             continue;
         }
-        uint64_t seq = PB.top[room] + 1, sent = pb_now_ns();
-        int k = snprintf(payload, sizeof(payload), "%u:%llu:%llu:", room, (unsigned long long)seq,
-                         (unsigned long long)sent);
-        if ((uint32_t)k < PB_CFG.size) {
-            memset(payload + k, 'x', PB_CFG.size - (uint32_t)k);
-            k = (int)PB_CFG.size;
-        }
-        if (pb_d_publish(p, room, payload, (size_t)k) < 0) {
+        uint64_t seq = PB.top[room] + 1;
+        if (pb_d_publish(p, room, seq, pb_now_ns()) < 0) {
             blocked++;
             continue;
         }
@@ -445,8 +454,11 @@ static double sweep_next(double catchup_s, int caught)
     double want = PB.rate * secs * (double)PB.nsubs / (double)PB_CFG.rooms;
     double pub_ratio = (double)PB.w.published / (PB.rate * secs);
     uint64_t p99 = pb_hist_q(&PB.w.lat, 0.99);
+    double gen_pct = 100.0 * (PB.w.self1 - PB.w.self0) / secs;
     const char *why = NULL;
-    if (pub_ratio < 0.95)
+    if (gen_pct >= 90 && (pub_ratio < 0.95 || (double)PB.w.delivered < 0.95 * want || !caught))
+        why = "the load generator's core was saturated (the server's limit is at least this high)";
+    else if (pub_ratio < 0.95)
         why = "the publisher could not publish at this rate";
     else if ((double)PB.w.delivered < 0.95 * want)
         why = "deliveries fell behind (under 95 % of the offered rate in the window)";
@@ -460,6 +472,7 @@ static double sweep_next(double catchup_s, int caught)
     json_object_set_new(s, "missing", json_integer((json_int_t)missing));
     json_object_set_new(s, "catchup_s", json_real(catchup_s));
     json_object_set_new(s, "sustained", json_boolean(!why));
+    json_object_set_new(s, "generator_bound", json_boolean(gen_pct >= 90));
     if (why)
         json_object_set_new(s, "why_not", json_string(why));
     json_array_append_new(PB.steps, s);
@@ -553,12 +566,19 @@ static void ctl(loop *l, loop_timer *t, void *arg)
     case P_STEADY:
         if (in >= PB_CFG.warmup_s) {
             window_open();
-            drop_all();
+            if (PB_CFG.drop_server) {
+                /* The runner kills the server process holding the
+                 * connections when it reads this line, and restarts it. */
+                PB.t_drop = pb_now_ns();
+                event("drop_now");
+            } else {
+                drop_all();
+            }
             phase(P_STORM);
         }
         break;
     case P_STORM:
-        if (!PB.lost_now) {
+        if (!PB.lost_now && PB.resumed >= PB.nsubs) {
             event("all_resumed");
             phase(P_LIVE);
         } else if (in > PB_CFG.timeout_s) {
@@ -645,6 +665,8 @@ int pb_run(void)
     for (uint32_t i = 0; i < PB.npubs; i++) {
         init_conn(&PB.pubs[i], PB_PUB, i);
         PB.pubs[i].http = PB_CFG.dialect == PB_NCHAN;
+        if (PB_CFG.dialect != PB_SIO && !(PB.pubs[i].ob = pb_outbox_new()))
+            return 2;
     }
     for (int i = 0; i < PB_CFG.npids; i++) {
         PB.rss0[i] = pb_proc_rss_kb(PB_CFG.pids[i]);

@@ -40,6 +40,8 @@ typedef struct pb_state {
     uint64_t pace_t0, pace_sent;
     uint32_t next_room;
     uint64_t published, pub_ok, pub_fail, pub_skipped;
+    uint64_t pub_unanswered_lost;   /* unanswered on a publisher connection when it closed */
+    uint64_t pub_resent;            /* of those, sent again once it was back */
     loop_timer pub_timer, ctl_timer;
 
     /* setting up */
