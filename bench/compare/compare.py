@@ -38,45 +38,62 @@ WORKLOADS = ("fanout", "sweep", "rooms", "idle", "storm", "kill")
 SYSTEMS = ("tether", "nchan", "sio")
 
 
+def n(v):
+    return "{:,}".format(v)
+
+
 def workload_args(name, quick):
-    """(peerbench mode, arguments, description) of a workload."""
+    """(peerbench mode, arguments, short label, description) of a workload."""
     if name == "fanout":
         subs = 200 if quick else 1000
         return "fanout", ["--subs", subs, "--rooms", 1, "--rate", 100, "--warmup", 1 if quick else 3,
                           "--duration", 3 if quick else 15, "--drain", 10], \
-            "1 room, %d subscribers, 100 msg/s of 100 bytes" % subs
+            "1 room x %s subs, 100 msg/s" % n(subs), \
+            ("1 room, %s subscribers, 1 publisher at 100 msg/s of 100 bytes; %d s window after %d s of warm-up"
+             % (n(subs), 3 if quick else 15, 1 if quick else 3))
     if name == "sweep":
         subs = 200 if quick else 1000
         return "sweep", ["--subs", subs, "--rooms", 1, "--sweep-start", 200 if quick else 100,
                          "--sweep-max", 400 if quick else 20000, "--sweep-step", 2 if quick else 5,
                          "--warmup", 1 if quick else 2, "--drain", 10], \
-            "1 room, %d subscribers, rate doubled while sustained, then bisected" % subs
+            "1 room x %s subs, max rate" % n(subs), \
+            ("1 room, %s subscribers; %d s windows at rising rates from %d msg/s, doubled while sustained, "
+             "then bisected; sustained = at least 95 %% of the offered deliveries arrive within the window, "
+             "the backlog drains within 10 s, nothing missing, p99 under 1 s, and the publisher kept the rate"
+             % (n(subs), 2 if quick else 5, 200 if quick else 100))
     if name == "rooms":
         rooms = 500 if quick else 5000
         rate = 500 if quick else 2000
         return "rooms", ["--subs", 2 * rooms, "--rooms", rooms, "--rate", rate, "--warmup", 1 if quick else 3,
                          "--duration", 3 if quick else 15, "--drain", 10], \
-            "%d rooms x 2 subscribers, %d msg/s in total (round robin over the rooms)" % (rooms, rate)
+            "%s rooms x 2 subs, %s msg/s" % (n(rooms), n(rate)), \
+            ("%s rooms, 2 subscribers each (%s connections), %s msg/s in total round robin over the rooms "
+             "(one message per room every %.1f s), 4 publisher connections" % (n(rooms), n(2 * rooms), n(rate),
+                                                                             rooms / rate))
     if name == "idle":
         conns = 1000 if quick else 10000
         return "idle", ["--subs", conns, "--rooms", conns // 10, "--hold", 2 if quick else 10], \
-            "%d subscribers held idle (10 per room), memory before/after" % conns
+            "%s idle connections" % n(conns), \
+            ("%s subscribers (10 per room), no traffic, held %d s; memory of every server process (Redis "
+             "included) before any connection and after" % (n(conns), 2 if quick else 10))
     if name == "storm":
         subs = 500 if quick else 5000
         rooms = subs // 10
         rate = 200 if quick else 1000
         return "storm", ["--subs", subs, "--rooms", rooms, "--rate", rate, "--warmup", 2 if quick else 5,
                          "--jitter-ms", 1000, "--timeout", 120, "--drain", 15], \
-            ("%d subscribers in %d rooms, %d msg/s keep flowing; every subscriber socket reset at once "
-             "(TCP RST), each back after uniform [0, 1 s] and resumes" % (subs, rooms, rate))
+            "%s subs dropped at once" % n(subs), \
+            ("%s subscribers in %s rooms, %s msg/s keep flowing; every subscriber socket is reset at once "
+             "(TCP RST, the server stays up); each comes back after uniform [0, 1 s] (then full-jitter "
+             "backoff) and resumes from its last message" % (n(subs), n(rooms), n(rate)))
     if name == "kill":
-        mode, a, _ = workload_args("storm", quick)
+        mode, a, _, _ = workload_args("storm", quick)
         subs = 500 if quick else 5000
         return mode, a + ["--drop", "server"], \
-            ("%d subscribers in %d rooms, %d msg/s; the server process holding the connections is killed "
-             "(SIGKILL) and restarted at once: Tether's gateway, nginx's worker (its master starts a new one), "
-             "node; clients come back after uniform [0, 1 s], then full-jitter backoff"
-             % (subs, subs // 10, 200 if quick else 1000))
+            "%s subs, server killed" % n(subs), \
+            ("the same, but the server process that holds the connections is killed (SIGKILL) and restarted "
+             "at once: Tether's gateway, nginx's worker (its master starts a new one), node; publishers "
+             "reconnect and resend what was unanswered (Tether with the same id, nchan as a new POST)")
     raise ValueError(name)
 
 
@@ -108,9 +125,9 @@ def own_cpu_s():
 # ---- one run ----------------------------------------------------------------------------------
 
 def run_one(system, workload, quick, log):
-    mode, wargs, desc = workload_args(workload, quick)
+    mode, wargs, short, desc = workload_args(workload, quick)
     t0 = time.time()
-    rec = {"system": system, "workload": workload, "description": desc}
+    rec = {"system": system, "workload": workload, "label": short, "description": desc}
     try:
         sset = servers.SETS[system](workload)
     except Exception as e:  # a peer that cannot start is a result too

@@ -20,6 +20,8 @@ def _fmt(v, unit=""):
         return "-"
     if isinstance(v, str):
         return v
+    if isinstance(v, int):
+        return "{:,}".format(v) + unit
     if abs(v) >= 1000:
         s = "{:,.0f}".format(v)
     elif abs(v) >= 100:
@@ -44,7 +46,7 @@ def _ms(v):
 def _lost(s):
     if s is None:
         return None
-    return "%d / %d" % (s.get("missing", 0), s.get("duplicates", 0))
+    return "{:,} / {:,}".format(s.get("missing", 0), s.get("duplicates", 0))
 
 
 def _resume_confirmed(s):
@@ -52,9 +54,33 @@ def _resume_confirmed(s):
     if st is None:
         return None
     if st.get("recovery_unreported"):
-        return "not reported (%d resumed, no recovery flag)" % st["recovery_unreported"]
-    return "%d of %d whole%s" % (st.get("recovered_confirmed", 0), st.get("subs", 0),
-                                 ", %d refused" % st["recovery_refused"] if st.get("recovery_refused") else "")
+        return "not reported: no recovery flag (%s resumed)" % "{:,}".format(st["recovery_unreported"])
+    extra = []
+    if st.get("recovery_refused"):
+        extra.append("{:,} refused".format(st["recovery_refused"]))
+    if st.get("not_resumed"):
+        extra.append("{:,} never back".format(st["not_resumed"]))
+    return "{:,} of {:,} whole".format(st.get("recovered_confirmed", 0), st.get("subs", 0)) + \
+        (" (%s)" % ", ".join(extra) if extra else "")
+
+
+def _all_resumed(s):
+    st = _get(s, "storm")
+    if st is None:
+        return None
+    if st.get("all_resumed_s") is None:
+        return "not all: {:,} of {:,} resumed within {:.0f} s".format(
+            st.get("resumed", 0), st.get("subs", 0), _get(s, "config", "timeout_s") or 120)
+    return st["all_resumed_s"]
+
+
+def _all_caught(s):
+    st = _get(s, "storm")
+    if st is None:
+        return None
+    if st.get("all_caught_up_s") is None:
+        return "not all: {:,} of {:,}".format(st.get("caught_up", 0), st.get("subs", 0))
+    return st["all_caught_up_s"]
 
 
 def _max_rate(s):
@@ -97,16 +123,16 @@ METRICS = [
     ("idle", "same, proportional set size (KiB PSS)",
      lambda s: None if _get(s, "memory", "pss_per_conn_bytes") is None else s["memory"]["pss_per_conn_bytes"] / 1024,
      "", "low"),
-    ("storm", "time to all resumed (s)", lambda s: _get(s, "storm", "all_resumed_s"), "", "low"),
-    ("storm", "time to all caught up (s)", lambda s: _get(s, "storm", "all_caught_up_s"), "", "low"),
+    ("storm", "time to all resumed (s)", _all_resumed, "", "low"),
+    ("storm", "time to all caught up (s)", _all_caught, "", "low"),
     ("storm", "resume handshake p50 / p99 (ms)",
      lambda s: None if not _get(s, "storm") else "%s / %s" % (
          _fmt(_ms(_get(s, "storm", "resume_handshake_us", "p50"))),
          _fmt(_ms(_get(s, "storm", "resume_handshake_us", "p99")))), "", None),
     ("storm", "messages lost / duplicated", _lost, "", None),
     ("storm", "resume confirmed whole by the server", _resume_confirmed, "", None),
-    ("kill", "time to all resumed (s)", lambda s: _get(s, "storm", "all_resumed_s"), "", "low"),
-    ("kill", "time to all caught up (s)", lambda s: _get(s, "storm", "all_caught_up_s"), "", "low"),
+    ("kill", "time to all resumed (s)", _all_resumed, "", "low"),
+    ("kill", "time to all caught up (s)", _all_caught, "", "low"),
     ("kill", "messages lost / duplicated", _lost, "", None),
     ("kill", "publishes unanswered when the server died", lambda s: None if s is None else (
         s.get("publish_unanswered_at_close") if s.get("config", {}).get("dialect") != "sio"
@@ -170,7 +196,7 @@ def table(doc):
         desc = ""
         if first:
             any_rec = next(idx[(wl, s)] for s in systems if (wl, s) in idx)
-            desc = "**%s**: %s" % (TITLES[wl], any_rec.get("description", ""))
+            desc = "**%s**, %s" % (TITLES[wl], any_rec.get("label", ""))
         vals, cells = {}, []
         for s in systems:
             v, text = _cell(idx.get((wl, s)), fn, unit)
@@ -264,7 +290,13 @@ def markdown(doc):
     n = notes(doc)
     if n:
         parts += ["## Notes from this run", "", n, ""]
-    parts += ["## Runs", "", details(doc), ""]
+    parts += ["## Workloads", ""]
+    seen = set()
+    for r in doc["runs"]:
+        if r["workload"] not in seen:
+            seen.add(r["workload"])
+            parts.append("- **%s**: %s." % (TITLES[r["workload"]], r.get("description", "")))
+    parts += ["", "## Runs", "", details(doc), ""]
     return "\n".join(parts)
 
 

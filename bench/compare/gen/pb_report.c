@@ -59,13 +59,13 @@ json_t *pb__window_json(const pb_window *w, double target_rate)
 
 static json_t *config_json(void)
 {
-    return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:f,s:i,s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:f,s:f}", "dialect",
+    return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:f,s:i,s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:f,s:f,s:f}", "dialect",
                      pb_d_name(PB_CFG.dialect), "mode", PB_CFG.mode, "port", PB_CFG.port, "subs", (int)PB_CFG.subs,
                      "rooms", (int)PB_CFG.rooms, "pubs", (int)PB_CFG.pubs, "rate", PB_CFG.rate, "size",
                      (int)PB_CFG.size, "warmup_s", PB_CFG.warmup_s, "duration_s", PB_CFG.duration_s, "drain_s",
                      PB_CFG.drain_s, "hold_s", PB_CFG.hold_s, "quiet_s", PB_CFG.quiet_s, "jitter_ms",
                      (int)PB_CFG.jitter_ms, "max_handshakes", (int)PB_CFG.max_handshakes, "sweep_start",
-                     PB_CFG.sweep_start, "sweep_step_s", PB_CFG.sweep_step_s);
+                     PB_CFG.sweep_start, "sweep_step_s", PB_CFG.sweep_step_s, "timeout_s", PB_CFG.timeout_s);
 }
 
 static json_t *memory_json(void)
