@@ -181,6 +181,11 @@ test-browser: all
 test-deploy: all
 	@bash tests/run_all.sh deploy
 
+# 30 minutes of churn and kills (tests/chaos/README.md); not part of make test.
+# SOAK_MINUTES=3 make soak for a short one.
+soak: all
+	@SOAK_MINUTES=$${SOAK_MINUTES:-30} /usr/bin/python3 tests/chaos/chaos.py soak
+
 clean:
 	rm -rf build build-san build-fuzz
 

@@ -8,7 +8,10 @@
 #                (make build-fuzz/fuzz_<name>) and run FUZZ_SECONDS (10) on
 #                build-fuzz/corpus/<name>, seeded from tests/fuzz/corpus/<name>/
 #   integration  /usr/bin/python3 -m pytest tests/integration (not the chaos ones)
-#   chaos        pytest -m chaos tests/integration, plus tests/chaos/ if any
+#   chaos        pytest -m chaos tests/integration, plus tests/chaos/: the
+#                chaos.py rounds, full when this part is asked for alone
+#                (`make test-chaos`), short inside a whole run (`make test`);
+#                TETHER_CHAOS_LEVEL=short|full overrides
 #
 # Prints a result line per part and finally exactly "N passed, N failed"
 # (", N skipped" when some were). Exits 1 if anything failed.
@@ -191,10 +194,13 @@ run_integration() {
 run_chaos() {
   echo "== chaos tests"
   run_pytest chaos "$CHAOS_TIMEOUT" -m chaos tests/integration
-  # tests/chaos/: pytest files, and executables (one verdict each).
-  local pys=(tests/chaos/test_*.py) p=0 f=0 t log
+  # tests/chaos/: pytest files, and executables (one verdict each). The
+  # rounds run full when chaos is run alone, short inside a whole run.
+  local pys=(tests/chaos/test_*.py) p=0 f=0 t log level=short
+  [ "$PART" = chaos ] && level=full
   if [ -e "${pys[0]}" ]; then
-    run_pytest chaos-extra "$CHAOS_TIMEOUT" tests/chaos
+    echo "   tests/chaos rounds: ${TETHER_CHAOS_LEVEL:-$level}"
+    TETHER_CHAOS_LEVEL=${TETHER_CHAOS_LEVEL:-$level} run_pytest chaos-extra "$CHAOS_TIMEOUT" tests/chaos
   fi
   local found=0
   for t in tests/chaos/*; do

@@ -95,13 +95,13 @@ class Checker:
         self.epochs = defaultdict(list)     # room -> epochs in the order first seen
         self.violations = []
         self.presence_events = []           # (t, watcher, room, user, state)
+        self.recovered_false = []           # (t, user, room, first sub after a reconnection)
         self.flushes = []        # t of each Redis FLUSHALL (told by the harness)
         self.loss_ok = False     # a round where declared gaps are legitimate
         self.session_ttl_us = session_ttl_s * 1_000_000
         self.lines = 0
         self._ack_checked = set()
         self.ack_lat = []        # (t, us from the first send to the ack), C SDK clients
-        self.mutate = None       # a test hook: f(event dict) -> event or None (drop)
 
     # ---- input -------------------------------------------------------------------
     def add_file(self, path):
@@ -130,10 +130,6 @@ class Checker:
                 except ValueError:
                     self.violate(0, "log", path, "unparsable line %r" % line[:120])
                     continue
-                if self.mutate is not None:
-                    ev = self.mutate(ev)
-                    if ev is None:
-                        continue
                 self.lines += 1
                 self.event(path, ev)
 
@@ -247,6 +243,9 @@ class Checker:
         recovered = ev.get("recovered")
         base = top - missed
         v = self._view(cs, room)
+        if recovered is False:
+            last_up = max((s[0] for s in cs.states if s[1] == "connected"), default=0)
+            self.recovered_false.append((t, cs.user, room, t - last_up < 2_000_000 and len(cs.sessions) > 1))
         if not v.started:
             v.started = True
             v.t_start = t

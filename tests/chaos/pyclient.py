@@ -10,7 +10,10 @@ does what PROTOCOL.md asks of a client and nothing more:
   `{"epoch": E, "seq": N}` once it has delivered something, `{"seq": 0}` for
   a room that was empty when it subscribed), on every (re)connection;
 - publishes with ids; an unacknowledged publish is re-sent with the same id
-  after a reconnection, or 1 s after an error 4500/4429;
+  after a reconnection, 1 s after an error 4500/4429, and 2 s after its last
+  send with no answer ("retrying an unacknowledged publish is always safe":
+  this is what exercises the dedup, since a stalled publish is then in
+  flight twice);
 - answers `ping` with `pong`; treats `heartbeat_ms` + 10 s without any frame
   as a dead link (the network may be silently gone) and reconnects;
 - reconnects with backoff (0.5 s doubling to 5 s, full jitter), trying the
@@ -100,6 +103,7 @@ class PyClient:
         self.ws = None
         self.connected = False
         self.outbox = {}         # id -> data, in publish order (dicts keep it)
+        self.sent_at = {}        # id -> monotonic time of its last send
         self.npub = 0
         self.attempt = 0
         self.connects = 0
@@ -134,6 +138,7 @@ class PyClient:
                 data = {"c": self.user, "n": self.npub, "t": now_us()}
                 self.outbox[id_] = data
                 self.L("pub", room=self.pub_room, id=id_)
+                self.sent_at[id_] = time.monotonic()
                 await self.send({"type": "publish", "room": self.pub_room, "id": id_, "data": data})
             await asyncio.sleep(period)
 
@@ -158,8 +163,23 @@ class PyClient:
     async def resend_later(self, id_, delay):
         await asyncio.sleep(delay)
         if id_ in self.outbox:
-            self.counts["resent"] += 1
-            await self.send({"type": "publish", "room": self.pub_room, "id": id_, "data": self.outbox[id_]})
+            await self.resend(id_)
+
+    async def resend(self, id_):
+        self.counts["resent"] += 1
+        self.sent_at[id_] = time.monotonic()
+        await self.send({"type": "publish", "room": self.pub_room, "id": id_, "data": self.outbox[id_]})
+
+    async def retry_loop(self):
+        """Re-sends what has waited 2 s for an answer on a live link."""
+        while not self.app.stopping:
+            await asyncio.sleep(0.5)
+            if not self.connected:
+                continue
+            now = time.monotonic()
+            for id_ in [i for i in self.outbox if now - self.sent_at.get(i, now) > 2.0]:
+                if id_ in self.outbox:
+                    await self.resend(id_)
 
     # ---- the connection -------------------------------------------------------------
     def backoff(self):
@@ -263,6 +283,7 @@ class PyClient:
             self.L("ack", room=f.get("room"), id=f.get("id"), seq=f.get("seq"), dup=int(bool(f.get("duplicate"))),
                    err=0)
             self.outbox.pop(f.get("id"), None)
+            self.sent_at.pop(f.get("id"), None)
         elif t == "subscribed":
             r = self.rooms.get(f.get("room"))
             resub = 0
@@ -289,9 +310,9 @@ class PyClient:
             self.L("state", state="connected", prev="reconnecting" if self.connects > 1 else "connecting", code=0,
                    reason="", resumed=int(bool(f.get("resumed"))), session=self.session,
                    disc_ms=f.get("disconnected_ms") or 0)
-            for id_, data in list(self.outbox.items()):
-                self.counts["resent"] += 1
-                await self.send({"type": "publish", "room": self.pub_room, "id": id_, "data": data})
+            for id_ in list(self.outbox):
+                if id_ in self.outbox:
+                    await self.resend(id_)
         elif t == "ping":
             await self.send({"type": "pong"})
         elif t == "error":
@@ -303,6 +324,7 @@ class PyClient:
                     asyncio.get_running_loop().create_task(self.resend_later(id_, 1.0))
                 else:
                     del self.outbox[id_]
+                    self.sent_at.pop(id_, None)
         elif t in ("presence", "reconnect"):
             self.L("frame", type=t, f=f)
 
@@ -351,6 +373,7 @@ class App:
         tasks = [asyncio.get_running_loop().create_task(self.flusher())]
         for c in self.clients:
             tasks.append(asyncio.get_running_loop().create_task(c.run()))
+            tasks.append(asyncio.get_running_loop().create_task(c.retry_loop()))
             if period:
                 tasks.append(asyncio.get_running_loop().create_task(c.publish_loop(period)))
             if a.churn_ms > 0:
