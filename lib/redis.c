@@ -85,6 +85,7 @@ struct redis {
     int ping_ok;
     int ping_inflight;
     uint64_t last_ping;
+    uint64_t last_reply;   /* when the last reply arrived (progress of the FIFO) */
     uint32_t backoff_ms;
     loop_timer tick;
     loop_timer retry;
@@ -479,6 +480,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *rep = reply;
     rconn *c = ac->ev.data;
     fifo_remove(r, q);
+    if (rep)
+        r->last_reply = loop_now_ms(r->l);
     if (!rep) {
         /* The context is dying with this command unanswered. */
         int status = c && c->fail_status ? c->fail_status : -ECONNRESET;
@@ -575,10 +578,18 @@ static void on_tick(loop *l, loop_timer *t, void *arg)
     (void)t;
     redis *r = arg;
     uint64_t now = loop_now_ms(l);
-    if (r->ac && r->head && r->head->deadline <= now) {
+    /* The timeout is a lack of progress: the head (the next reply due) gets
+     * timeout_ms from when it was sent or from the last reply, whichever is
+     * later. A burst of thousands of pipelined commands that Redis works
+     * through steadily is not a dead connection; recycling it would fail
+     * every command in flight (a reconnection storm did exactly that). */
+    uint64_t due = r->head ? r->head->deadline : 0;
+    if (r->head && r->last_reply + r->timeout_ms > due)
+        due = r->last_reply + r->timeout_ms;
+    if (r->ac && r->head && due <= now) {
         r->st.timeouts++;
         char why[96];
-        snprintf(why, sizeof(why), "no reply within %u ms", (unsigned)r->timeout_ms);
+        snprintf(why, sizeof(why), "no reply for %u ms", (unsigned)r->timeout_ms);
         recycle(r, -ETIMEDOUT, why);
         return;
     }
