@@ -367,15 +367,17 @@ class Checker:
         top = defaultdict(int)
         for (room, id_), acks in self.acks.items():
             first = min(a[0] for a in acks)
-            if first > cut:
+            # Published before the cut (acknowledged then or since): it must
+            # be everywhere by now.
+            t_pub = self.pubs.get((room, id_), first)
+            if t_pub > cut:
                 continue
             pos = self.id_pos.get((room, id_))
             seqs = {a[1] for a in acks}
-            if not pos and self.flushed_between(first, cut):
+            if not pos and self.flushed_between(t_pub, cut):
                 continue           # acked, then flushed before anyone got it: gone (declared by the epoch change)
             if not pos:
                 # Somebody subscribed before it was first sent must have it.
-                t_pub = self.pubs.get((room, id_), first)
                 if any(v.t_start is not None and v.t_start < t_pub
                        for cs in self.clients.values() for r, v in cs.views.items() if r == room):
                     missing.append("%s/%s acked (seq %s) but delivered to nobody" % (room, id_, sorted(seqs)))
