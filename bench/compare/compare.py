@@ -47,41 +47,41 @@ def workload_args(name, quick):
     if name == "fanout":
         subs = 200 if quick else 1000
         return "fanout", ["--subs", subs, "--rooms", 1, "--rate", 100, "--warmup", 1 if quick else 3,
-                          "--duration", 3 if quick else 15, "--drain", 10], \
+                          "--duration", 2 if quick else 15, "--drain", 10], \
             "1 room x %s subs, 100 msg/s" % n(subs), \
             ("1 room, %s subscribers, 1 publisher at 100 msg/s of 100 bytes; %d s window after %d s of warm-up"
-             % (n(subs), 3 if quick else 15, 1 if quick else 3))
+             % (n(subs), 2 if quick else 15, 1 if quick else 3))
     if name == "sweep":
         subs = 200 if quick else 1000
         return "sweep", ["--subs", subs, "--rooms", 1, "--sweep-start", 200 if quick else 100,
-                         "--sweep-max", 400 if quick else 20000, "--sweep-step", 2 if quick else 5,
-                         "--warmup", 1 if quick else 2, "--drain", 10], \
+                         "--sweep-max", 400 if quick else 20000, "--sweep-step", 1 if quick else 5,
+                         "--warmup", 0.5 if quick else 2, "--drain", 10], \
             "1 room x %s subs, max rate" % n(subs), \
             ("1 room, %s subscribers; %d s windows at rising rates from %d msg/s, doubled while sustained, "
              "then bisected; sustained = at least 95 %% of the offered deliveries arrive within the window, "
              "the backlog drains within 10 s, nothing missing, p99 under 1 s, and the publisher kept the rate"
-             % (n(subs), 2 if quick else 5, 200 if quick else 100))
+             % (n(subs), 1 if quick else 5, 200 if quick else 100))
     if name == "rooms":
         rooms = 500 if quick else 5000
         rate = 500 if quick else 2000
-        return "rooms", ["--subs", 2 * rooms, "--rooms", rooms, "--rate", rate, "--warmup", 1 if quick else 3,
-                         "--duration", 3 if quick else 15, "--drain", 10], \
+        return "rooms", ["--subs", 2 * rooms, "--rooms", rooms, "--rate", rate, "--warmup", 0.5 if quick else 3,
+                         "--duration", 2 if quick else 15, "--drain", 10], \
             "%s rooms x 2 subs, %s msg/s" % (n(rooms), n(rate)), \
             ("%s rooms, 2 subscribers each (%s connections), %s msg/s in total round robin over the rooms "
              "(one message per room every %.1f s), 4 publisher connections" % (n(rooms), n(2 * rooms), n(rate),
                                                                              rooms / rate))
     if name == "idle":
         conns = 1000 if quick else 10000
-        return "idle", ["--subs", conns, "--rooms", conns // 10, "--hold", 2 if quick else 10], \
+        return "idle", ["--subs", conns, "--rooms", conns // 10, "--hold", 1 if quick else 10], \
             "%s idle connections" % n(conns), \
             ("%s subscribers (10 per room), no traffic, held %d s; memory of every server process (Redis "
-             "included) before any connection and after" % (n(conns), 2 if quick else 10))
+             "included) before any connection and after" % (n(conns), 1 if quick else 10))
     if name == "storm":
         subs = 500 if quick else 5000
         rooms = subs // 10
         rate = 200 if quick else 1000
-        return "storm", ["--subs", subs, "--rooms", rooms, "--rate", rate, "--warmup", 2 if quick else 5,
-                         "--jitter-ms", 1000, "--timeout", 120, "--drain", 15], \
+        return "storm", ["--subs", subs, "--rooms", rooms, "--rate", rate, "--warmup", 1 if quick else 5,
+                         "--duration", 1 if quick else 3, "--jitter-ms", 1000, "--timeout", 120, "--drain", 15], \
             "%s subs dropped at once" % n(subs), \
             ("%s subscribers in %s rooms, %s msg/s keep flowing; every subscriber socket is reset at once "
              "(TCP RST, the server stays up); each comes back after uniform [0, 1 s] (then full-jitter "

@@ -228,7 +228,7 @@ def notes(doc):
     if s and _get(s, "storm"):
         miss = s.get("missing", 0)
         conf = _get(s, "storm", "recovered_confirmed") or 0
-        if miss and conf:
+        if miss and conf and not _get(s, "storm", "not_resumed"):
             gaps = [e for e in st.get("events", []) if '"gap"' in e][:3]
             out.append("- Socket.IO confirmed %d recoveries (same pid back) and still lost %d messages in the storm: "
                        "the Redis streams adapter reads the stream (XRANGE offset..+) before the recovered socket "
@@ -237,11 +237,28 @@ def notes(doc):
     st = idx.get(("kill", "sio"))
     s = st and st.get("summary")
     if s and _get(s, "storm") and _get(s, "storm", "recovery_refused"):
-        out.append("- Socket.IO after its process was killed: %d of %d recoveries refused, %d messages lost. The "
-                   "adapter saves a session in Redis only when the server sees the client go (persistSession in "
-                   "Socket#_onclose); a killed process saves nothing, so connection state recovery cannot survive "
-                   "a server crash." % (_get(s, "storm", "recovery_refused"), _get(s, "storm", "subs") or 0,
-                                        s.get("missing", 0)))
+        out.append("- Socket.IO after its process was killed: {:,} of {:,} recoveries refused, {:,} messages lost. "
+                   "The adapter saves a session in Redis only when the server sees the client go (persistSession "
+                   "in Socket#_onclose); a killed process saves nothing, so connection state recovery cannot "
+                   "survive a server crash.".format(_get(s, "storm", "recovery_refused"),
+                                                    _get(s, "storm", "subs") or 0, s.get("missing", 0)))
+    st = idx.get(("kill", "nchan"))
+    s = st and st.get("summary")
+    if s and s.get("duplicates"):
+        out.append("- nchan after its worker was killed: the publishers sent again the {:,} POSTs that had no "
+                   "answer; some had been stored before the kill, so subscribers got {:,} duplicate deliveries "
+                   "(nchan has no idempotency key; Tether's publishers resent theirs with the same id and the "
+                   "gateway dropped the copies).".format(s.get("publish_resent", 0), s.get("duplicates", 0)))
+    st = idx.get(("storm", "sio"))
+    s = st and st.get("summary")
+    if s and _get(s, "storm") and _get(s, "storm", "not_resumed"):
+        out.append("- Socket.IO in the storm: {:,} of {:,} clients resumed within {:.0f} s; node used {:.0f} s of CPU "
+                   "in the window. Each recovery re-reads the Redis stream from the client's offset to its end "
+                   "(XRANGE offset +, no COUNT), per client, while the publisher keeps adding to it.".format(
+                       _get(s, "storm", "resumed") or 0, _get(s, "storm", "subs") or 0,
+                       _get(s, "config", "timeout_s") or 120,
+                       sum(v for k, v in (_get(s, "window", "server_cpu_s_by_process") or {}).items()
+                           if k == "node")))
     st = idx.get(("storm", "nchan"))
     s = st and st.get("summary")
     if s and _get(s, "storm"):

@@ -17,7 +17,8 @@
  *           comes back after a delay uniform in [0, --jitter-ms] (then full
  *           jitter backoff up to 5 s) and resumes; time until all resumed,
  *           then 3 s of live traffic and a drain; loss and duplicates from
- *           the subscribers' own records. With --drop server the
+ *           the subscribers' own records (the live part lasts --duration s,
+ *           at most 3). With --drop server the
  *           generator instead prints {"event":"drop_now"} and the runner
  *           kills (SIGKILL) and restarts the server process that holds the
  *           connections; the rest is the same.
@@ -587,7 +588,7 @@ static void ctl(loop *l, loop_timer *t, void *arg)
         }
         break;
     case P_LIVE:
-        if (in >= 3.0) {
+        if (in >= (PB_CFG.duration_s < 3.0 ? PB_CFG.duration_s : 3.0)) {
             window_close();
             PB.publishing = 0;
             phase(P_DRAIN);
