@@ -6,8 +6,10 @@ TETHER_CHAOS_LEVEL=full (`make test-chaos`, ~3 min): every single kill -9,
 the combinations, the flush, a 40 s blackhole on the default heartbeat.
 The rounds share one suite and one workload, so they are one test; the
 output lists every round, and a failure names the round and what broke.
+Every round's numbers go to $TETHER_BUILD/test-results/chaos-rounds-<level>.json.
 """
 
+import json
 import os
 import shutil
 
@@ -42,6 +44,12 @@ def test_chaos_rounds(tmp_path):
     finally:
         ch.close()
     ok = ch.summary()
+    # Every round's numbers, next to run_all.sh's other results.
+    res = th.BUILD / "test-results"
+    if res.is_dir():
+        with open(res / ("chaos-rounds-%s.json" % LEVEL), "w") as f:
+            json.dump({"ok": ok, "stopped": stopped, "rounds": ch.results, "leaks": ch.leak_table()}, f,
+                      indent=1, default=str)
     failed = [r for r in ch.results if not r["ok"]]
     assert ok and stopped is None and not failed, "\n".join(
         (["stopped: " + stopped] if stopped else []) +
