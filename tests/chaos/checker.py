@@ -18,6 +18,9 @@ What is a violation (each is recorded with the time and the client):
                 before it, or an epoch change announced with recovered: true
   resume        `subscribed recovered:true` whose first missed message is not
                 the one after the client's position
+  spurious_gap  `recovered:false` for a room's first epoch, restarting below
+                the client's position (nothing was lost; the messages before
+                the position would come a second time)
   sdk_gap       the C SDK saw a hole the server did not announce (by_client)
   declared_gap  a `gap` frame or `recovered:false` in a round where nothing
                 may be lost (every kill round: Redis runs with appendfsync
@@ -263,11 +266,18 @@ class Checker:
             v.epoch, v.last = epoch, base
             return
         if not v.epoch:
-            # Subscribed while the room was empty: any epoch it has now is its first.
+            # Subscribed while the room had no epoch: any epoch it has now is
+            # its first, and nothing can have been lost from it.
             if recovered is False:
-                self._declare(cs, v, room, t, base - v.last, "recovered: false")
+                if base < v.last:
+                    self.violate(t, "spurious_gap", cs.user, "%s: recovered: false (gap %s) for the room's first "
+                                 "epoch %s, restarting at %d below the position %d: nothing was missing"
+                                 % (room, ev.get("gap"), epoch, base + 1, v.last))
+                    v.last = base
+                else:
+                    self._declare(cs, v, room, t, base - v.last, "recovered: false")
+                    v.last = base
             v.epoch = epoch
-            v.last = max(v.last, base) if recovered is False else v.last
             return
         if recovered is False:
             self._declare(cs, v, room, t, base - v.last, "recovered: false, gap %s" % (ev.get("gap"),))

@@ -261,3 +261,15 @@ def test_stale_presence_view(tmp_path):
                                                                               {"user": "b", "state": "online"}]})]
     stale = judge(evs, tmp_path).stale_presence()
     assert stale == [("a", ROOM, "b", None)]
+
+
+def test_first_epoch_announced_as_a_loss(tmp_path):
+    # Live subscription announced as (epoch "", top 1), then the room's first
+    # epoch announced with recovered: false from 0 and seq 1 sent: nothing was
+    # lost, and seq 1 predates the client's position.
+    evs = [ev(1, "b", "client", rooms=[ROOM]), ev(2, "b", "state", state="connected", session="s"),
+           ev(3, "b", "sub", room=ROOM, epoch="", seq=1, missed=0, recovered=True),
+           ev(4, "b", "sub", room=ROOM, epoch=E, seq=2, missed=2, recovered=False, gap={"from": 2, "first_available": 1}),
+           ev(5, "b", "msg", room=ROOM, epoch=E, seq=1, id="x-1"),
+           ev(6, "b", "msg", room=ROOM, epoch=E, seq=2, id="x-2")]
+    assert kinds(judge(evs, tmp_path, loss_ok=True)) == ["spurious_gap"]
