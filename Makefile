@@ -113,7 +113,7 @@ $(B)/bin/mediad: $$(call objs_of,mediad) $(LIBA)
 # build/bin/example-* or build/bin/tether.
 $(filter-out $(B)/bin/mediad,$(DAEMON_BINS)): $(B)/bin/%: $$(call objs_of,$$*) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) $(if $(filter gateway,$*),-lev) -lm
 
 $(B)/bin/tether: $(CLIENT_CLI_O) $(CLIENTA) $(LIBA)
 	@mkdir -p $(dir $@)
