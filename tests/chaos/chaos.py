@@ -635,6 +635,9 @@ class Chaos:
         self.out("chaos %s: %d rounds, %d failed; %d publishes acked, %d deliveries checked, %d declared lost (flush)"
                  % (self.profile, len(self.results), sum(1 for r in self.results if not r["ok"]),
                     c.get("acked", 0), c.get("delivered", 0), c.get("declared_lost", 0)))
+        if c.get("churns"):
+            self.out("churn: %d departures (%d with bye); %d `offline` presence frames seen, each after a bye"
+                     % (c["churns"], c["byes"], c["presence_offline_seen"]))
         return ok
 
     def leak_table(self):

@@ -104,6 +104,7 @@ class Checker:
         self.session_ttl_us = session_ttl_s * 1_000_000
         self.lines = 0
         self._ack_checked = set()
+        self.churns = 0          # departures on purpose (soak)
         self.ack_lat = []        # (t, us from the first send to the ack), C SDK clients
 
     # ---- input -------------------------------------------------------------------
@@ -172,6 +173,7 @@ class Checker:
             self.violate(t, "failed", cs.user, "gave up: code %s %s" % (ev.get("code"), ev.get("reason")))
 
     def _ev_churn(self, cs, ev, t):
+        self.churns += 1
         cs.away = True
         if ev.get("bye"):
             cs.byes.append(t)
@@ -445,6 +447,9 @@ class Checker:
         c["published"] = len(self.pubs)
         c["ack_errors"] = len(self.ack_errors)
         c["clients"] = len(self.clients)
+        c["churns"] = self.churns
+        c["byes"] = sum(len(cs.byes) for cs in self.clients.values())
+        c["presence_offline_seen"] = sum(1 for x in self.presence_events if x[4] == "offline")
         return dict(c)
 
     # ---- reconnection ----------------------------------------------------------------------
