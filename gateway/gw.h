@@ -170,6 +170,7 @@ struct gw_sub {
     unsigned announced : 1;  /* `subscribed` sent */
     unsigned reading : 1;    /* a range read for this sub is in flight */
     unsigned presence_pending : 1; /* members asked from sessiond, not yet answered */
+    unsigned presence_resync : 1;  /* more changes came than pre_events holds: fetch members again */
     gw_buf *members;         /* presence {members} to send after `subscribed` */
     gw_buf *pre_events[16];  /* presence changes seen before `subscribed` */
     uint32_t npre;

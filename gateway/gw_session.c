@@ -396,6 +396,11 @@ void gw_sess_after_subscribed(gw_sub *s)
             gw_conn_send(s->conn, s->pre_events[i]);
     }
     gw_sub_presence_clear(s);
+    /* More changes than were kept: a fresh list replaces what was dropped. */
+    if (s->presence_resync && !s->presence_pending && G.sessiond) {
+        s->presence_resync = 0;
+        members_fetch(s, 1000);
+    }
 }
 
 static void on_presence(const Tether__Bus__PresenceEvent *p)
@@ -414,8 +419,16 @@ static void on_presence(const Tether__Bus__PresenceEvent *p)
             continue;
         if (s->announced) {
             gw_conn_send(s->conn, enc[proto]);
-        } else if (s->members && s->npre < sizeof(s->pre_events) / sizeof(s->pre_events[0])) {
-            s->pre_events[s->npre++] = gw_buf_ref(enc[proto]);
+        } else if (s->members || s->presence_pending) {
+            /* Not announced yet: kept, and sent after the members list, in
+             * order. Changes that arrive while the list is still being
+             * fetched are kept too: the list may predate them (a join
+             * storm lost exactly those, tests/chaos). Replaying a change
+             * the list already has is harmless; the last one wins. */
+            if (s->npre < sizeof(s->pre_events) / sizeof(s->pre_events[0]))
+                s->pre_events[s->npre++] = gw_buf_ref(enc[proto]);
+            else
+                s->presence_resync = 1;
         }
     }
     gw_buf_unref(enc[0]);
