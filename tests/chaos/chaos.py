@@ -192,6 +192,16 @@ class RoundFailed(Exception):
     pass
 
 
+class Terminated(Exception):
+    """SIGTERM (e.g. run_all.sh's timeout): raised so that the `finally`
+    that stops the daemons and deletes the namespaces still runs; the
+    daemons run in sessions of their own and would outlive us."""
+
+
+def on_sigterm(signo, frame):
+    raise Terminated("SIGTERM")
+
+
 class Chaos:
     def __init__(self, workdir, profile, out=print):
         self.dir = Path(workdir)
@@ -260,15 +270,19 @@ class Chaos:
                 raise RuntimeError("seeding %s: HTTP %d %r" % (room, st, body[:200]))
 
     def close(self):
+        """Stops everything this run started, each step whatever the others did."""
         for w in self.workloads:
             try:
                 w.stop()
             except Exception:
-                pass
-        if self.ns is not None:
-            self.ns.close()
-        if self.suite is not None:
-            self.suite.stop()
+                if w.proc is not None and w.proc.poll() is None:
+                    w.proc.kill()
+        try:
+            if self.ns is not None:
+                self.ns.close()
+        finally:
+            if self.suite is not None:
+                self.suite.stop()
 
     # ---- waiting ------------------------------------------------------------------------
     def wait(self, pred, timeout, what):
@@ -530,6 +544,7 @@ class Chaos:
             self.results.append(r)
             self.report(r)
             return r
+        netns.remove_stale("tcx")
         self.ns = netns.Pair("tcx%d" % (os.getpid() % 100000))
         self.ns.up()
         port = th.free_port()
@@ -735,6 +750,7 @@ def main():
     ap.add_argument("--json", help="write every round's numbers here")
     a = ap.parse_args()
     workdir = a.workdir or tempfile.mkdtemp(prefix="tether-chaos-")
+    signal.signal(signal.SIGTERM, on_sigterm)
     ch = Chaos(workdir, a.profile, out=lambda s: print(s, flush=True))
     ok = False
     trend = None
@@ -746,8 +762,8 @@ def main():
         else:
             ch.run()
         ok = ch.summary()
-    except (RoundFailed, TimeoutError, RuntimeError) as e:
-        print("chaos: stopped: %s" % e, flush=True)
+    except (RoundFailed, TimeoutError, RuntimeError, Terminated, KeyboardInterrupt) as e:
+        print("chaos: stopped: %s" % (e or type(e).__name__), flush=True)
     finally:
         ch.close()
     print("chaos %s: %.0f s, logs in %s" % (a.profile, time.monotonic() - t0, workdir))

@@ -23,6 +23,7 @@ Deleting the qdiscs restores traffic; TCP retransmits what waited.
 import ipaddress
 import os
 import random
+import re
 import shutil
 import subprocess
 
@@ -41,6 +42,17 @@ def available():
         return False
     _run("ip", "netns", "del", name, check=False)
     return True
+
+
+def remove_stale(prefix):
+    """Deletes namespaces <prefix><pid>[r] left by a run that was killed
+    before it could clean up (its pid, modulo 100000, no longer exists)."""
+    out = _run("ip", "netns", "list", check=False).stdout
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.match(r"^%s(\d+)r?$" % re.escape(prefix), name)
+        if m and not os.path.exists("/proc/%s" % m.group(1)):
+            _run("ip", "netns", "del", name, check=False)
 
 
 def _used_nets():

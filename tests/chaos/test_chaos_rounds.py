@@ -12,6 +12,7 @@ Every round's numbers go to $TETHER_BUILD/test-results/chaos-rounds-<level>.json
 import json
 import os
 import shutil
+import signal
 
 import pytest
 
@@ -36,13 +37,17 @@ def test_chaos_rounds(tmp_path):
         print(s, flush=True)
     ch = chaos.Chaos(tmp_path / "run", LEVEL, out=out)
     stopped = None
+    old = signal.signal(signal.SIGTERM, chaos.on_sigterm)   # a timeout must not leak daemons or namespaces
     try:
         ch.start()
         ch.run()
     except (chaos.RoundFailed, TimeoutError, RuntimeError) as e:
         stopped = str(e)
     finally:
-        ch.close()
+        try:
+            ch.close()
+        finally:
+            signal.signal(signal.SIGTERM, old)
     ok = ch.summary()
     # Every round's numbers, next to run_all.sh's other results.
     res = th.BUILD / "test-results"
