@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli_bench.h"
+#include "procstat.h"
 
 static unsigned bucket_of(uint64_t v)
 {
@@ -80,52 +81,19 @@ json_t *bh_json(const bench_hist *h)
                      (json_int_t)bh_quantile(h, 0.999), "max", (json_int_t)h->max);
 }
 
-/* Fields 14 and 15 of /proc/<pid>/stat (utime, stime), after the command
- * name, which may contain spaces and parentheses: parse from the last ')'. */
-static double stat_cpu(const char *path)
-{
-    char buf[2048];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
-}
-
 double bench_self_cpu(void)
 {
-    return stat_cpu("/proc/self/stat");
+    return procstat_cpu_s(0);
 }
 
 double bench_pid_cpu(pid_t pid)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    return stat_cpu(path);
+    return procstat_cpu_s(pid);
 }
 
 long bench_pid_rss_kb(pid_t pid)
 {
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
+    return procstat_kb(pid, "status", "VmRSS:");
 }
 
 int bench_probe(const char *host, int port)

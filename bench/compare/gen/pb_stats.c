@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "pb.h"
+#include "procstat.h"
 
 uint64_t pb_now_ns(void)
 {
@@ -128,32 +129,9 @@ uint64_t pb_track_missing(const pb_track *t, uint64_t top)
 
 /* ---- processes --------------------------------------------------------------------------------- */
 
-static double stat_cpu(const char *path)
-{
-    char buf[2048];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    /* utime and stime are fields 14 and 15; the command name before them may
-     * hold spaces and parentheses, so count from the last ')'. */
-    char *p = strrchr(buf, ')');
-    unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
-}
-
 double pb_proc_cpu_s(pid_t pid)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    return stat_cpu(path);
+    return procstat_cpu_s(pid);
 }
 
 double pb_self_cpu_s(void)
@@ -164,31 +142,12 @@ double pb_self_cpu_s(void)
            (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static long status_kb(const char *path, const char *key)
-{
-    char line[256];
-    long kb = -1;
-    size_t kl = strlen(key);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, key, kl) && sscanf(line + kl, " %ld", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 long pb_proc_rss_kb(pid_t pid)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    return status_kb(path, "VmRSS:");
+    return procstat_kb(pid, "status", "VmRSS:");
 }
 
 long pb_proc_pss_kb(pid_t pid)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-    return status_kb(path, "Pss:");
+    return procstat_kb(pid, "smaps_rollup", "Pss:");
 }
