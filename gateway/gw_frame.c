@@ -263,6 +263,13 @@ static int decode_fields(dec *d, json_t *o, const gw_limits *lim, gw_cframe *f)
 
 int gw_decode_json(const char *buf, size_t len, const gw_limits *lim, gw_cframe *out, const char **why)
 {
+    if (len <= lim->max_frame && gw_decode_json_fast(buf, len, out))
+        return 0;
+    return gw_decode_json_slow(buf, len, lim, out, why);
+}
+
+int gw_decode_json_slow(const char *buf, size_t len, const gw_limits *lim, gw_cframe *out, const char **why)
+{
     dec d = { 0 };
     memset(out, 0, sizeof(*out));
     if (len > lim->max_frame) {
@@ -350,6 +357,8 @@ static int pb_data(dec *d, const char *text, gw_cframe *f)
 {
     if (!text || !*text)
         return fail(d, GW_E_INVALID, "data is required");
+    if (gw_json_compact_fast(text, strlen(text), &f->data, &f->data_len))
+        return 0;
     json_error_t err;
     json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &err);
     if (!v)

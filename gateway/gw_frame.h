@@ -109,6 +109,18 @@ int gw_decode_json(const char *buf, size_t len, const gw_limits *lim, gw_cframe 
 int gw_decode_proto(const uint8_t *buf, size_t len, const gw_limits *lim, gw_cframe *out, const char **why);
 void gw_cframe_clear(gw_cframe *f);
 
+/* The fast path of gw_decode_json for the common publish frame (see
+ * gw_frame_fast.c): 1 when it decoded buf into out, exactly as the jansson
+ * path would; 0 when it leaves the frame to that path (out untouched). */
+int gw_decode_json_fast(const char *buf, size_t len, gw_cframe *out);
+/* gw_decode_json without its fast path (the differential fuzzer and unit
+ * tests compare the two). */
+int gw_decode_json_slow(const char *buf, size_t len, const gw_limits *lim, gw_cframe *out, const char **why);
+/* The compact form of the JSON text buf, exactly as jansson would dump it,
+ * in *out (malloc'd, NUL-terminated; at most GW_MAX_DATA bytes): 1; or 0 when
+ * the text is outside what the fast path vouches for. */
+int gw_json_compact_fast(const char *buf, size_t len, char **out, size_t *out_len);
+
 /* Validators (exposed for the HTTP API and tests). */
 int gw_valid_room(const char *s);
 int gw_valid_id(const char *s);

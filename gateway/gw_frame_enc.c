@@ -1,8 +1,8 @@
 /* gw_frame_enc.c -- server frame encoders for both sub-protocols.
  *
- * The `message` frame is on the fan-out hot path, so its JSON is written by
- * hand into one buffer (data is already compact JSON validated at publish);
- * the rarer frames go through jansson. Protobuf frames are ServerFrame
+ * The `message` frame is on the fan-out hot path and `ack` on the publish
+ * one, so their JSON is written by hand into one buffer (data is already
+ * compact JSON validated at publish); the rarer frames go through jansson. Protobuf frames are ServerFrame
  * messages packed straight into the gw_buf.
  */
 #include <jansson.h>
@@ -203,8 +203,18 @@ gw_buf *gw_enc_ack(int proto, const char *id, const char *room, uint64_t seq, in
         PB_FRAME(f, ACK, ack, &a);
         return from_pb(&f);
     }
-    return from_json(json_pack("{s:s,s:s,s:s,s:I,s:b}", "type", "ack", "id", id, "room", room, "seq",
-                               (json_int_t)seq, "duplicate", duplicate));
+    /* One per publish: written by hand like `message`. */
+    gw_buf *b = gw_buf_new(80 + esc_len(id) + esc_len(room), 0);
+    if (!b)
+        return NULL;
+    char *o = (char *)gw_buf_payload(b), *start = o;
+    o += sprintf(o, "{\"type\":\"ack\",\"id\":\"");
+    o = esc_put(o, id);
+    o += sprintf(o, "\",\"room\":\"");
+    o = esc_put(o, room);
+    o += sprintf(o, "\",\"seq\":%llu,\"duplicate\":%s}", (unsigned long long)seq, duplicate ? "true" : "false");
+    b->len = (size_t)(o - start);
+    return b;
 }
 
 gw_buf *gw_enc_gap(int proto, const char *room, uint64_t from, uint64_t to)

@@ -14,7 +14,9 @@
  *    frame built from it by gw_enc_message is valid JSON carrying exactly the
  *    same room/id/from/data (JSON), and unpacks to the same fields (protobuf);
  *  - a JSON frame the JSON decoder accepted, re-sent as the equivalent
- *    protobuf ClientFrame, is accepted by gw_decode_proto with the same fields.
+ *    protobuf ClientFrame, is accepted by gw_decode_proto with the same fields;
+ *  - the publish fast path (gw_frame_fast.c) agrees byte for byte with the
+ *    jansson path whenever it does not decline.
  *
  * JSON allows "\u0000" in strings and the decoders may accept it, so the
  * checks parse with JSON_ALLOW_NUL too.
@@ -330,10 +332,48 @@ out:
     free(rpos);
 }
 
+/* The publish fast path (gw_frame_fast.c) either declines or decodes
+ * exactly what the jansson path decodes; its compactor either declines or
+ * writes exactly what jansson dumps. */
+static void check_fast_path(const uint8_t *data, size_t size)
+{
+    gw_cframe fa, sl;
+    const char *why = NULL;
+    if (size <= lim.max_frame && gw_decode_json_fast((const char *)data, size, &fa)) {
+        int rc = gw_decode_json_slow((const char *)data, size, &lim, &sl, &why);
+        if (rc != 0) {
+            fprintf(stderr, "fuzz_frame: fast path accepted, jansson path said %d %s\n", rc, why);
+            abort();
+        }
+        CHECK(fa.type == GW_C_PUBLISH && sl.type == GW_C_PUBLISH);
+        CHECK(!strcmp(fa.room, sl.room) && !strcmp(fa.id, sl.id));
+        if (fa.data_len != sl.data_len || memcmp(fa.data, sl.data, fa.data_len + 1) != 0) {
+            fprintf(stderr, "fuzz_frame: fast data [%s] != jansson data [%s]\n", fa.data, sl.data);
+            abort();
+        }
+        gw_cframe_clear(&fa);
+        gw_cframe_clear(&sl);
+    }
+    char *c = NULL;
+    size_t cl = 0;
+    if (gw_json_compact_fast((const char *)data, size, &c, &cl)) {
+        json_error_t err;
+        json_t *v = json_loadb((const char *)data, size, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &err);
+        CHECK(v);
+        char *again = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        CHECK(again && strlen(again) == cl && !strcmp(again, c));
+        free(again);
+        json_decref(v);
+        free(c);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     gw_cframe f;
     const char *why = NULL;
+
+    check_fast_path(data, size);
 
     int rc = gw_decode_json((const char *)data, size, &lim, &f, &why);
     if (rc) {

@@ -5,7 +5,9 @@
  * code (4400 invalid field, 4505 malformed, 4413 too large), keeping the
  * publish id for the error frame. Encoding: the hand-written `message` JSON is
  * compared byte for byte, the jansson-built frames are parsed back and their
- * fields asserted, and every protobuf frame is unpacked back.
+ * fields asserted, and every protobuf frame is unpacked back. The publish
+ * fast path (gw_frame_fast.c) agrees with the jansson path on the inputs it
+ * takes and declines the ones it must leave to it.
  *
  * The gateway is a daemon, not part of libtether.a, so its two frame sources
  * are compiled into this test directly.
@@ -13,6 +15,7 @@
 /* Before cmocka.h: gw_frame.c has a static fail(), cmocka a fail() macro. */
 #include "gateway/gw_frame.c"
 #include "gateway/gw_frame_enc.c"
+#include "gateway/gw_frame_fast.c"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -554,6 +557,88 @@ static void test_json_malformed(void **state)
     Tether__V1__ClientFrame var = TETHER__V1__CLIENT_FRAME__INIT; \
     var.frame_case = TETHER__V1__CLIENT_FRAME__FRAME_##kind;      \
     var.field = (ptr)
+
+/* ---- the publish fast path --------------------------------------------------------- */
+
+/* s is taken by the fast path, with the data jansson would produce (want). */
+static void fast_takes(const char *s, const char *want)
+{
+    gw_cframe fa, sl;
+    const char *w = NULL;
+    assert_int_equal(gw_decode_json_fast(s, strlen(s), &fa), 1);
+    assert_int_equal(gw_decode_json_slow(s, strlen(s), &lim, &sl, &w), 0);
+    assert_int_equal(fa.type, GW_C_PUBLISH);
+    assert_string_equal(fa.room, sl.room);
+    assert_string_equal(fa.id, sl.id);
+    assert_string_equal(fa.data, sl.data);
+    assert_string_equal(fa.data, want);
+    assert_int_equal(fa.data_len, strlen(want));
+    gw_cframe_clear(&fa);
+    gw_cframe_clear(&sl);
+}
+
+static void fast_declines(const char *s)
+{
+    gw_cframe fa;
+    memset(&fa, 0x5a, sizeof(fa));
+    assert_int_equal(gw_decode_json_fast(s, strlen(s), &fa), 0);
+    assert_int_equal(((unsigned char *)&fa)[0], 0x5a); /* untouched */
+}
+
+static void test_fast_publish(void **state)
+{
+    (void)state;
+    fast_takes("{\"type\":\"publish\",\"room\":\"r1\",\"id\":\"a-1\",\"data\":{\"t\":1,\"p\":\"xx\"}}",
+               "{\"t\":1,\"p\":\"xx\"}");
+    fast_takes(" { \"data\" : [ 1 , -2 , true , false , null , { } , [ ] , \"\" ] ,\n\t\"id\":\"x\", \"room\":\"a.b:c@d/e-f_g\","
+               "\"type\":\"publish\" } \r\n",
+               "[1,-2,true,false,null,{},[],\"\"]");
+    fast_takes("{\"type\":\"publish\",\"room\":\"r\",\"id\":\"i\",\"data\":\"q\\\"b\\\\s\\n\\t\\r\\b\\f \xc3\xa9 \xf0\x9f\x98\x80\"}",
+               "\"q\\\"b\\\\s\\n\\t\\r\\b\\f \xc3\xa9 \xf0\x9f\x98\x80\"");
+    fast_takes("{\"type\":\"publish\",\"room\":\"r\",\"id\":\"i\",\"data\":123456789012345678}", "123456789012345678");
+    fast_takes("{\"type\":\"publish\",\"room\":\"r\",\"id\":\"i\",\"data\":{\"a\":{\"a\":1},\"b\":{\"a\":2}}}",
+               "{\"a\":{\"a\":1},\"b\":{\"a\":2}}");
+
+    /* Left to jansson: its output would differ, or it has an error to report. */
+    const char *pre = "{\"type\":\"publish\",\"room\":\"r\",\"id\":\"i\",\"data\":";
+    const char *datas[] = {
+        "1.5", "1e3", "-0", "1234567890123456789", "01", "\"\\u0041\"", "\"a\\/b\"", "\"\x01\"", "\"\xc0\x80\"",
+        "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "{\"a\":1,\"a\":2}", "tru", "[1,]", "{\"a\" 1}", "",
+    };
+    char buf[256];
+    for (size_t i = 0; i < sizeof(datas) / sizeof(datas[0]); i++) {
+        snprintf(buf, sizeof(buf), "%s%s}", pre, datas[i]);
+        fast_declines(buf);
+    }
+    fast_declines("{\"type\":\"publish\",\"room\":\"r\",\"id\":\"i\",\"data\":1,\"x\":1}");
+    fast_declines("{\"type\":\"publish\",\"room\":\"r\",\"id\":\"i\",\"data\":1,\"id\":\"j\"}");
+    fast_declines("{\"type\":\"publish\",\"room\":\"r\",\"id\":\"i\"}");
+    fast_declines("{\"type\":\"publish\",\"room\":\"r r\",\"id\":\"i\",\"data\":1}");
+    fast_declines("{\"type\":\"publish\",\"room\":\"r\",\"id\":\"\",\"data\":1}");
+    fast_declines("{\"type\":\"publ\\u0069sh\",\"room\":\"r\",\"id\":\"i\",\"data\":1}");
+    fast_declines("{\"type\":\"subscribe\",\"room\":\"r\",\"id\":\"i\",\"data\":1}");
+    fast_declines("{\"type\":\"publish\",\"room\":\"r\",\"id\":\"i\",\"data\":1} x");
+    /* Deeper than 32 levels. */
+    char deep[200];
+    int o = snprintf(deep, sizeof(deep), "%s", pre);
+    for (int i = 0; i < 40; i++)
+        deep[o++] = '[';
+    for (int i = 0; i < 40; i++)
+        deep[o++] = ']';
+    deep[o++] = '}';
+    deep[o] = 0;
+    fast_declines(deep);
+
+    /* The compactor alone (protobuf publishes). */
+    char *c = NULL;
+    size_t cl = 0;
+    assert_int_equal(gw_json_compact_fast(" { \"a\" : [ 1 , 2 ] } ", 21, &c, &cl), 1);
+    assert_string_equal(c, "{\"a\":[1,2]}");
+    assert_int_equal(cl, 11);
+    free(c);
+    assert_int_equal(gw_json_compact_fast("0.1", 3, &c, &cl), 0);
+    assert_int_equal(gw_json_compact_fast("1 2", 3, &c, &cl), 0);
+}
 
 static void test_pb_hello(void **state)
 {
@@ -1133,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_json_publish_data_kinds),
         cmocka_unit_test(test_json_error_keeps_id),
         cmocka_unit_test(test_json_malformed),
+        cmocka_unit_test(test_fast_publish),
         cmocka_unit_test(test_pb_hello),
         cmocka_unit_test(test_pb_subscribe),
         cmocka_unit_test(test_pb_publish),
