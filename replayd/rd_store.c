@@ -9,8 +9,12 @@
  *                        and a later epoch sorts after an earlier one (fixed
  *                        width), which is how subscribers tell a stale event
  *                        of the old epoch from the new epoch. top: the last
- *                        seq handed out. TTL max(history TTL, 24 h),
- *                        refreshed by every append: a room whose messages
+ *                        seq handed out; exp: Redis time (ms) when the TTLs
+ *                        were last set; ddb: the dedup bucket whose TTL was
+ *                        set. TTL max(history TTL, 24 h), refreshed by an
+ *                        append once a tenth of the history TTL has passed
+ *                        since the last refresh (two EXPIREs per batch were
+ *                        a sixth of the script's calls): a room whose messages
  *                        expired still knows its epoch and top, so a resume
  *                        reports a trim ("first_available" > position + 1)
  *                        instead of a new epoch. Only a lost meta (flush,
@@ -20,23 +24,33 @@
  *                        than TETHER_HISTORY_MIN_AGE_MS: a burst right after
  *                        an outage must not trim what a gateway is about to
  *                        repair, e.g. publications lost with a killed replayd),
- *                        oldest first, each one string
+ *                        oldest first (TTL: as the meta's, so a log outlives
+ *                        its last append by 0.9 to 1 x the history TTL),
+ *                        each one string
  *                          "<seq> <ts> <len(id)> <len(from)>\n<id>|<from>|<data>"
  *                        (ts: ms since the Unix epoch, Redis clock; the two '|'
  *                        sit at offsets the lengths give, so the reader can
- *                        make id and from NUL-terminated in place). TTL
- *                        TETHER_HISTORY_TTL_S, refreshed by every append. The
+ *                        make id and from NUL-terminated in place). The
  *                        list always holds the contiguous seqs ending at top,
  *                        so seq s is at index s - (top - LLEN + 1): reads need
  *                        no search, and first_available is top - LLEN + 1.
  *                        (A stream with "<seq>-0" ids was measured first: its
  *                        exact MAXLEN trim made an append cost ~37 us of Redis
  *                        CPU against ~30 us for RPUSH + LTRIM of one string.)
- *   tether:{room}:dd:<len(user)>:<user>:<id>
- *                        string "epoch:seq:ts", TTL TETHER_DEDUP_TTL_S: the
- *                        result of the first append of (room, user, id). The
- *                        user's length is in the key because both user and id
- *                        may contain ':' ("a:b"+"c" must not meet "a"+"b:c").
+ *   tether:{room}:dd:<bucket>
+ *                        hash "<len(user)>:<user>:<id>" -> "epoch:seq:ts": the
+ *                        result of the first append of (room, user, id).
+ *                        bucket = Redis time / TETHER_DEDUP_TTL_S; an append
+ *                        looks in its bucket and the one before and writes
+ *                        to its own, and a bucket lives 2 x TTL + 1 s from
+ *                        its first write, so an id is remembered at least
+ *                        TETHER_DEDUP_TTL_S and at most twice that. (One key
+ *                        per id, with its own TTL, cost a GET and a SET EX
+ *                        per message inside the script: ~1/3 of Redis's CPU
+ *                        per append; a bucket costs two HMGETs and one HSET
+ *                        per batch.) The user's length is in the field
+ *                        because both user and id may contain ':' ("a:b"+"c"
+ *                        must not meet "a"+"b:c").
  *
  * Invariants kept by the append script (one script = atomic in Redis): a
  * stored message's seq is top at the time it was stored; seqs of an epoch
@@ -48,11 +62,17 @@
  * Timestamps come from Redis's clock (TIME inside the script), so that the
  * ts of a room's messages follow seq order whichever replica sequenced them.
  *
- * One script call appends a batch: the appends to one room that arrived in
- * one loop iteration (up to RD_BATCH_MAX). A script only ever touches one
- * room's keys, so the scheme stays valid under Redis Cluster. Measured on
- * the 2-core dev machine: ~25-38 us of Redis CPU per append when every call
- * carries one message, ~12-15 us when a hot room fills the batches.
+ * One script call appends the batches of one loop iteration, several rooms
+ * at once (up to RD_CALL_MSGS messages): the per-call cost (EVALSHA itself,
+ * TIME) is paid once, and each room's own work (meta read and write, push,
+ * dedup buckets) once per room and batch. A call spans rooms, so on a Redis
+ * Cluster its keys would have to share a slot: Tether's Redis is one primary
+ * (hiredis has no cluster client), and rooms are still hash-tagged so that a
+ * sharding layer can keep a room's keys together. Measured on the 2-core dev
+ * machine (bench/run.sh --only publish: 50 rooms, ~4 appends per room and
+ * iteration): ~23 us of Redis CPU per append with one room per call and a
+ * key per dedup record, ~17 us with both changes (and 31.5 vs 36-41 us in
+ * test_replayd's 100-room throughput case, 12 vs 15.5 us with one room).
  */
 #include "rd_store.h"
 
@@ -66,69 +86,109 @@
 #include "hmap.h"
 #include "log.h"
 
-/* A batch of appends to one room. KEYS: meta, log, then one dedup key per
- * message. ARGV: epoch suffix, history size, history TTL, dedup TTL, meta
- * TTL, then one entry tail per message. Returns one {epoch, seq, ts,
+/* Appends the batches of several rooms. KEYS: per batch, meta, log and the
+ * dedup key prefix ("tether:{room}:dd", the bucket is appended here, from
+ * Redis's clock). ARGV: epoch suffix, "size:burst:min_age_ms", history TTL,
+ * dedup TTL, meta TTL, the number of batches G, G message counts, then per
+ * message its dedup field and its entry tail. Returns one {epoch, seq, ts,
  * duplicate[, stored entry]} per message, in order. A duplicate of a message
  * still in the log comes with the stored entry, so that replayd can publish
  * it again: the first attempt's publication may never have left (replayd
  * died between Redis and the bus), and re-publishing at once closes that
- * hole before the history moves past it. A message repeated within the batch is
- * a duplicate of its first occurrence. The log is pushed before the dedup
- * keys and the meta are written, so a failing push leaves no trace. */
+ * hole before the history moves past it. A message repeated within a batch,
+ * or in a later batch of the same call, is a duplicate of its first
+ * occurrence. A room's log is pushed before its dedup records and meta are
+ * written, so a failing push leaves no trace of that room's batch; an error
+ * fails the whole call (each op gets it). */
 static const char APPEND_LUA[] =
     "local now = redis.call('TIME')\n"
     "local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)\n"
-    "local m = redis.call('HMGET', KEYS[1], 'epoch', 'top')\n"
-    "local epoch, top = m[1], tonumber(m[2])\n"
-    "local fresh = not epoch or not top\n"
-    "if fresh then\n"
-    "  epoch = string.format('%012x', ts) .. ARGV[1]\n"
-    "  top = 0\n"
-    "end\n"
-    "local top0 = top\n"
-    "local out, push, seen = {}, {}, {}\n"
-    "for i = 3, #KEYS do\n"
-    "  local k = KEYS[i]\n"
-    "  local d = seen[k] or redis.call('GET', k)\n"
-    "  local e, s, t\n"
-    "  if d then e, s, t = string.match(d, '^([^:]*):(%d+):(%d+)$') end\n"
-    "  if e then\n"
-    "    local entry = ''\n"
-    "    local sn = tonumber(s)\n"
-    "    if not seen[k] and not fresh and e == epoch then\n"
-    "      local first = top0 - redis.call('LLEN', KEYS[2]) + 1\n"
-    "      if sn >= first and sn <= top0 then\n"
-    "        entry = redis.call('LINDEX', KEYS[2], sn - first) or ''\n"
+    "local size, cap, age = string.match(ARGV[2], '^(%d+):(%d+):(%d+)$')\n"
+    "size, cap, age = tonumber(size), tonumber(cap), tonumber(age)\n"
+    "if age == 0 then cap = size end\n"
+    "local httl, dttl, mttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local bucket = math.floor(ts / (dttl * 1000))\n"
+    "local every = httl * 100\n"
+    "local G = tonumber(ARGV[6])\n"
+    "local out = {}\n"
+    "local ki, ai = 1, 7 + G\n"
+    "for g = 1, G do\n"
+    "  local n = tonumber(ARGV[6 + g])\n"
+    "  local mk, lk, dk = KEYS[ki], KEYS[ki + 1], KEYS[ki + 2]\n"
+    "  ki = ki + 3\n"
+    "  local dcur = dk .. ':' .. bucket\n"
+    "  local m = redis.call('HMGET', mk, 'epoch', 'top', 'exp', 'ddb')\n"
+    "  local epoch, top = m[1], tonumber(m[2])\n"
+    "  local fresh = not epoch or not top\n"
+    "  if fresh then\n"
+    "    epoch = string.format('%012x', ts) .. ARGV[1]\n"
+    "    top = 0\n"
+    "  end\n"
+    "  local fields = {}\n"
+    "  for i = 1, n do fields[i] = ARGV[ai + 2 * i - 2] end\n"
+    "  local cur = redis.call('HMGET', dcur, unpack(fields))\n"
+    "  local prev = redis.call('HMGET', dk .. ':' .. (bucket - 1), unpack(fields))\n"
+    "  local top0, llen = top, nil\n"
+    "  local push, seen, rec = {}, {}, {}\n"
+    "  for i = 1, n do\n"
+    "    local f = fields[i]\n"
+    "    local d = seen[f] or cur[i] or prev[i]\n"
+    "    local e, s, t\n"
+    "    if d then e, s, t = string.match(d, '^([^:]*):(%d+):(%d+)$') end\n"
+    "    if e then\n"
+    "      local entry = ''\n"
+    "      local sn = tonumber(s)\n"
+    "      if not seen[f] and not fresh and e == epoch then\n"
+    "        llen = llen or redis.call('LLEN', lk)\n"
+    "        local first = top0 - llen + 1\n"
+    "        if sn >= first and sn <= top0 then\n"
+    "          entry = redis.call('LINDEX', lk, sn - first) or ''\n"
+    "        end\n"
     "      end\n"
+    "      out[#out + 1] = {e, sn, tonumber(t), 1, entry}\n"
+    "    else\n"
+    "      top = top + 1\n"
+    "      push[#push + 1] = string.format('%d %d ', top, ts) .. ARGV[ai + 2 * i - 1]\n"
+    "      local v = string.format('%s:%d:%d', epoch, top, ts)\n"
+    "      seen[f] = v\n"
+    "      rec[#rec + 1] = f\n"
+    "      rec[#rec + 1] = v\n"
+    "      out[#out + 1] = {epoch, top, ts, 0}\n"
     "    end\n"
-    "    out[#out + 1] = {e, sn, tonumber(t), 1, entry}\n"
-    "  else\n"
-    "    top = top + 1\n"
-    "    push[#push + 1] = string.format('%d %d ', top, ts) .. ARGV[i + 3]\n"
-    "    seen[k] = string.format('%s:%d:%d', epoch, top, ts)\n"
-    "    out[#out + 1] = {epoch, top, ts, 0}\n"
     "  end\n"
-    "end\n"
-    "if #push > 0 then\n"
-    "  if fresh then redis.call('DEL', KEYS[2]) end\n"
-    "  local n = redis.call('RPUSH', KEYS[2], unpack(push))\n"
-    "  local size, cap, age = string.match(ARGV[2], '^(%d+):(%d+):(%d+)$')\n"
-    "  size, cap, age = tonumber(size), tonumber(cap), tonumber(age)\n"
-    "  if age == 0 then cap = size end\n"
-    "  if n > cap then redis.call('LTRIM', KEYS[2], -cap, -1); n = cap end\n"
-    "  local drop = 0\n"
-    "  while n - drop > size do\n"
-    "    local e = redis.call('LINDEX', KEYS[2], drop)\n"
-    "    local ets = tonumber(string.match(e, '^%d+ (%d+) '))\n"
-    "    if ets and ets > ts - age then break end\n"
-    "    drop = drop + 1\n"
+    "  ai = ai + 2 * n\n"
+    "  if #push > 0 then\n"
+    "    if fresh then redis.call('DEL', lk) end\n"
+    "    local len = redis.call('RPUSH', lk, unpack(push))\n"
+    "    local created = len == #push\n"
+    "    if len > cap then redis.call('LTRIM', lk, -cap, -1); len = cap end\n"
+    "    local drop = 0\n"
+    "    while len - drop > size do\n"
+    "      local e = redis.call('LINDEX', lk, drop)\n"
+    "      local ets = tonumber(string.match(e, '^%d+ (%d+) '))\n"
+    "      if ets and ets > ts - age then break end\n"
+    "      drop = drop + 1\n"
+    "    end\n"
+    "    if drop > 0 then redis.call('LTRIM', lk, drop, -1) end\n"
+    "    redis.call('HSET', dcur, unpack(rec))\n"
+    "    local exp = tonumber(m[3])\n"
+    "    local ttls = fresh or created or not exp or ts - exp >= every or ts < exp\n"
+    "    local ddb = (fresh or m[4] ~= tostring(bucket)) and bucket or nil\n"
+    "    if ddb then redis.call('EXPIRE', dcur, 2 * dttl + 1) end\n"
+    "    if ttls and ddb then\n"
+    "      redis.call('HSET', mk, 'epoch', epoch, 'top', top, 'exp', ts, 'ddb', ddb)\n"
+    "    elseif ttls then\n"
+    "      redis.call('HSET', mk, 'epoch', epoch, 'top', top, 'exp', ts)\n"
+    "    elseif ddb then\n"
+    "      redis.call('HSET', mk, 'epoch', epoch, 'top', top, 'ddb', ddb)\n"
+    "    else\n"
+    "      redis.call('HSET', mk, 'epoch', epoch, 'top', top)\n"
+    "    end\n"
+    "    if ttls then\n"
+    "      redis.call('EXPIRE', lk, httl)\n"
+    "      redis.call('EXPIRE', mk, mttl)\n"
+    "    end\n"
     "  end\n"
-    "  if drop > 0 then redis.call('LTRIM', KEYS[2], drop, -1) end\n"
-    "  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', top)\n"
-    "  redis.call('EXPIRE', KEYS[2], ARGV[3])\n"
-    "  redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
-    "  for k, v in pairs(seen) do redis.call('SET', k, v, 'EX', ARGV[4]) end\n"
     "end\n"
     "return out\n";
 
@@ -353,102 +413,127 @@ static void batch_put(rd_store *s, batch *b)
     s->free_batches = b;
 }
 
-/* Answers every op of b, in order, then recycles b. */
-static void batch_done(rd_store *s, batch *b, int status, const redisReply *rep)
+/* One EVALSHA: the batches of one or more rooms, in flush order. */
+typedef struct call {
+    rd_store *s;
+    size_t nb, nmsgs, bytes;
+    batch *b[RD_CALL_ROOMS];
+} call;
+
+/* Answers every op of the call, in order, with rep's results (or status),
+ * then recycles its batches and the call. */
+static void call_done(rd_store *s, call *c, int status, const redisReply *rep)
 {
-    if (status == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != b->n))
+    if (status == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != c->nmsgs))
         status = reply_error(s, "append", rep);
     size_t i = 0;
-    /* A callback may reuse its op at once (a new append): read next first. */
-    for (rd_op *op = b->head, *nx; op; op = nx, i++) {
-        nx = op->next;
-        rd_append_res res;
-        int st = status;
-        if (st == 0 && parse_result(rep->element[i], &res) < 0)
-            st = reply_error(s, "append", rep->element[i]);
-        s->inflight--;
-        op->cb.append(st, st == 0 ? &res : NULL, op->arg);
+    for (size_t k = 0; k < c->nb; k++) {
+        batch *b = c->b[k];
+        /* A callback may reuse its op at once (a new append): read next first. */
+        for (rd_op *op = b->head, *nx; op; op = nx, i++) {
+            nx = op->next;
+            rd_append_res res;
+            int st = status;
+            if (st == 0 && parse_result(rep->element[i], &res) < 0)
+                st = reply_error(s, "append", rep->element[i]);
+            s->inflight--;
+            op->cb.append(st, st == 0 ? &res : NULL, op->arg);
+        }
+        batch_put(s, b);
     }
-    batch_put(s, b);
+    free(c);
 }
 
-static void on_batch(redis *r, int status, redisReply *rep, void *arg)
+static void on_call(redis *r, int status, redisReply *rep, void *arg)
 {
     (void)r;
-    batch *b = arg;
-    batch_done(b->s, b, status, rep);
+    call *c = arg;
+    call_done(c->s, c, status, rep);
 }
 
-/* Sends one batch as one EVALSHA. */
-static void batch_send(rd_store *s, batch *b)
+#define CALL_KEYS (3 * RD_CALL_ROOMS)
+#define CALL_ARGS (6 + RD_CALL_ROOMS + 2 * RD_CALL_MSGS)
+
+/* Sends one call as one EVALSHA (see APPEND_LUA for the layout). */
+static void call_send(rd_store *s, call *c)
 {
-    const rd_op *o0 = b->head;
-    size_t nk = 2 + b->n, na = 5 + b->n;
-    const char *argv[2 + RD_BATCH_MAX + 5 + RD_BATCH_MAX];
-    size_t lens[2 + RD_BATCH_MAX + 5 + RD_BATCH_MAX];
-    /* Every key and tail is laid out in scratch; offsets first, pointers
-     * after, since scratch may move while it grows. */
-    size_t off[2 + RD_BATCH_MAX + RD_BATCH_MAX];
-    size_t need = 2 * KEY_MAX + b->n * KEY_MAX + b->bytes + b->n * 48;
+    const char **argv = malloc((CALL_KEYS + CALL_ARGS) * (sizeof(*argv) + 2 * sizeof(size_t)));
+    size_t *lens = argv ? (size_t *)(argv + CALL_KEYS + CALL_ARGS) : NULL;
+    /* Every key, field and tail is laid out in scratch; offsets first,
+     * pointers after, since scratch may move while it grows. */
+    size_t *off = lens ? lens + CALL_KEYS + CALL_ARGS : NULL;
+    size_t nk = 3 * c->nb, na = 6 + c->nb + 2 * c->nmsgs;
+    size_t need = c->nb * 3 * KEY_MAX + c->nmsgs * (RD_MAX_USER + RD_MAX_ID + 64) + c->bytes + c->nb * 24;
     char epoch[9];
-    int rc = scratch_reserve(s, need);
-    if (rc < 0)
+    int rc = -ENOMEM;
+    if (!argv || (rc = scratch_reserve(s, need)) < 0)
         goto fail;
     char *base = s->scratch, *p = base;
-    size_t nb = key_base(p, o0->room, o0->room_len);
-    off[0] = 0;
-    lens[0] = nb + put(p + nb, "meta", 4);
-    p += lens[0];
-    off[1] = (size_t)(p - base);
-    p += key_base(p, o0->room, o0->room_len);
-    p += put(p, "log", 3);
-    lens[1] = (size_t)(p - base) - off[1];
-    size_t i = 0;
-    for (const rd_op *op = b->head; op; op = op->next, i++) {
-        off[2 + i] = (size_t)(p - base);
-        p += key_base(p, op->room, op->room_len);
-        p += (size_t)sprintf(p, "dd:%zu:", op->user_len);
-        p += put(p, op->user, op->user_len);
-        *p++ = ':';
-        p += put(p, op->id, op->id_len);
-        lens[2 + i] = (size_t)(p - base) - off[2 + i];
+    size_t k = 0; /* index over keys then args */
+    for (size_t g = 0; g < c->nb; g++) {
+        const rd_op *o0 = c->b[g]->head;
+        static const char *const sfx[3] = { "meta", "log", "dd" };
+        for (int j = 0; j < 3; j++) {
+            off[k] = (size_t)(p - base);
+            p += key_base(p, o0->room, o0->room_len);
+            p += put(p, sfx[j], strlen(sfx[j]));
+            lens[k] = (size_t)(p - base) - off[k];
+            k++;
+        }
     }
-    i = 0;
-    for (const rd_op *op = b->head; op; op = op->next, i++) {
-        size_t k = 2 + b->n + i;
+    k = nk + 6;
+    for (size_t g = 0; g < c->nb; g++) {
         off[k] = (size_t)(p - base);
-        p += (size_t)sprintf(p, "%zu %zu\n", op->id_len, op->user_len);
-        p += put(p, op->id, op->id_len);
-        *p++ = '|';
-        p += put(p, op->user, op->user_len);
-        *p++ = '|';
-        p += put(p, op->data, op->data_len);
-        lens[nk + 5 + i] = (size_t)(p - base) - off[k];
+        p += (size_t)sprintf(p, "%zu", c->b[g]->n);
+        lens[k] = (size_t)(p - base) - off[k];
+        k++;
     }
-    for (size_t k = 0; k < nk; k++)
-        argv[k] = base + off[k];
+    for (size_t g = 0; g < c->nb; g++) {
+        for (const rd_op *op = c->b[g]->head; op; op = op->next) {
+            off[k] = (size_t)(p - base);
+            p += (size_t)sprintf(p, "%zu:", op->user_len);
+            p += put(p, op->user, op->user_len);
+            *p++ = ':';
+            p += put(p, op->id, op->id_len);
+            lens[k] = (size_t)(p - base) - off[k];
+            k++;
+            off[k] = (size_t)(p - base);
+            p += (size_t)sprintf(p, "%zu %zu\n", op->id_len, op->user_len);
+            p += put(p, op->id, op->id_len);
+            *p++ = '|';
+            p += put(p, op->user, op->user_len);
+            *p++ = '|';
+            p += put(p, op->data, op->data_len);
+            lens[k] = (size_t)(p - base) - off[k];
+            k++;
+        }
+    }
+    for (k = 0; k < nk + na; k++)
+        if (k < nk || k >= nk + 6)
+            argv[k] = base + off[k];
+    char nbs[24];
     rd_store_epoch_suffix(s, epoch);
-    argv[nk] = epoch;
-    lens[nk] = 8;
-    argv[nk + 1] = s->size_s;
-    argv[nk + 2] = s->hist_ttl_s;
-    argv[nk + 3] = s->dedup_ttl_s;
-    argv[nk + 4] = s->meta_ttl_s;
-    for (int k = 1; k <= 4; k++)
-        lens[nk + (size_t)k] = strlen(argv[nk + (size_t)k]);
-    for (i = 0; i < b->n; i++)
-        argv[nk + 5 + i] = base + off[2 + b->n + i];
-    rc = redis_evalsha(s->wr, s->append_sc, on_batch, b, (int)nk, (int)na, argv, lens);
+    snprintf(nbs, sizeof(nbs), "%zu", c->nb);
+    const char *hdr[6] = { epoch, s->size_s, s->hist_ttl_s, s->dedup_ttl_s, s->meta_ttl_s, nbs };
+    for (int j = 0; j < 6; j++) {
+        argv[nk + (size_t)j] = hdr[j];
+        lens[nk + (size_t)j] = strlen(hdr[j]);
+    }
+    rc = redis_evalsha(s->wr, s->append_sc, on_call, c, (int)nk, (int)na, argv, lens);
+    free(argv);
+    argv = NULL;
     if (rc == 0) {
         s->batches++;
         return;
     }
 fail:
+    free(argv);
     /* Redis went away since the appends were accepted: they fail like a
      * lost connection would make them fail. */
-    batch_done(s, b, rc == -ENOTCONN ? -ECONNRESET : rc, NULL);
+    call_done(s, c, rc == -ENOTCONN ? -ECONNRESET : rc, NULL);
 }
 
+/* Sends the iteration's batches, as few calls as the limits allow. */
 static void flush_batches(loop *l, loop_timer *t, void *arg)
 {
     (void)l;
@@ -456,13 +541,43 @@ static void flush_batches(loop *l, loop_timer *t, void *arg)
     rd_store *s = arg;
     batch *b = s->flush_head;
     s->flush_head = s->flush_tail = NULL;
+    call *c = NULL;
     while (b) {
         batch *nx = b->next;
         if (b->open)
             hmap_del(s->open, b->head->room);
-        batch_send(s, b);
+        b->open = 0;
+        if (c && (c->nb == RD_CALL_ROOMS || c->nmsgs + b->n > RD_CALL_MSGS || c->bytes + b->bytes > RD_BATCH_BYTES)) {
+            call_send(s, c);
+            c = NULL;
+        }
+        if (!c && !(c = calloc(1, sizeof(*c)))) {
+            /* No memory for the call: this batch's appends fail. */
+            call one = { .s = s, .nb = 1, .nmsgs = b->n, .bytes = b->bytes };
+            call *cp = malloc(sizeof(*cp));
+            if (cp) {
+                *cp = one;
+                cp->b[0] = b;
+                call_done(s, cp, -ENOMEM, NULL);
+            } else {
+                for (rd_op *op = b->head, *nop; op; op = nop) {
+                    nop = op->next;
+                    s->inflight--;
+                    op->cb.append(-ENOMEM, NULL, op->arg);
+                }
+                batch_put(s, b);
+            }
+            b = nx;
+            continue;
+        }
+        c->s = s;
+        c->b[c->nb++] = b;
+        c->nmsgs += b->n;
+        c->bytes += b->bytes;
         b = nx;
     }
+    if (c)
+        call_send(s, c);
 }
 
 int rd_store_append(rd_store *s, rd_op *op, const char *room, size_t room_len, const char *user,

@@ -10,9 +10,11 @@
  * returns an error its callback never runs.
  *
  * Appends are batched per room: those of one loop iteration for the same
- * room go to Redis as one script call at the end of the iteration (at most
- * RD_BATCH_MAX messages), which divides the script's fixed cost (the meta
- * read and write, TTLs, the call itself) among them. Nothing waits for a
+ * room form one batch (at most RD_BATCH_MAX messages), and the iteration's
+ * batches go to Redis at its end in as few script calls as RD_CALL_ROOMS,
+ * RD_CALL_MSGS and RD_BATCH_BYTES allow, which divides the script's fixed
+ * costs (the call itself; each room's meta read and write, TTLs, dedup
+ * bucket reads) among them. Nothing waits for a
  * batch to fill; their callbacks run in request order. Callback statuses: 0, or
  * -ETIMEDOUT / -ECONNRESET (Redis did not answer in time, or the connection
  * dropped: the operation may or may not have happened), -EIO (Redis answered
@@ -33,8 +35,10 @@
 #define RD_MAX_DATA (64 * 1024)
 #define RD_MAX_EPOCH 64
 #define RD_RANGE_MAX_LIMIT 1000
-#define RD_BATCH_MAX 64
+#define RD_BATCH_MAX 64           /* appends of one room in one batch */
 #define RD_BATCH_BYTES (512 * 1024)
+#define RD_CALL_ROOMS 64          /* batches in one script call */
+#define RD_CALL_MSGS 256          /* appends in one script call */
 
 typedef struct rd_store rd_store;
 
