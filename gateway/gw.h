@@ -153,10 +153,16 @@ int gw_conn_auth_header(gw_conn *c, const char *token);
 void gw_conn_rx_done(gw_conn *c);
 /* Handles the frames held back while the hello was pending. */
 void gw_conn_replay_held(gw_conn *c);
-/* Sends an append request to replayd (retried on timeout). Returns the rpc id
- * or 0 when out of memory. All strings borrowed. */
+/* ---- appends to replayd (gw_append.c) ------------------------------------------- */
+
+/* Queues an append for replayd; the iteration's appends leave together
+ * (retried on timeout) and cb gets the item's own reply envelope (AppendRep
+ * or ErrorRep) or a status < 0. Strings are copied. Returns 0 when out of
+ * memory (cb will not run), nonzero otherwise. */
 uint64_t gw_append(const char *user, const char *room, const char *id, const char *data, rpc_reply_cb *cb,
                    void *arg);
+/* Sends the queued appends now (called at the end of each batch of work). */
+void gw_append_flush(void);
 
 /* ---- rooms (gw_room.c) ---------------------------------------------------------- */
 

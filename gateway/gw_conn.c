@@ -264,6 +264,7 @@ static void conn_flush_now(gw_conn *c)
 
 void gw_conn_flush_all(void)
 {
+    gw_append_flush();
     while (G.dirty)
         conn_flush_now(G.dirty);
 }
@@ -371,20 +372,6 @@ static void pub_reply(rpc_client *rc, int status, const bus_env *rep, void *arg)
     }
 out:
     free(x);
-}
-
-uint64_t gw_append(const char *user, const char *room, const char *id, const char *data, rpc_reply_cb *cb, void *arg)
-{
-    bus_env req = TETHER__BUS__ENVELOPE__INIT;
-    Tether__Bus__AppendReq ar = TETHER__BUS__APPEND_REQ__INIT;
-    ar.room = (char *)room;
-    ar.user = (char *)user;
-    ar.id = (char *)id;
-    ar.data = (char *)data;
-    req.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_APPEND_REQ;
-    req.append_req = &ar;
-    G.st.publishes++;
-    return rpc_call(G.replayd, &req, G.cfg.publish_timeout_ms, G.cfg.publish_attempts, cb, arg);
 }
 
 static void do_publish(gw_conn *c, gw_cframe *f)

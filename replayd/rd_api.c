@@ -20,12 +20,16 @@
 
 #define APPEND_FREE_KEEP 4096
 #define APPEND_BUF_KEEP (8 * 1024)
+#define RD_API_BATCH_MAX 1024 /* items of one AppendBatchReq */
 
 typedef struct append_req append_req;
+typedef struct batch_req batch_req;
 struct append_req {
     rd_op op;
     rd_api *a;
-    rpc_ctx *ctx;
+    rpc_ctx *ctx;     /* a single AppendReq's, or NULL in a batch */
+    batch_req *batch; /* the AppendBatchReq it is item idx of */
+    size_t idx;
     append_req *next;
     uint64_t t0_us;
     char *room, *user, *id, *data;
@@ -237,10 +241,16 @@ static void publish_stored(rd_api *a, const append_req *q, const rd_append_res *
     bus_publish(a->b, topic, &env);
 }
 
+static void batch_item_done(batch_req *bq, append_req *q, int status, const rd_append_res *res);
+
 static void on_appended(int status, const rd_append_res *res, void *arg)
 {
     append_req *q = arg;
     rd_api *a = q->a;
+    if (q->batch) {
+        batch_item_done(q->batch, q, status, res);
+        return;
+    }
     if (status < 0) {
         drop(q->ctx, m_drop_store);
     } else {
@@ -271,25 +281,28 @@ static void on_appended(int status, const rd_append_res *res, void *arg)
     request_done(a);
 }
 
-static void handle_append(rd_api *a, rpc_ctx *ctx, const Tether__Bus__AppendReq *r)
+/* The item's strings, checked: NULL, or why it is refused (4400). */
+static const char *check_item(const Tether__Bus__AppendReq *r)
+{
+    const char *room = r->room ? r->room : "", *user = r->user ? r->user : "", *id = r->id ? r->id : "",
+               *data = r->data ? r->data : "";
+    size_t user_len = strlen(user);
+    return !rd_valid_room(room, strlen(room))               ? "invalid room"
+           : !rd_valid_id(id, strlen(id))                   ? "invalid id"
+           : user_len == 0 || user_len > RD_MAX_USER        ? "invalid user"
+           : strlen(data) > RD_MAX_DATA                     ? "data too large"
+                                                            : NULL;
+}
+
+/* A copy of a checked item, or NULL (out of memory). */
+static append_req *item_copy(rd_api *a, const Tether__Bus__AppendReq *r)
 {
     const char *room = r->room ? r->room : "", *user = r->user ? r->user : "", *id = r->id ? r->id : "",
                *data = r->data ? r->data : "";
     size_t room_len = strlen(room), user_len = strlen(user), id_len = strlen(id), data_len = strlen(data);
-    const char *bad = !rd_valid_room(room, room_len)         ? "invalid room"
-                      : !rd_valid_id(id, id_len)             ? "invalid id"
-                      : user_len == 0 || user_len > RD_MAX_USER ? "invalid user"
-                      : data_len > RD_MAX_DATA               ? "data too large"
-                                                             : NULL;
-    if (bad) {
-        reply_error(a, ctx, 4400, bad, m_err_invalid);
-        return;
-    }
     append_req *q = append_get(a, room_len + user_len + id_len + data_len + 4);
-    if (!q) {
-        reply_error(a, ctx, 4500, "out of memory", m_err_nomem);
-        return;
-    }
+    if (!q)
+        return NULL;
     q->t0_us = now_us();
     char *p = q->buf;
     q->room = copy_in(&p, room, room_len);
@@ -300,16 +313,166 @@ static void handle_append(rd_api *a, rpc_ctx *ctx, const Tether__Bus__AppendReq 
     q->user_len = user_len;
     q->id_len = id_len;
     q->data_len = data_len;
+    q->ctx = NULL;
+    q->batch = NULL;
+    return q;
+}
+
+static void handle_append(rd_api *a, rpc_ctx *ctx, const Tether__Bus__AppendReq *r)
+{
+    const char *bad = check_item(r);
+    if (bad) {
+        reply_error(a, ctx, 4400, bad, m_err_invalid);
+        return;
+    }
+    append_req *q = item_copy(a, r);
+    if (!q) {
+        reply_error(a, ctx, 4500, "out of memory", m_err_nomem);
+        return;
+    }
     q->ctx = ctx;
-    /* The store keeps pointers until the callback: pass our copies. */
-    int rc = rd_store_append(a->st, &q->op, q->room, room_len, q->user, user_len, q->id, id_len, q->data,
-                             data_len, on_appended, q);
+    int rc = rd_store_append(a->st, &q->op, q->room, q->room_len, q->user, q->user_len, q->id, q->id_len, q->data,
+                             q->data_len, on_appended, q);
     if (rc < 0) {
         drop(ctx, m_drop_store);
         append_put(a, q);
         return;
     }
     a->inflight++;
+}
+
+/* ---- append batches (AppendBatchReq) ---------------------------------------------- */
+
+struct batch_req {
+    rd_api *a;
+    rpc_ctx *ctx;
+    size_t n, pending;
+    int failed;                    /* the store failed an item: no reply, the caller retries */
+    append_req **q;                /* n; NULL for a refused item */
+    Tether__Bus__AppendResult *res;
+    Tether__Bus__AppendResult **resp;
+    Tether__Bus__AppendRep *rep;
+    Tether__Bus__ErrorRep *err;
+    char (*epoch)[RD_MAX_EPOCH + 1];
+};
+
+static void batch_finish(batch_req *bq)
+{
+    rd_api *a = bq->a;
+    if (bq->failed) {
+        drop(bq->ctx, m_drop_store);
+    } else {
+        bus_env env = TETHER__BUS__ENVELOPE__INIT;
+        Tether__Bus__AppendBatchRep br = TETHER__BUS__APPEND_BATCH_REP__INIT;
+        br.n_items = bq->n;
+        br.items = bq->resp;
+        env.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_APPEND_BATCH_REP;
+        env.append_batch_rep = &br;
+        rpc_reply(a->srv, bq->ctx, &env);
+    }
+    for (size_t i = 0; i < bq->n; i++)
+        if (bq->q[i])
+            append_put(a, bq->q[i]);
+    free(bq->q);
+    free(bq->res);
+    free(bq->resp);
+    free(bq->rep);
+    free(bq->err);
+    free(bq->epoch);
+    free(bq);
+    request_done(a);
+}
+
+static void batch_item_done(batch_req *bq, append_req *q, int status, const rd_append_res *res)
+{
+    rd_api *a = bq->a;
+    if (status < 0) {
+        bq->failed = 1;
+    } else {
+        Tether__Bus__AppendRep *rep = &bq->rep[q->idx];
+        snprintf(bq->epoch[q->idx], sizeof(bq->epoch[q->idx]), "%s", res->epoch);
+        rep->room = q->room;
+        rep->epoch = bq->epoch[q->idx];
+        rep->seq = res->seq;
+        rep->duplicate = res->duplicate;
+        rep->ts = res->ts;
+        bq->res[q->idx].rep = rep;
+        metrics_observe(m_latency, (double)(now_us() - q->t0_us) / 1e6);
+        if (res->duplicate) {
+            metrics_inc(m_dups);
+            if (res->has_stored)
+                publish_stored(a, q, res);
+        } else {
+            metrics_inc(m_appends);
+            publish(a, q, res);
+        }
+        rd_heads_touch(a->heads, q->room);
+    }
+    if (--bq->pending == 0)
+        batch_finish(bq);
+}
+
+static void handle_append_batch(rd_api *a, rpc_ctx *ctx, const Tether__Bus__AppendBatchReq *r)
+{
+    size_t n = r->n_items;
+    if (n > RD_API_BATCH_MAX) {
+        reply_error(a, ctx, 4413, "too many appends in one batch", m_err_invalid);
+        return;
+    }
+    batch_req *bq = calloc(1, sizeof(*bq));
+    size_t m = n ? n : 1;
+    if (bq) {
+        bq->q = calloc(m, sizeof(*bq->q));
+        bq->res = calloc(m, sizeof(*bq->res));
+        bq->resp = calloc(m, sizeof(*bq->resp));
+        bq->rep = calloc(m, sizeof(*bq->rep));
+        bq->err = calloc(m, sizeof(*bq->err));
+        bq->epoch = calloc(m, sizeof(*bq->epoch));
+    }
+    if (!bq || !bq->q || !bq->res || !bq->resp || !bq->rep || !bq->err || !bq->epoch) {
+        if (bq) {
+            free(bq->q);
+            free(bq->res);
+            free(bq->resp);
+            free(bq->rep);
+            free(bq->err);
+            free(bq->epoch);
+            free(bq);
+        }
+        reply_error(a, ctx, 4500, "out of memory", m_err_nomem);
+        return;
+    }
+    bq->a = a;
+    bq->ctx = ctx;
+    bq->n = n;
+    bq->pending = n + 1; /* +1 held while the items are handed out */
+    a->inflight++;
+    for (size_t i = 0; i < n; i++) {
+        tether__bus__append_result__init(&bq->res[i]);
+        tether__bus__append_rep__init(&bq->rep[i]);
+        tether__bus__error_rep__init(&bq->err[i]);
+        bq->resp[i] = &bq->res[i];
+        const char *bad = check_item(r->items[i]);
+        append_req *q = bad ? NULL : item_copy(a, r->items[i]);
+        if (!q) {
+            metrics_inc(bad ? m_err_invalid : m_err_nomem);
+            bq->err[i].code = bad ? 4400 : 4500;
+            bq->err[i].reason = (char *)(bad ? bad : "out of memory");
+            bq->res[i].error = &bq->err[i];
+            bq->pending--;
+            continue;
+        }
+        q->batch = bq;
+        q->idx = i;
+        bq->q[i] = q;
+        if (rd_store_append(a->st, &q->op, q->room, q->room_len, q->user, q->user_len, q->id, q->id_len, q->data,
+                            q->data_len, on_appended, q) < 0) {
+            bq->failed = 1;
+            bq->pending--;
+        }
+    }
+    if (--bq->pending == 0)
+        batch_finish(bq);
 }
 
 /* ---- range ----------------------------------------------------------------------- */
@@ -467,6 +630,9 @@ static void on_request(rpc_server *s, rpc_ctx *ctx, const bus_env *req, void *ar
     switch (req->payload_case) {
     case TETHER__BUS__ENVELOPE__PAYLOAD_APPEND_REQ:
         handle_append(a, ctx, req->append_req);
+        break;
+    case TETHER__BUS__ENVELOPE__PAYLOAD_APPEND_BATCH_REQ:
+        handle_append_batch(a, ctx, req->append_batch_req);
         break;
     case TETHER__BUS__ENVELOPE__PAYLOAD_RANGE_REQ:
         handle_range(a, ctx, req->range_req);
