@@ -86,6 +86,10 @@ void gw_append_flush(void)
     if (!b)
         return;
     g_open = NULL;
+    if (!b->n) { /* its only item ran out of memory */
+        free(b);
+        return;
+    }
     G.st.publishes += b->n;
     if (b->n == 1) {
         /* Alone: a plain AppendReq, answered straight to its callback. */

@@ -241,6 +241,23 @@ static void publish_stored(rd_api *a, const append_req *q, const rd_append_res *
     bus_publish(a->b, topic, &env);
 }
 
+/* After an append is answered: metrics, and the message on the bus. */
+static void appended(rd_api *a, const append_req *q, const rd_append_res *res)
+{
+    metrics_observe(m_latency, (double)(now_us() - q->t0_us) / 1e6);
+    if (res->duplicate) {
+        metrics_inc(m_dups);
+        if (res->has_stored)
+            publish_stored(a, q, res);
+    } else {
+        metrics_inc(m_appends);
+        publish(a, q, res);
+    }
+    /* Duplicates too: if the first attempt's publication never left
+     * (replayd died between Redis and the bus), the head repairs it. */
+    rd_heads_touch(a->heads, q->room);
+}
+
 static void batch_item_done(batch_req *bq, append_req *q, int status, const rd_append_res *res);
 
 static void on_appended(int status, const rd_append_res *res, void *arg)
@@ -264,18 +281,7 @@ static void on_appended(int status, const rd_append_res *res, void *arg)
         env.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_APPEND_REP;
         env.append_rep = &rep;
         rpc_reply(a->srv, q->ctx, &env);
-        metrics_observe(m_latency, (double)(now_us() - q->t0_us) / 1e6);
-        if (res->duplicate) {
-            metrics_inc(m_dups);
-            if (res->has_stored)
-                publish_stored(a, q, res);
-        } else {
-            metrics_inc(m_appends);
-            publish(a, q, res);
-        }
-        /* Duplicates too: if the first attempt's publication never left
-         * (replayd died between Redis and the bus), the head repairs it. */
-        rd_heads_touch(a->heads, q->room);
+        appended(a, q, res);
     }
     append_put(a, q);
     request_done(a);
@@ -356,6 +362,19 @@ struct batch_req {
     char (*epoch)[RD_MAX_EPOCH + 1];
 };
 
+static void batch_free(batch_req *bq)
+{
+    if (!bq)
+        return;
+    free(bq->q);
+    free(bq->res);
+    free(bq->resp);
+    free(bq->rep);
+    free(bq->err);
+    free(bq->epoch);
+    free(bq);
+}
+
 static void batch_finish(batch_req *bq)
 {
     rd_api *a = bq->a;
@@ -373,13 +392,7 @@ static void batch_finish(batch_req *bq)
     for (size_t i = 0; i < bq->n; i++)
         if (bq->q[i])
             append_put(a, bq->q[i]);
-    free(bq->q);
-    free(bq->res);
-    free(bq->resp);
-    free(bq->rep);
-    free(bq->err);
-    free(bq->epoch);
-    free(bq);
+    batch_free(bq);
     request_done(a);
 }
 
@@ -397,16 +410,7 @@ static void batch_item_done(batch_req *bq, append_req *q, int status, const rd_a
         rep->duplicate = res->duplicate;
         rep->ts = res->ts;
         bq->res[q->idx].rep = rep;
-        metrics_observe(m_latency, (double)(now_us() - q->t0_us) / 1e6);
-        if (res->duplicate) {
-            metrics_inc(m_dups);
-            if (res->has_stored)
-                publish_stored(a, q, res);
-        } else {
-            metrics_inc(m_appends);
-            publish(a, q, res);
-        }
-        rd_heads_touch(a->heads, q->room);
+        appended(a, q, res);
     }
     if (--bq->pending == 0)
         batch_finish(bq);
@@ -430,15 +434,7 @@ static void handle_append_batch(rd_api *a, rpc_ctx *ctx, const Tether__Bus__Appe
         bq->epoch = calloc(m, sizeof(*bq->epoch));
     }
     if (!bq || !bq->q || !bq->res || !bq->resp || !bq->rep || !bq->err || !bq->epoch) {
-        if (bq) {
-            free(bq->q);
-            free(bq->res);
-            free(bq->resp);
-            free(bq->rep);
-            free(bq->err);
-            free(bq->epoch);
-            free(bq);
-        }
+        batch_free(bq);
         reply_error(a, ctx, 4500, "out of memory", m_err_nomem);
         return;
     }
