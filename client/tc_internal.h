@@ -84,6 +84,13 @@ struct tc_client {
 struct lws_context *tc_loop__ctx(tc_loop *l);
 void tc_loop__add(tc_loop *l, tc_client *c);
 void tc_loop__remove(tc_loop *l, tc_client *c);
+/* 1 when tc_link.c writes the WebSocket framing itself (no deflate offered). */
+int tc_loop__frames_ours(tc_loop *l);
+/* A buffer of at least n bytes, the loop's, valid until the next call; NULL
+ * when out of memory. */
+unsigned char *tc_loop__scratch(tc_loop *l, size_t n);
+/* Fills key with a fresh masking key. Returns 0 or -EIO. */
+int tc_loop__mask_key(tc_loop *l, unsigned char key[4]);
 
 /* ---- tc_link.c ------------------------------------------------------------------ */
 /* Parses c->url into host/port/path/tls. Returns 0 or -EINVAL. */

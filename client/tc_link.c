@@ -11,7 +11,8 @@
  * been told about yet.
  *
  * lws allows one write per WRITEABLE callback, so frames wait in a FIFO with
- * LWS_PRE bytes of headroom each.
+ * LWS_PRE bytes of headroom each; one callback writes all of them as one
+ * send() when the framing is ours (see write_batch()).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -230,19 +231,87 @@ static int rx_append(tc_client *c, const void *in, size_t len)
     return 0;
 }
 
+#define FLUSH_BATCH (64u << 10) /* bytes per send(), unless one frame is larger */
+
+/* Writes the masked, final, uncompressed text frame of q at out; returns its
+ * size, or 0 when no masking key could be had. */
+static size_t frame_one(tc_loop *l, unsigned char *out, const tc_sq *q)
+{
+    size_t h = 2, len = q->len;
+    unsigned char *key;
+    out[0] = 0x81;
+    if (len < 126) {
+        out[1] = (unsigned char)(0x80 | len);
+    } else if (len <= 0xffff) {
+        out[1] = 0x80 | 126;
+        out[2] = (unsigned char)(len >> 8);
+        out[3] = (unsigned char)len;
+        h = 4;
+    } else {
+        out[1] = 0x80 | 127;
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+        h = 10;
+    }
+    key = out + h;
+    if (tc_loop__mask_key(l, key) < 0)
+        return 0;
+    const unsigned char *src = q->buf + LWS_PRE;
+    unsigned char *dst = key + 4;
+    for (size_t i = 0; i < len; i++)
+        dst[i] = src[i] ^ key[i & 3];
+    return h + 4 + len;
+}
+
+/* Every queued frame (up to FLUSH_BATCH bytes) in one send(), framed here:
+ * lws_write(LWS_WRITE_TEXT) is one send() and one writable round trip per
+ * frame, which was a fifth of a publishing client's CPU. lws keeps an unsent
+ * tail itself and calls back when it is gone. */
+static int write_batch(tc_client *c, struct lws *wsi)
+{
+    size_t n = 0;
+    unsigned k = 0;
+    unsigned char *buf = NULL;
+    for (tc_sq *q = c->sq_head; q; q = q->next, k++) {
+        if (k > 0 && n + q->len + 14 > FLUSH_BATCH)
+            break;
+        buf = tc_loop__scratch(c->loop, LWS_PRE + n + q->len + 14);
+        if (!buf)
+            return -1;
+        size_t m = frame_one(c->loop, buf + LWS_PRE + n, q);
+        if (!m)
+            return -1;
+        n += m;
+    }
+    while (k--) {
+        tc_sq *q = c->sq_head;
+        c->sq_head = q->next;
+        c->sq_len--;
+        free(q);
+    }
+    if (!c->sq_head)
+        c->sq_tail = NULL;
+    return lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n ? -1 : 0;
+}
+
 static int on_writeable(tc_client *c, struct lws *wsi)
 {
     tc_sq *q = c->sq_head;
     if (q) {
-        c->sq_head = q->next;
-        if (!c->sq_head)
-            c->sq_tail = NULL;
-        c->sq_len--;
-        int n = lws_write(wsi, q->buf + LWS_PRE, q->len, LWS_WRITE_TEXT);
-        int short_write = n < (int)q->len;
-        free(q);
-        if (short_write)
-            return -1;
+        if (tc_loop__frames_ours(c->loop)) {
+            if (write_batch(c, wsi) < 0)
+                return -1;
+        } else {
+            c->sq_head = q->next;
+            if (!c->sq_head)
+                c->sq_tail = NULL;
+            c->sq_len--;
+            int n = lws_write(wsi, q->buf + LWS_PRE, q->len, LWS_WRITE_TEXT);
+            int short_write = n < (int)q->len;
+            free(q);
+            if (short_write)
+                return -1;
+        }
         if (c->sq_head || c->local_code)
             lws_callback_on_writable(wsi);
         return 0;

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "tc_internal.h"
@@ -46,6 +47,11 @@ struct tc_loop {
     lws_sorted_usec_list_t wake, sweep;
     tc_client *clients;
     unsigned nclients;
+    int deflate;                   /* permessage-deflate offered: lws frames what we send */
+    unsigned char *scratch;        /* the frames of one send() */
+    size_t scratch_cap;
+    unsigned char keys[256];       /* masking keys, refilled from getrandom() */
+    unsigned keys_used;
     tc_loop *next;                 /* registry */
 };
 
@@ -175,7 +181,8 @@ tc_loop *tc_loop_new(void)
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.timeout_secs = 10;
     info.connect_timeout_secs = 10;
-    if (getenv("TETHER_CLIENT_DEFLATE") && !strcmp(getenv("TETHER_CLIENT_DEFLATE"), "1"))
+    int deflate = getenv("TETHER_CLIENT_DEFLATE") && !strcmp(getenv("TETHER_CLIENT_DEFLATE"), "1");
+    if (deflate)
         info.extensions = exts;
     /* lws logs to stderr by itself; the CLI's stderr carries JSON events,
      * so only lws errors are kept, and only when asked for. */
@@ -186,6 +193,8 @@ tc_loop *tc_loop_new(void)
     tc_loop *l = loop_alloc(ctx, 1);
     if (!l)
         lws_context_destroy(ctx);
+    else
+        l->deflate = deflate;
     return l;
 }
 
@@ -219,7 +228,47 @@ void tc_loop_free(tc_loop *l)
         l->posts = n;
     }
     pthread_mutex_destroy(&l->mu);
+    free(l->scratch);
     free(l);
+}
+
+/* ---- what tc_link.c writes with ------------------------------------------------------ */
+
+int tc_loop__frames_ours(tc_loop *l)
+{
+    /* With permessage-deflate offered, lws frames (and compresses) each
+     * message; otherwise uncompressed frames are ours to write (RFC 7692
+     * lets a sender leave any message uncompressed anyway). */
+    return !l->deflate;
+}
+
+unsigned char *tc_loop__scratch(tc_loop *l, size_t n)
+{
+    if (n <= l->scratch_cap)
+        return l->scratch;
+    size_t cap = l->scratch_cap ? l->scratch_cap : 16384;
+    while (cap < n)
+        cap *= 2;
+    unsigned char *p = realloc(l->scratch, cap);
+    if (!p)
+        return NULL;
+    l->scratch = p;
+    l->scratch_cap = cap;
+    return p;
+}
+
+int tc_loop__mask_key(tc_loop *l, unsigned char key[4])
+{
+    /* RFC 6455 5.3: an unpredictable key per frame. One getrandom() call
+     * serves 64 frames instead of one random read per frame. */
+    if (l->keys_used == 0 || l->keys_used >= sizeof(l->keys)) {
+        if (getrandom(l->keys, sizeof(l->keys), 0) != (ssize_t)sizeof(l->keys))
+            return -EIO;
+        l->keys_used = 0;
+    }
+    memcpy(key, l->keys + l->keys_used, 4);
+    l->keys_used += 4;
+    return 0;
 }
 
 static void wake_cb(lws_sorted_usec_list_t *s)
