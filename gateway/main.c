@@ -182,6 +182,15 @@ static void on_signal(loop *l, int signo, void *arg)
     gw_conn_drain_all();
 }
 
+static void on_prepare(struct ev_loop *evl, ev_prepare *w, int revents)
+{
+    (void)evl;
+    (void)w;
+    (void)revents;
+    loop_prepare(G.l);
+    gw_conn_flush_all();
+}
+
 int main(void)
 {
     log_init("gateway");
@@ -269,8 +278,15 @@ int main(void)
     loop_timer_start(G.l, &G.probe, 10, 1000, probe_cb, NULL);
     LOG_INFO("gateway listening", "{s:s,s:i}", "host", G.cfg.http_host, "port", G.cfg.http_port);
 
+    /* Deferred work (frame flushes, append batches, ZeroMQ re-checks) runs
+     * right before libev waits, instead of waking it through loop_fd(). */
+    ev_prepare prep;
+    ev_prepare_init(&prep, on_prepare);
+    ev_prepare_start(evl, &prep);
+    loop_embed_prepared(G.l);
     while (!g_stop)
         ev_run(evl, EVRUN_ONCE);
+    ev_prepare_stop(evl, &prep);
     lws_context_destroy(G.ctx);
     ev_loop_destroy(evl);
     /* Every ZeroMQ socket must be closed before zsock_ctx_term(), which

@@ -50,6 +50,7 @@ struct loop {
     uint64_t armed_for;  /* deadline the timerfd is armed for, 0 = disarmed */
     deferred *defer;
     size_t ndefer, capdefer;
+    int prepared;        /* the embedding loop calls loop_prepare() before each wait */
     uint64_t now;
     int stop;
 };
@@ -224,8 +225,11 @@ static void arm(loop *l)
 {
     /* Deferred calls pending: an embedding loop must wake us now, whatever
      * timer is next. armed_for == 1 marks this "fire at once" arming; the
-     * real deadline is restored once the deferred calls have run. */
-    if (l->ndefer) {
+     * real deadline is restored once the deferred calls have run. An
+     * embedding loop that calls loop_prepare() before it waits needs no
+     * wake-up for them (each one cost two timerfd_settime calls, a wake-up
+     * and a read). */
+    if (l->ndefer && !l->prepared) {
         if (l->armed_for != 1) {
             struct itimerspec now = { .it_value = { .tv_nsec = 1 } };
             timerfd_settime(l->tfd, 0, &now, NULL);
@@ -416,7 +420,7 @@ int loop_run_once(loop *l, int timeout_ms)
         ran++;
     }
     ran += run_deferred(l);
-    if (l->ndefer) {
+    if (l->ndefer && !l->prepared) {
         /* Calls deferred by deferred calls: the one-shot wake-up may have
          * been consumed already, so arm it again. */
         l->armed_for = 0;
@@ -428,6 +432,27 @@ int loop_run_once(loop *l, int timeout_ms)
         while (read(l->tfd, &n2, sizeof(n2)) > 0)
             ;
         run_timers(l);
+    }
+    return ran;
+}
+
+void loop_embed_prepared(loop *l)
+{
+    l->prepared = 1;
+}
+
+int loop_prepare(loop *l)
+{
+    int ran = 0;
+    /* Calls deferred by deferred calls run here too, a few rounds; one that
+     * keeps re-deferring itself gets the timerfd wake-up instead, so that
+     * the embedding loop does not block with work pending. */
+    for (int round = 0; l->ndefer && round < 4; round++)
+        ran += run_deferred(l);
+    if (l->ndefer) {
+        l->prepared = 0;
+        arm(l);
+        l->prepared = 1;
     }
     return ran;
 }

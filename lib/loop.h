@@ -70,6 +70,13 @@ int loop_defer(loop *l, loop_defer_cb *cb, void *arg);
  * dispatches ready fds, due timers and deferred calls. Returns the number of
  * callbacks run, or -errno. */
 int loop_run_once(loop *l, int timeout_ms);
+/* For an embedding loop that calls loop_prepare(l) every time before it
+ * waits (a libev prepare watcher): deferred calls then run there and need no
+ * wake-up through loop_fd(). */
+void loop_embed_prepared(loop *l);
+/* Runs the deferred calls (those they defer too, a few rounds; past that,
+ * loop_fd() becomes readable at once). Returns the number run. */
+int loop_prepare(loop *l);
 /* Runs until loop_stop(). Returns 0. */
 int loop_run(loop *l);
 void loop_stop(loop *l);

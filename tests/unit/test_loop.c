@@ -2,13 +2,14 @@
  * stopped or started around them (the timerfd may be left armed early for a
  * stopped timer; that must only ever wake the loop early, never late or
  * never), repeat timers repeat, and deferred calls run before the loop
- * sleeps again.
+ * sleeps again, also when an embedding loop runs them (loop_prepare).
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <poll.h>
 #include <stdlib.h>
 
 #include "loop.h"
@@ -151,6 +152,73 @@ static void test_defer_with_timer_pending(void **state)
     loop_free(l);
 }
 
+/* Whether loop_fd() would wake an embedding loop now. */
+static int fd_ready(loop *l)
+{
+    struct pollfd p = { .fd = loop_fd(l), .events = POLLIN };
+    return poll(&p, 1, 0) == 1;
+}
+
+static int g_redefer;
+
+static void on_redefer(loop *l, void *arg)
+{
+    (void)arg;
+    g_deferred++;
+    if (g_redefer-- > 0)
+        loop_defer(l, on_redefer, NULL);
+}
+
+/* An embedding loop that calls loop_prepare() before it waits: a deferred
+ * call does not wake loop_fd(), loop_prepare() runs it (and what it defers,
+ * a few rounds); one that keeps re-deferring makes loop_fd() readable, and
+ * timers keep their deadlines through all of it. */
+static void test_prepared_embedding(void **state)
+{
+    (void)state;
+    loop *l = loop_new();
+    assert_non_null(l);
+    loop_embed_prepared(l);
+    loop_timer t = { 0 };
+    fired ft = { 0 };
+    uint64_t t0 = loop_mono_ms();
+    assert_int_equal(loop_timer_start(l, &t, 80, 0, on_timer, &ft), 0);
+    g_deferred = 0;
+    assert_int_equal(loop_defer(l, on_defer, NULL), 0);
+    assert_false(fd_ready(l));
+    assert_int_equal(loop_prepare(l), 1);
+    assert_int_equal(g_deferred, 1);
+    assert_false(fd_ready(l));
+    /* Two re-deferrals fit in loop_prepare's rounds. */
+    g_deferred = 0;
+    g_redefer = 2;
+    assert_int_equal(loop_defer(l, on_redefer, NULL), 0);
+    assert_int_equal(loop_prepare(l), 3);
+    assert_false(fd_ready(l));
+    /* Ten do not: the rest wakes the embedding loop through loop_fd(). */
+    g_deferred = 0;
+    g_redefer = 10;
+    assert_int_equal(loop_defer(l, on_redefer, NULL), 0);
+    assert_int_equal(loop_prepare(l), 4);
+    assert_true(fd_ready(l));
+    while (g_deferred < 11 && loop_mono_ms() - t0 < 2000) {
+        if (fd_ready(l))
+            loop_run_once(l, 0);
+        loop_prepare(l);
+    }
+    assert_int_equal(g_deferred, 11);
+    /* The timer was not lost to the immediate arming. */
+    while (!ft.n && loop_mono_ms() - t0 < 2000) {
+        struct pollfd p = { .fd = loop_fd(l), .events = POLLIN };
+        if (poll(&p, 1, 500) == 1)
+            loop_run_once(l, 0);
+        loop_prepare(l);
+    }
+    assert_int_equal(ft.n, 1);
+    assert_true(ft.at - t0 >= 80);
+    loop_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +226,7 @@ int main(void)
         cmocka_unit_test(test_fifo_timeouts),
         cmocka_unit_test(test_repeat),
         cmocka_unit_test(test_defer_with_timer_pending),
+        cmocka_unit_test(test_prepared_embedding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,8 +77,8 @@ void pb_outbox_free(pb_outbox *o);
 /* Records a publish; *id is its id. -EAGAIN when PB_OUTBOX_CAP are unanswered. */
 int pb_outbox_add(pb_outbox *o, uint32_t room, uint64_t seq, uint64_t t_ns, uint64_t *id);
 /* Answered: by id (Tether acks), or the oldest (HTTP answers come in order). 0 or -ENOENT. */
-int pb_outbox_done(pb_outbox *o, uint64_t id);
-int pb_outbox_done_oldest(pb_outbox *o);
+int pb_outbox_done(pb_outbox *o, uint64_t id, uint64_t *t_ns);
+int pb_outbox_done_oldest(pb_outbox *o, uint64_t *t_ns);
 /* Calls cb for each unanswered publish, oldest first. */
 void pb_outbox_each(pb_outbox *o, void (*cb)(const pb_out *e, void *arg), void *arg);
 
@@ -189,7 +189,7 @@ extern loop *PB_LOOP;
 void pb_sub_joined(pb_conn *c, int recovered);
 void pb_sub_message(pb_conn *c, const char *payload, size_t n);
 void pb_pub_ready(pb_conn *c);
-void pb_pub_answered(pb_conn *c, int ok);
+void pb_pub_answered(pb_conn *c, int ok, uint64_t t_sent_ns);
 void pb_presence_seen(void);
 void pb_server_error(pb_conn *c, const char *what, size_t n);
 /* c's connection ended (closed by the server, reset, failed to connect). */

@@ -141,9 +141,10 @@ static void tether_other(pb_conn *c, char *p, size_t n, const char *type, size_t
     }
     if (tl == 3 && !memcmp(type, "ack", 3)) {
         char *id = memmem(p, n, "\"id\":\"m", 7);
-        if (id && c->ob)
-            pb_outbox_done(c->ob, strtoull(id + 7, NULL, 10));
-        pb_pub_answered(c, 1);
+        uint64_t t = 0;
+        if (id && c->ob && pb_outbox_done(c->ob, strtoull(id + 7, NULL, 10), &t) < 0)
+            t = 0;
+        pb_pub_answered(c, 1, t);
         return;
     }
     if (tl == 4 && !memcmp(type, "ping", 4)) {
@@ -178,8 +179,8 @@ static void tether_other(pb_conn *c, char *p, size_t n, const char *type, size_t
         const char *id = json_string_value(json_object_get(o, "id"));
         if (c->kind == PB_PUB && id && id[0] == 'm') {
             if (c->ob)
-                pb_outbox_done(c->ob, strtoull(id + 1, NULL, 10));
-            pb_pub_answered(c, 0);
+                pb_outbox_done(c->ob, strtoull(id + 1, NULL, 10), NULL);
+            pb_pub_answered(c, 0, 0);
         }
     } else if (tl == 3 && !memcmp(type, "gap", 3)) {
         pb_server_error(c, p, n);
@@ -423,9 +424,10 @@ void pb_d_on_message(pb_conn *c, char *p, size_t n)
 
 void pb_d_on_http(pb_conn *c, int status)
 {
-    if (c->ob)
-        pb_outbox_done_oldest(c->ob);
-    pb_pub_answered(c, status == 201 || status == 202);
+    uint64_t t = 0;
+    if (c->ob && pb_outbox_done_oldest(c->ob, &t) < 0)
+        t = 0;
+    pb_pub_answered(c, status == 201 || status == 202, t);
 }
 
 static void send_one(pb_conn *c, const pb_out *e)

@@ -48,7 +48,7 @@ static void advance(pb_outbox *o)
         o->oldest++;
 }
 
-int pb_outbox_done(pb_outbox *o, uint64_t id)
+int pb_outbox_done(pb_outbox *o, uint64_t id, uint64_t *t_ns)
 {
     if (id < o->oldest || id >= o->next)
         return -ENOENT;
@@ -57,16 +57,18 @@ int pb_outbox_done(pb_outbox *o, uint64_t id)
         return -ENOENT;
     e->live = 0;
     o->live--;
+    if (t_ns)
+        *t_ns = e->t_ns;
     advance(o);
     return 0;
 }
 
-int pb_outbox_done_oldest(pb_outbox *o)
+int pb_outbox_done_oldest(pb_outbox *o, uint64_t *t_ns)
 {
     advance(o);
     if (o->oldest >= o->next)
         return -ENOENT;
-    return pb_outbox_done(o, o->oldest);
+    return pb_outbox_done(o, o->oldest, t_ns);
 }
 
 void pb_outbox_each(pb_outbox *o, void (*cb)(const pb_out *e, void *arg), void *arg)

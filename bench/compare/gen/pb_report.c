@@ -49,6 +49,11 @@ json_t *pb__window_json(const pb_window *w, double target_rate)
     json_object_set_new(o, "delivered_per_s", json_real((double)w->delivered / secs));
     json_object_set_new(o, "expected_per_s", json_real((double)w->expected / secs));
     json_object_set_new(o, "latency_us", hist_json(&w->lat));
+    json_object_set_new(o, "answered", json_integer((json_int_t)w->answered));
+    json_object_set_new(o, "answered_per_s", json_real((double)w->answered / secs));
+    json_object_set_new(o, "answer_latency_us", hist_json(&w->answer_lat));
+    json_object_set_new(o, "server_cpu_us_per_answer",
+                        json_real(w->answered ? cpu * 1e6 / (double)w->answered : 0));
     json_object_set_new(o, "server_cpu_s", json_real(cpu));
     json_object_set_new(o, "server_cpu_pct_of_core", json_real(100.0 * cpu / secs));
     json_object_set_new(o, "server_cpu_us_per_delivery", json_real(w->delivered ? cpu * 1e6 / (double)w->delivered : 0));

@@ -227,13 +227,21 @@ void pb_pub_ready(pb_conn *c)
     PB.pub_resent += pb_d_resend(c);
 }
 
-void pb_pub_answered(pb_conn *c, int ok)
+void pb_pub_answered(pb_conn *c, int ok, uint64_t t_sent_ns)
 {
     (void)c;
     if (ok)
         PB.pub_ok++;
     else
         PB.pub_fail++;
+    /* Answers are counted by the time they arrive in the window; their
+     * latency (publish written -> answer read) for publishes sent in it. */
+    if (ok && PB.w.open)
+        PB.w.answered++;
+    if (ok && t_sent_ns && PB.w.t0 && t_sent_ns >= PB.w.t0 && t_sent_ns < PB.w.t1) {
+        uint64_t now = pb_now_ns();
+        pb_hist_add(&PB.w.answer_lat, now > t_sent_ns ? (now - t_sent_ns) / 1000 : 0);
+    }
 }
 
 void pb_presence_seen(void)

@@ -18,7 +18,9 @@ typedef struct pb_window {
     uint64_t t0, t1;
     int open;
     uint64_t delivered, published, expected;
+    uint64_t answered;        /* publish answers (Tether ack, nchan 201/202) read in the window */
     pb_hist lat;
+    pb_hist answer_lat;       /* publish written -> its answer read, for publishes sent in the window */
     double srv_cpu0[64], srv_cpu1[64];
     double self0, self1;
 } pb_window;
