@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "pb.h"
@@ -90,7 +91,13 @@ static int mint(const char *user, char *tok, size_t cap)
 static void tether_hello(pb_conn *c)
 {
     char user[32], tok[512], buf[1024];
-    snprintf(user, sizeof(user), "%s%u", c->kind == PB_SUB ? "s" : "p", c->idx);
+    /* Users are new each run: publish ids restart at m0 every run, and the
+     * gateway would answer a second run's publishes as duplicates of the
+     * first's (within the dedup TTL) if the user were the same. */
+    static unsigned run;
+    if (!run)
+        run = (unsigned)getpid() ^ (unsigned)pb_now_ns();
+    snprintf(user, sizeof(user), "%s%u-%x", c->kind == PB_SUB ? "s" : "p", c->idx, run);
     mint(user, tok, sizeof(tok));
     int n;
     if (c->kind == PB_PUB)
