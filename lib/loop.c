@@ -9,6 +9,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ struct loop {
     uint64_t armed_for;  /* deadline the timerfd is armed for, 0 = disarmed */
     deferred *defer;
     size_t ndefer, capdefer;
+    int embedded;        /* loop_fd() was asked for: another loop waits on it */
     int prepared;        /* the embedding loop calls loop_prepare() before each wait */
     uint64_t now;
     int stop;
@@ -71,7 +73,19 @@ int64_t loop_wall_ms(void)
 
 uint64_t loop_now_ms(loop *l) { return l->now; }
 void loop_now_update(loop *l) { l->now = loop_mono_ms(); }
-int loop_fd(const loop *l) { return l->epfd; }
+static void arm(loop *l);
+
+int loop_fd(loop *l)
+{
+    /* Someone else waits now: deadlines and deferred calls must make the
+     * epoll fd readable, through the timerfd. */
+    if (!l->embedded) {
+        l->embedded = 1;
+        l->armed_for = 0;
+        arm(l);
+    }
+    return l->epfd;
+}
 void loop_stop(loop *l) { l->stop = 1; }
 
 static void tfd_cb(loop *l, int fd, unsigned events, void *arg);
@@ -223,13 +237,18 @@ static void heap_remove(loop *l, loop_timer *t)
 
 static void arm(loop *l)
 {
+    /* Not embedded: loop_run_once() waits with the earliest deadline as
+     * epoll_wait's timeout and needs no timerfd (whose re-arming cost two
+     * syscalls per 0 ms timer, e.g. replayd's per-iteration flush). */
+    if (!l->embedded)
+        return;
     /* Deferred calls pending: an embedding loop must wake us now, whatever
      * timer is next. armed_for == 1 marks this "fire at once" arming; the
      * real deadline is restored once the deferred calls have run. An
      * embedding loop that calls loop_prepare() before it waits needs no
      * wake-up for them (each one cost two timerfd_settime calls, a wake-up
      * and a read). */
-    if (l->ndefer && !l->prepared) {
+    if (l->ndefer && l->embedded && !l->prepared) {
         if (l->armed_for != 1) {
             struct itimerspec now = { .it_value = { .tv_nsec = 1 } };
             timerfd_settime(l->tfd, 0, &now, NULL);
@@ -399,6 +418,14 @@ int loop_run_once(loop *l, int timeout_ms)
     struct epoll_event evs[128];
     if (l->ndefer)
         timeout_ms = 0;
+    if (!l->embedded && timeout_ms != 0 && l->nheap) {
+        uint64_t due = l->heap[0]->due, now = loop_mono_ms();
+        uint64_t wait = due > now ? due - now : 0;
+        if (wait > INT_MAX)
+            wait = INT_MAX;
+        if (timeout_ms < 0 || (uint64_t)timeout_ms > wait)
+            timeout_ms = (int)wait;
+    }
     int n = epoll_wait(l->epfd, evs, 128, timeout_ms);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
@@ -419,8 +446,10 @@ int loop_run_once(loop *l, int timeout_ms)
         w.cb(l, fd, ev, w.arg);
         ran++;
     }
+    if (!l->embedded && l->nheap && l->heap[0]->due <= loop_mono_ms())
+        ran += run_timers(l);
     ran += run_deferred(l);
-    if (l->ndefer && !l->prepared) {
+    if (l->ndefer && l->embedded && !l->prepared) {
         /* Calls deferred by deferred calls: the one-shot wake-up may have
          * been consumed already, so arm it again. */
         l->armed_for = 0;

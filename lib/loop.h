@@ -44,8 +44,11 @@ loop *loop_new(void);
  * Watched fds are not closed (the loop never owns them). */
 void loop_free(loop *l);
 
-/* The epoll fd: readable when loop_run_once(l, 0) has work. */
-int loop_fd(const loop *l);
+/* The epoll fd: readable when loop_run_once(l, 0) has work. Asking for it
+ * marks l embedded: from then on deadlines and deferred calls (unless
+ * loop_embed_prepared) make it readable through a timerfd; a loop that only
+ * ever runs through loop_run_once() waits with epoll_wait's timeout instead. */
+int loop_fd(loop *l);
 
 /* Watch fd for events (level-triggered). Returns 0 or -errno (-EEXIST if watched). */
 int loop_add_fd(loop *l, int fd, unsigned events, loop_fd_cb *cb, void *arg);

@@ -28,18 +28,43 @@ static void on_timer(loop *l, loop_timer *t, void *arg)
     (void)l;
 }
 
+/* The timer tests run twice: on a loop that waits itself (epoll_wait's
+ * timeout), and embedded (an outer poll() on loop_fd(), which only a timerfd
+ * armed in time makes readable). */
+static int g_embed;
+
+static loop *new_loop(void)
+{
+    loop *l = loop_new();
+    if (l && g_embed)
+        (void)loop_fd(l);
+    return l;
+}
+
+/* One iteration, waiting at most timeout_ms. */
+static void step(loop *l, int timeout_ms)
+{
+    if (!g_embed) {
+        loop_run_once(l, timeout_ms);
+        return;
+    }
+    struct pollfd p = { .fd = loop_fd(l), .events = POLLIN };
+    if (poll(&p, 1, timeout_ms) == 1)
+        loop_run_once(l, 0);
+}
+
 /* Runs l until f has fired n times or limit_ms passed. */
 static void run_until(loop *l, const fired *f, int n, uint64_t limit_ms)
 {
     uint64_t end = loop_mono_ms() + limit_ms;
     while (f->n < n && loop_mono_ms() < end)
-        loop_run_once(l, 20);
+        step(l, 20);
 }
 
 static void test_stopped_earliest(void **state)
 {
     (void)state;
-    loop *l = loop_new();
+    loop *l = new_loop();
     assert_non_null(l);
     loop_timer a = { 0 }, b = { 0 }, c = { 0 };
     fired fa = { 0 }, fb = { 0 }, fc = { 0 };
@@ -82,7 +107,7 @@ static void test_stopped_earliest(void **state)
 static void test_fifo_timeouts(void **state)
 {
     (void)state;
-    loop *l = loop_new();
+    loop *l = new_loop();
     assert_non_null(l);
     enum { N = 200 };
     loop_timer *ts = calloc(N, sizeof(*ts));
@@ -94,7 +119,7 @@ static void test_fifo_timeouts(void **state)
         assert_int_equal(loop_timer_start(l, &ts[i], 50 + (uint64_t)i / 4, 0, on_timer, &fs[i]), 0);
     for (int i = 0; i < N - 1; i++) {
         loop_timer_stop(l, &ts[i]);
-        loop_run_once(l, 0);
+        step(l, 0);
     }
     run_until(l, &fs[N - 1], 1, 2000);
     for (int i = 0; i < N - 1; i++)
@@ -109,7 +134,7 @@ static void test_fifo_timeouts(void **state)
 static void test_repeat(void **state)
 {
     (void)state;
-    loop *l = loop_new();
+    loop *l = new_loop();
     assert_non_null(l);
     loop_timer r = { 0 };
     fired fr = { 0 };
@@ -134,7 +159,7 @@ static void on_defer(loop *l, void *arg)
 static void test_defer_with_timer_pending(void **state)
 {
     (void)state;
-    loop *l = loop_new();
+    loop *l = new_loop();
     assert_non_null(l);
     loop_timer t = { 0 };
     fired ft = { 0 };
@@ -142,7 +167,7 @@ static void test_defer_with_timer_pending(void **state)
     g_deferred = 0;
     assert_int_equal(loop_defer(l, on_defer, NULL), 0);
     uint64_t t0 = loop_mono_ms();
-    loop_run_once(l, 1000);
+    step(l, 1000);
     assert_int_equal(g_deferred, 1);
     assert_true(loop_mono_ms() - t0 < 90);
     assert_int_equal(ft.n, 0);
@@ -219,13 +244,31 @@ static void test_prepared_embedding(void **state)
     loop_free(l);
 }
 
+static int standalone(void **state)
+{
+    (void)state;
+    g_embed = 0;
+    return 0;
+}
+
+static int embedded(void **state)
+{
+    (void)state;
+    g_embed = 1;
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stopped_earliest),
-        cmocka_unit_test(test_fifo_timeouts),
-        cmocka_unit_test(test_repeat),
-        cmocka_unit_test(test_defer_with_timer_pending),
+        cmocka_unit_test_setup(test_stopped_earliest, standalone),
+        cmocka_unit_test_setup(test_fifo_timeouts, standalone),
+        cmocka_unit_test_setup(test_repeat, standalone),
+        cmocka_unit_test_setup(test_defer_with_timer_pending, standalone),
+        cmocka_unit_test_setup(test_stopped_earliest, embedded),
+        cmocka_unit_test_setup(test_fifo_timeouts, embedded),
+        cmocka_unit_test_setup(test_repeat, embedded),
+        cmocka_unit_test_setup(test_defer_with_timer_pending, embedded),
         cmocka_unit_test(test_prepared_embedding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
