@@ -8,7 +8,13 @@ LIBNOTES.md's peer baselines were measured, runs the workloads and writes each
 result to bench/results/<stamp>-<workload>.json plus a Markdown summary.
 
 Workloads (each on a fresh suite):
-  publish    50 connections, closed loop (8 in flight each), 10 s
+  publish    50 connections, closed loop (8 in flight each), 10 s (the C SDK as
+             the client; servers on CPU 0, client on CPU 1)
+  publish20k the issue's number: 20,000 publishes/s offered (open loop) by 50
+             connections into 50 rooms for 10 s, nothing pinned: the servers and
+             the generator (peerbench, bench/compare/gen/, which costs ~3 us per
+             publish against the SDK's ~20) share the machine's two cores.
+             Reports acks/s, publish-to-ack latency and server CPU per ack
   fanout     1,000 subscribers of one room, 100 msg/s, 100-byte messages, 15 s
   fanout50, fanout25   the same at 50 and 25 msg/s (where it is sustainable)
   idle       20,000 authenticated idle connections over two gateways (the fd
@@ -17,7 +23,7 @@ Workloads (each on a fresh suite):
   reconnect  1,000 subscribers; the gateway is killed with SIGKILL and
              restarted; time from "gateway back" to all resumed, histograms
 
-usage: bench/bench.py [--only publish,fanout25,fanout50,fanout,idle,reconnect] [--quick]
+usage: bench/bench.py [--only publish,publish20k,fanout25,fanout50,fanout,idle,reconnect] [--quick]
                       [--tether PATH] [--out DIR]
 Daemon binaries come from $TETHER_BUILD/bin (default build/), like the tests.
 """
@@ -89,7 +95,7 @@ def children_cpu_s():
 class Run:
     """One suite plus helpers to run `tether bench` against it."""
 
-    def __init__(self, args, name, gateways=1, env=None):
+    def __init__(self, args, name, gateways=1, env=None, pinned=True):
         self.args = args
         self.name = name
         self.dir = Path(tempfile.mkdtemp(prefix="tether-bench-%s-" % name))
@@ -100,7 +106,8 @@ class Run:
         self.gateways = [self.suite.gateway]
         for _ in range(gateways - 1):
             self.gateways.append(self.suite.add_gateway())
-        self.pin_server()
+        if pinned:
+            self.pin_server()
 
     def pin_server(self):
         pin(self.suite.redis.proc.pid, SERVER_CPU)
@@ -191,6 +198,56 @@ def w_publish(args):
         r.stop()
 
 
+PEERBENCH = REPO / "build" / "bench" / "peerbench"
+
+
+def w_publish20k(args):
+    """Open loop at a fixed rate: every publish is timed from the moment it
+    is written to its ack, so a server that falls behind shows as latency
+    and as acks/s below the rate, never as a slower offer."""
+    if not PEERBENCH.exists():
+        raise RuntimeError("%s is not built (make -C bench/compare)" % PEERBENCH)
+    r = Run(args, "publish20k", pinned=False)
+    try:
+        rate = 5000 if args.quick else 20000
+        dur = 3 if args.quick else 10
+        names = ["gateway"] + [n for n, d in r.suite.daemons.items() if d.kind != "gateway" and d.alive()]
+        pids = [r.gateways[0].pid] + [d.pid for n, d in r.suite.daemons.items()
+                                      if d.kind != "gateway" and d.alive()]
+        names.append("redis")
+        pids.append(r.suite.redis.proc.pid)
+        port = int(r.suite.ws_url(r.gateways[0].name).rsplit(":", 1)[1].split("/")[0])
+        cmd = [str(PEERBENCH), "--dialect", "tether", "--mode", "rooms", "--subs", "0", "--rooms", "50",
+               "--pubs", "50", "--rate", str(rate), "--size", "100", "--warmup", "3", "--duration", str(dur),
+               "--drain", "10", "--port", str(port), "--secret", r.suite.secret,
+               "--server-pid", ",".join("%s=%d" % (n, p) for n, p in zip(names, pids))]
+        busy0, t0 = machine_busy_s(), time.time()
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        busy, wall = machine_busy_s() - busy0, time.time() - t0
+        full = None
+        for line in p.stdout.splitlines():
+            if line.startswith("{"):
+                full = json.loads(line)
+        if full is None:
+            raise RuntimeError("peerbench printed no summary (exit %s):\n%s\n%s"
+                               % (p.returncode, p.stderr[-2000:], r.suite.log_tails(20)))
+        w = full["window"]
+        s = {"rate_target": rate, "conns": 50, "rooms": 50, "seconds": w["seconds"],
+             "published_per_s": w["published_per_s"], "acks_per_s": w["answered_per_s"],
+             "ack_latency_us": w["answer_latency_us"], "server_cpu_us_per_ack": w["server_cpu_us_per_answer"],
+             "server_cpu_pct_of_core": w["server_cpu_pct_of_core"],
+             "server_cpu_s_by_process": w["server_cpu_s_by_process"],
+             "generator_cpu_pct_of_core": w["generator_cpu_pct_of_core"],
+             "published": full["published"], "acked": full["publish_answered_ok"],
+             "failed": full["publish_failed"], "unanswered_at_close": full["publish_unanswered_at_close"],
+             "unanswered_at_end": full.get("publish_unanswered_at_end"),
+             "machine_busy_pct": round(100.0 * busy / (wall * os.cpu_count()), 1),
+             "exit_code": p.returncode, "ok": full["ok"]}
+        return s, cmd, {"peerbench": full}
+    finally:
+        r.stop()
+
+
 def w_fanout(args, rate=100):
     r = Run(args, "fanout")
     try:
@@ -249,7 +306,7 @@ def w_reconnect(args):
         r.stop()
 
 
-WORKLOADS = {"publish": w_publish, "fanout": w_fanout, "fanout50": lambda a: w_fanout(a, 50),
+WORKLOADS = {"publish": w_publish, "publish20k": w_publish20k, "fanout": w_fanout, "fanout50": lambda a: w_fanout(a, 50),
              "fanout25": lambda a: w_fanout(a, 25), "idle": w_idle, "reconnect": w_reconnect}
 
 
@@ -273,6 +330,14 @@ def md_line(name, s):
                 "server %.1f us CPU/ack | client CPU %.0f%% |"
                 % (s["conns"], s["window"], s["acks_per_s"], lat["p50"] / 1e3, lat["p99"] / 1e3, lat["max"] / 1e3,
                    s["server_cpu_us_per_ack"], s["client_cpu_pct"]))
+    if name == "publish20k":
+        lat = s["ack_latency_us"]
+        return ("| publish20k | %d conns, %d rooms, %d/s offered (open loop), unpinned | %.0f acks/s, %d of %d acked |"
+                " ack p50 %.2f ms, p99 %.2f ms, max %.1f ms | server %.1f us CPU/ack (%.0f%% of a core) |"
+                " generator %.0f%% of a core; machine %.0f%% busy |"
+                % (s["conns"], s["rooms"], s["rate_target"], s["acks_per_s"], s["acked"], s["published"],
+                   lat["p50"] / 1e3, lat["p99"] / 1e3, lat["max"] / 1e3, s["server_cpu_us_per_ack"],
+                   s["server_cpu_pct_of_core"], s["generator_cpu_pct_of_core"], s["machine_busy_pct"]))
     if name.startswith("fanout"):
         lat = s["latency_us"]
         return ("| fanout | %d subs x %d msg/s | %.0f deliveries/s, missing %d | p50 %.2f ms, p99 %.2f ms, max %.1f ms"
@@ -306,7 +371,7 @@ def histogram_text(pairs, width=50):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="publish,fanout25,fanout50,fanout,idle,reconnect")
+    ap.add_argument("--only", default="publish,publish20k,fanout25,fanout50,fanout,idle,reconnect")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--tether", default=str(REPO / "build" / "bin" / "tether"))
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))

@@ -8,7 +8,7 @@
 #   TETHER_BUILD=/path/build bench/run.sh   daemons from another build tree
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! make -j2 >/dev/null 2>&1; then
-  echo "run.sh: 'make -j2' failed; using the binaries already in ${TETHER_BUILD:-build}/bin" >&2
+if ! { make -j2 && make -C bench/compare; } >/dev/null 2>&1; then
+  echo "run.sh: 'make -j2' or 'make -C bench/compare' failed; using the binaries already in ${TETHER_BUILD:-build}/bin" >&2
 fi
 exec /usr/bin/python3 bench/bench.py "$@"

@@ -144,6 +144,7 @@ json_t *pb__report(void)
     json_object_set_new(o, "publish_failed", json_integer((json_int_t)PB.pub_fail));
     json_object_set_new(o, "publish_skipped", json_integer((json_int_t)PB.pub_skipped));
     json_object_set_new(o, "publish_unanswered_at_close", json_integer((json_int_t)PB.pub_unanswered_lost));
+    json_object_set_new(o, "publish_unanswered_at_end", json_integer((json_int_t)pb__unanswered()));
     json_object_set_new(o, "publish_resent", json_integer((json_int_t)PB.pub_resent));
     json_object_set_new(o, "delivered", json_integer((json_int_t)PB.delivered));
     json_object_set_new(o, "duplicates", json_integer((json_int_t)PB.dup_total));

@@ -391,6 +391,17 @@ static void window_close(void)
     PB.w.self1 = pb_self_cpu_s();
 }
 
+/* Publishes sent and not answered yet (Tether acks, nchan responses). */
+uint64_t pb__unanswered(void)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < PB.npubs; i++)
+        if (PB.pubs[i].ob)
+            n += PB.pubs[i].ob->live;
+    return n;
+}
+
+/* Every subscriber has its room's last message, and every answer came. */
 static int caught_up(void)
 {
     for (uint32_t i = 0; i < PB.nsubs; i++) {
@@ -398,7 +409,7 @@ static int caught_up(void)
         if (c->tr.last < PB.top[c->room])
             return 0;
     }
-    return 1;
+    return pb__unanswered() == 0;
 }
 
 /* Holes behind each subscriber's newest message (the tail not counted). */

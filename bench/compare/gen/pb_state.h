@@ -91,6 +91,8 @@ extern pb_state PB;
 
 /* Missing messages over all subscribers, up to each room's last publish. */
 uint64_t pb__missing_total(void);
+/* Publishes not answered (yet). */
+uint64_t pb__unanswered(void);
 /* Server CPU seconds in the window (sum over --server-pid). */
 double pb__window_srv_cpu(const pb_window *w);
 /* The summary of the run as a new JSON object. */
