@@ -225,5 +225,9 @@ gw_sub *gw_conn_find_sub(gw_conn *c, const char *room);
 /* Bus events. */
 void gw_room_on_bus(const bus_env *env);
 unsigned gw_room_count(void);
+/* What this gateway delivered in room: 1, its epoch (copied into epoch,
+ * cap bytes) and the seq delivered up to; 0 when it holds nothing there. A
+ * publish carries it to replayd as a floor (AppendReq.floor_*). */
+int gw_room_floor(const char *room, char *epoch, size_t cap, uint64_t *seq);
 
 #endif

@@ -24,6 +24,7 @@ typedef struct app_item {
     rpc_reply_cb *cb;
     void *arg;
     Tether__Bus__AppendReq req;
+    char floor_epoch[GW_MAX_EPOCH + 1];
     char strs[]; /* user, room, id, data, NUL-terminated */
 } app_item;
 
@@ -152,6 +153,10 @@ uint64_t gw_append(const char *user, const char *room, const char *id, const cha
     it->req.id = memcpy(p, id, li + 1);
     p += li + 1;
     it->req.data = memcpy(p, data, ld + 1);
+    /* Read when the publish is queued: a retry carries the same floor,
+     * which is still true (seqs handed out stay handed out). */
+    if (gw_room_floor(room, it->floor_epoch, sizeof(it->floor_epoch), &it->req.floor_seq))
+        it->req.floor_epoch = it->floor_epoch;
     it->cb = cb;
     it->arg = arg;
     g_open->items[g_open->n++] = it;

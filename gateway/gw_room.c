@@ -152,6 +152,18 @@ static gw_room *room_get(const char *name, int create)
     return r;
 }
 
+int gw_room_floor(const char *room, char *epoch, size_t cap, uint64_t *seq)
+{
+    const gw_room *r = room_get(room, 0);
+    /* head: every seq up to it was delivered (or declared lost with a gap)
+     * in r->epoch, so Redis handed all of them out. */
+    if (!r || !r->known || !r->epoch[0] || !r->head || strlen(r->epoch) >= cap)
+        return 0;
+    memcpy(epoch, r->epoch, strlen(r->epoch) + 1);
+    *seq = r->head;
+    return 1;
+}
+
 static void ring_clear(gw_room *r)
 {
     for (uint32_t i = 0; i < G.cfg.ring_size; i++) {

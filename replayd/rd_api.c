@@ -34,6 +34,8 @@ struct append_req {
     uint64_t t0_us;
     char *room, *user, *id, *data;
     size_t room_len, user_len, id_len, data_len;
+    rd_floor floor;
+    char floor_epoch[RD_MAX_EPOCH + 1];
     char *buf;
     size_t cap;
 };
@@ -316,6 +318,19 @@ static append_req *item_copy(rd_api *a, const Tether__Bus__AppendReq *r)
     q->id = copy_in(&p, id, id_len);
     q->data = copy_in(&p, data, data_len);
     q->room_len = room_len;
+    /* A floor that cannot be an epoch is ignored, not refused: it only ever
+     * adds protection. */
+    const char *fe = r->floor_epoch ? r->floor_epoch : "";
+    size_t fl = strlen(fe);
+    if (fl && fl <= RD_MAX_EPOCH && r->floor_seq) {
+        memcpy(q->floor_epoch, fe, fl + 1);
+        q->floor.epoch = q->floor_epoch;
+        q->floor.seq = r->floor_seq;
+    } else {
+        q->floor_epoch[0] = '\0';
+        q->floor.epoch = NULL;
+        q->floor.seq = 0;
+    }
     q->user_len = user_len;
     q->id_len = id_len;
     q->data_len = data_len;
@@ -338,7 +353,7 @@ static void handle_append(rd_api *a, rpc_ctx *ctx, const Tether__Bus__AppendReq 
     }
     q->ctx = ctx;
     int rc = rd_store_append(a->st, &q->op, q->room, q->room_len, q->user, q->user_len, q->id, q->id_len, q->data,
-                             q->data_len, on_appended, q);
+                             q->data_len, q->floor.epoch ? &q->floor : NULL, on_appended, q);
     if (rc < 0) {
         drop(ctx, m_drop_store);
         append_put(a, q);
@@ -462,7 +477,7 @@ static void handle_append_batch(rd_api *a, rpc_ctx *ctx, const Tether__Bus__Appe
         q->idx = i;
         bq->q[i] = q;
         if (rd_store_append(a->st, &q->op, q->room, q->room_len, q->user, q->user_len, q->id, q->id_len, q->data,
-                            q->data_len, on_appended, q) < 0) {
+                            q->data_len, q->floor.epoch ? &q->floor : NULL, on_appended, q) < 0) {
             bq->failed = 1;
             bq->pending--;
         }

@@ -46,6 +46,8 @@ static double inflight(void *arg) { return (double)rd_api_inflight(((rd_health *
 static double heads_rooms(void *arg) { return (double)rd_heads_rooms(((rd_health *)arg)->heads); }
 static double batches(void *arg) { return (double)rd_store_batches(((rd_health *)arg)->st); }
 static double heads_published(void *arg) { return (double)rd_heads_published(((rd_health *)arg)->heads); }
+static double epoch_restarts(void *arg) { return (double)rd_store_epoch_restarts(((rd_health *)arg)->st); }
+static double known_rooms(void *arg) { return (double)rd_store_known_rooms(((rd_health *)arg)->st); }
 
 static void register_metrics(rd_health *h)
 {
@@ -84,6 +86,12 @@ static void register_metrics(rd_health *h)
     metrics_gauge_fn("tether_replayd_head_rooms", "Rooms whose heads are being announced.", NULL, heads_rooms, h);
     metrics_counter_fn("tether_replayd_heads_published_total", "RoomHead announcements published.", NULL,
                        heads_published, h);
+    metrics_counter_fn("tether_replayd_epoch_restarts_total",
+                       "Appends that found a room in a new epoch although a seq of its previous one was known "
+                       "(meta lost, or Redis came back older than it acknowledged).",
+                       NULL, epoch_restarts, h);
+    metrics_gauge_fn("tether_replayd_floor_rooms", "Rooms whose highest handed-out seq this replayd remembers.", NULL,
+                     known_rooms, h);
 }
 
 static json_t *conn_json(const redis *r)

@@ -85,12 +85,21 @@
 
 #include "hmap.h"
 #include "log.h"
+#include "rd_known.h"
+
+/* Rooms whose floors a replayd remembers (~200 bytes each). */
+#define RD_KNOWN_ROOMS 100000
 
 /* Appends the batches of several rooms. KEYS: per batch, meta, log and the
  * dedup key prefix ("tether:{room}:dd", the bucket is appended here, from
  * Redis's clock). ARGV: epoch suffix, "size:burst:min_age_ms", history TTL,
- * dedup TTL, meta TTL, the number of batches G, G message counts, then per
- * message its dedup field and its entry tail. Returns one {epoch, seq, ts,
+ * dedup TTL, meta TTL, the number of batches G, G message counts, G floors
+ * (epoch, seq: a seq known to have been handed out in that epoch; "" and 0
+ * for none), then per message its dedup field and its entry tail. A meta
+ * whose epoch is the floor's but whose top is below the floor's seq was
+ * rolled back (Redis came back older than what it acknowledged): the room
+ * starts a new epoch, exactly as when its meta is gone, instead of handing
+ * those seqs out again to other messages. Returns one {epoch, seq, ts,
  * duplicate[, stored entry]} per message, in order. A duplicate of a message
  * still in the log comes with the stored entry, so that replayd can publish
  * it again: the first attempt's publication may never have left (replayd
@@ -113,15 +122,17 @@ static const char APPEND_LUA[] =
     "local every = httl * 100\n"
     "local G = tonumber(ARGV[6])\n"
     "local out = {}\n"
-    "local ki, ai = 1, 7 + G\n"
+    "local ki, ai = 1, 7 + 3 * G\n"
     "for g = 1, G do\n"
     "  local n = tonumber(ARGV[6 + g])\n"
+    "  local fe, fs = ARGV[5 + G + 2 * g], tonumber(ARGV[6 + G + 2 * g])\n"
     "  local mk, lk, dk = KEYS[ki], KEYS[ki + 1], KEYS[ki + 2]\n"
     "  ki = ki + 3\n"
     "  local dcur = dk .. ':' .. bs\n"
     "  local m = redis.call('HMGET', mk, 'epoch', 'top', 'exp', 'ddb')\n"
     "  local epoch, top = m[1], tonumber(m[2])\n"
     "  local fresh = not epoch or not top\n"
+    "  if not fresh and fe == epoch and fs and top < fs then fresh = true end\n"
     "  if fresh then\n"
     "    epoch = string.format('%012x', ts) .. ARGV[1]\n"
     "    top = 0\n"
@@ -216,6 +227,10 @@ struct batch {
     rd_op *head, *tail;
     size_t n, bytes;
     int open; /* still the room's entry in s->open */
+    /* The floor sent with it (see APPEND_LUA): the highest known seq of the
+     * room, from this replayd's own appends or from the callers. */
+    char floor_epoch[RD_MAX_EPOCH + 1];
+    uint64_t floor_seq;
 };
 
 #define KEY_PREFIX "tether:{"
@@ -234,6 +249,8 @@ struct rd_store {
     hmap *open;      /* room -> the batch still taking appends this iteration */
     batch *flush_head, *flush_tail; /* batches to send, in creation order */
     batch *free_batches;
+    rd_known *known;    /* room -> epoch and highest seq handed out here: floors */
+    unsigned long long epoch_restarts;
     loop_timer flush_t; /* 0 ms: sends the iteration's batches (stoppable, unlike a defer) */
     unsigned long long batches;
     size_t inflight;
@@ -299,7 +316,8 @@ rd_store *rd_store_new(loop *l, const rd_store_cfg *cfg)
     redis_opts wo = { .name = "append", .cmd_timeout_ms = cfg->cmd_timeout_ms };
     redis_opts ro = { .name = "read", .cmd_timeout_ms = cfg->cmd_timeout_ms };
     s->open = hmap_new();
-    if (!s->open)
+    s->known = rd_known_new(RD_KNOWN_ROOMS);
+    if (!s->open || !s->known)
         goto fail;
     s->wr = redis_new(l, cfg->redis_url, &wo);
     s->rd = s->wr ? redis_new(l, cfg->redis_url, &ro) : NULL;
@@ -317,6 +335,7 @@ fail:;
     redis_free(s->wr);
     redis_free(s->rd);
     hmap_free(s->open);
+    rd_known_free(s->known);
     free(s);
     errno = e;
     return NULL;
@@ -346,6 +365,7 @@ void rd_store_free(rd_store *s)
         free(b);
     }
     hmap_free(s->open);
+    rd_known_free(s->known);
     free(s->scratch);
     free(s);
 }
@@ -355,6 +375,8 @@ int rd_store_ready(const rd_store *s) { return redis_ready(s->wr) && redis_ready
 const redis *rd_store_conn(const rd_store *s, int which) { return which ? s->rd : s->wr; }
 
 size_t rd_store_inflight(const rd_store *s) { return s->inflight; }
+unsigned long long rd_store_epoch_restarts(const rd_store *s) { return s->epoch_restarts; }
+size_t rd_store_known_rooms(const rd_store *s) { return rd_known_count(s->known); }
 
 unsigned long long rd_store_batches(const rd_store *s) { return s->batches; }
 
@@ -425,6 +447,21 @@ typedef struct call {
 
 /* Answers every op of the call, in order, with rep's results (or status),
  * then recycles its batches and the call. */
+/* Takes an answered append into the floors, and says so when a room started
+ * a new epoch although a seq of its previous one was known: its meta was
+ * lost (expired, flushed) or rolled back (Redis restored older). */
+static void learn(rd_store *s, batch *b, const rd_op *op, const rd_append_res *res)
+{
+    if (!res->duplicate && b->floor_epoch[0] && strcmp(res->epoch, b->floor_epoch) != 0) {
+        s->epoch_restarts++;
+        LOG_WARN("room started a new epoch", "{s:s,s:s,s:I,s:s,s:s}", "room", op->room, "known_epoch",
+                 b->floor_epoch, "known_seq", (json_int_t)b->floor_seq, "epoch", res->epoch, "why",
+                 "its meta was lost or Redis came back older than it acknowledged");
+        b->floor_epoch[0] = '\0'; /* once per batch */
+    }
+    rd_known_note(s->known, op->room, res->epoch, res->seq);
+}
+
 static void call_done(rd_store *s, call *c, int status, const redisReply *rep)
 {
     if (status == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != c->nmsgs))
@@ -439,6 +476,8 @@ static void call_done(rd_store *s, call *c, int status, const redisReply *rep)
             int st = status;
             if (st == 0 && parse_result(rep->element[i], &res) < 0)
                 st = reply_error(s, "append", rep->element[i]);
+            if (st == 0)
+                learn(s, b, op, &res);
             s->inflight--;
             op->cb.append(st, st == 0 ? &res : NULL, op->arg);
         }
@@ -455,7 +494,30 @@ static void on_call(redis *r, int status, redisReply *rep, void *arg)
 }
 
 #define CALL_KEYS (3 * RD_CALL_ROOMS)
-#define CALL_ARGS (6 + RD_CALL_ROOMS + 2 * RD_CALL_MSGS)
+#define CALL_ARGS (6 + 3 * RD_CALL_ROOMS + 2 * RD_CALL_MSGS)
+
+/* The batch's floor: the highest seq known to have been handed out in the
+ * room, from this replayd's own appends or from a caller (a gateway that
+ * delivered it), with its epoch. */
+static void pick_floor(rd_store *s, batch *b)
+{
+    const char *ep = NULL;
+    uint64_t seq = 0;
+    rd_known_get(s->known, b->head->room, &ep, &seq);
+    for (const rd_op *op = b->head; op; op = op->next) {
+        if (op->floor_epoch && op->floor_epoch[0] && op->floor_seq > seq) {
+            ep = op->floor_epoch;
+            seq = op->floor_seq;
+        }
+    }
+    if (!ep || strlen(ep) > RD_MAX_EPOCH) {
+        b->floor_epoch[0] = '\0';
+        b->floor_seq = 0;
+        return;
+    }
+    snprintf(b->floor_epoch, sizeof(b->floor_epoch), "%s", ep);
+    b->floor_seq = seq;
+}
 
 /* Sends one call as one EVALSHA (see APPEND_LUA for the layout). */
 static void call_send(rd_store *s, call *c)
@@ -465,8 +527,9 @@ static void call_send(rd_store *s, call *c)
     /* Every key, field and tail is laid out in scratch; offsets first,
      * pointers after, since scratch may move while it grows. */
     size_t *off = lens ? lens + CALL_KEYS + CALL_ARGS : NULL;
-    size_t nk = 3 * c->nb, na = 6 + c->nb + 2 * c->nmsgs;
-    size_t need = c->nb * 3 * KEY_MAX + c->nmsgs * (RD_MAX_USER + RD_MAX_ID + 64) + c->bytes + c->nb * 24;
+    size_t nk = 3 * c->nb, na = 6 + 3 * c->nb + 2 * c->nmsgs;
+    size_t need = c->nb * 3 * KEY_MAX + c->nmsgs * (RD_MAX_USER + RD_MAX_ID + 64) + c->bytes +
+                  c->nb * (24 + RD_MAX_EPOCH + 24);
     char epoch[9];
     int rc = -ENOMEM;
     if (!argv || (rc = scratch_reserve(s, need)) < 0)
@@ -488,6 +551,18 @@ static void call_send(rd_store *s, call *c)
     for (size_t g = 0; g < c->nb; g++) {
         off[k] = (size_t)(p - base);
         p += (size_t)sprintf(p, "%zu", c->b[g]->n);
+        lens[k] = (size_t)(p - base) - off[k];
+        k++;
+    }
+    for (size_t g = 0; g < c->nb; g++) {
+        batch *b = c->b[g];
+        pick_floor(s, b);
+        off[k] = (size_t)(p - base);
+        p += put(p, b->floor_epoch, strlen(b->floor_epoch));
+        lens[k] = (size_t)(p - base) - off[k];
+        k++;
+        off[k] = (size_t)(p - base);
+        p += (size_t)sprintf(p, "%llu", (unsigned long long)b->floor_seq);
         lens[k] = (size_t)(p - base) - off[k];
         k++;
     }
@@ -585,7 +660,7 @@ static void flush_batches(loop *l, loop_timer *t, void *arg)
 
 int rd_store_append(rd_store *s, rd_op *op, const char *room, size_t room_len, const char *user,
                     size_t user_len, const char *id, size_t id_len, const char *data, size_t data_len,
-                    rd_append_cb *cb, void *arg)
+                    const rd_floor *floor, rd_append_cb *cb, void *arg)
 {
     if (room_len > RD_MAX_ROOM || user_len > RD_MAX_USER || id_len > RD_MAX_ID || data_len > RD_MAX_DATA)
         return -EINVAL;
@@ -637,6 +712,8 @@ int rd_store_append(rd_store *s, rd_op *op, const char *room, size_t room_len, c
     op->id_len = id_len;
     op->data = data;
     op->data_len = data_len;
+    op->floor_epoch = floor ? floor->epoch : NULL;
+    op->floor_seq = floor ? floor->seq : 0;
     if (b->tail)
         b->tail->next = op;
     else

@@ -99,7 +99,16 @@ struct rd_op {
     size_t room_len, user_len, id_len, data_len;
     uint64_t after;  /* range: the position asked for, to check the answer */
     int from_oldest;
+    const char *floor_epoch; /* append: see rd_floor */
+    uint64_t floor_seq;
 };
+
+/* What a caller knows of a room: seq was handed out in epoch (a gateway
+ * delivered it). Borrowed like the append's strings. */
+typedef struct rd_floor {
+    const char *epoch;
+    uint64_t seq;
+} rd_floor;
 
 /* Connects both Redis connections (in the background; see rd_store_ready).
  * cfg is copied. Returns NULL (errno set; EINVAL for a bad URL). */
@@ -109,10 +118,13 @@ void rd_store_free(rd_store *s);
 
 /* Appends one message, or finds the earlier append of (room, user, id).
  * Strings are borrowed until the callback runs (lengths given; validated by
- * the caller). -ENOTCONN at once when Redis is not connected. */
+ * the caller). floor (NULL: none) is what the caller knows was handed out
+ * in the room: a room whose stored top is below it in the same epoch was
+ * rolled back, and starts a new epoch. -ENOTCONN at once when Redis is not
+ * connected. */
 int rd_store_append(rd_store *s, rd_op *op, const char *room, size_t room_len, const char *user,
                     size_t user_len, const char *id, size_t id_len, const char *data, size_t data_len,
-                    rd_append_cb *cb, void *arg);
+                    const rd_floor *floor, rd_append_cb *cb, void *arg);
 /* Reads the room's position and up to limit messages with seq > after_seq
  * (from the oldest stored one when from_oldest). limit is clamped to
  * 1..RD_RANGE_MAX_LIMIT (0: the maximum). */
@@ -130,6 +142,10 @@ int rd_store_ready(const rd_store *s);
 const redis *rd_store_conn(const rd_store *s, int which);
 /* Operations issued and not yet called back. */
 size_t rd_store_inflight(const rd_store *s);
+/* Appends that found a room in a new epoch although a seq of its previous
+ * one was known (meta lost, or Redis rolled back), and rooms with a floor. */
+unsigned long long rd_store_epoch_restarts(const rd_store *s);
+size_t rd_store_known_rooms(const rd_store *s);
 /* Append script calls so far (appends / batches = the mean batch size). */
 unsigned long long rd_store_batches(const rd_store *s);
 

@@ -86,18 +86,19 @@ COMBOS = [("gateway+replayd", ["gateway", "replayd"]), ("busd+redis", ["busd", "
           ("everything", list(ALL))]
 
 PROFILES = {
-    # A short version for `make test` (budget ~90 s): two combinations, the
-    # flush, and a blackhole on a gateway with a 4 s heartbeat.
+    # A short version for `make test` (budget ~90 s): two combinations, a
+    # Redis rollback, the flush, and a blackhole on a gateway with a 4 s
+    # heartbeat.
     "short": dict(c_conns=16, py_conns=4, rate=16, py_rate=3, hold_s=1.0,
                   rounds=[("gateway+replayd", ["gateway", "replayd"]), ("busd+redis", ["busd", "redis"])],
-                  flush=True, blackhole=(18, 4000)),
-    # `make test-chaos`: every single kill, the combinations, the flush, and
-    # a 40 s blackhole with the default 25 s heartbeat.
+                  rollback=True, flush=True, blackhole=(18, 4000)),
+    # `make test-chaos`: every single kill, the combinations, the rollback,
+    # the flush, and a 40 s blackhole with the default 25 s heartbeat.
     "full": dict(c_conns=30, py_conns=8, rate=24, py_rate=6, hold_s=2.0,
-                 rounds=SINGLES + COMBOS, flush=True, blackhole=(40, 25000)),
-    # Not in any make target: Redis comes back *older* than what it
+                 rounds=SINGLES + COMBOS, rollback=True, flush=True, blackhole=(40, 25000)),
+    # The rollback round alone: Redis comes back *older* than what it
     # acknowledged (what AOF everysec + an OS crash or a restored backup
-    # produce). Fails today: see README.md, "Known problems".
+    # produce); the rooms must start new epochs (README.md).
     "rollback": dict(c_conns=12, py_conns=4, rate=12, py_rate=3, hold_s=1.0, rounds=[], flush=False,
                      blackhole=None, rollback=True),
     # `make soak`: churn, a random kill every few minutes, checks every minute.

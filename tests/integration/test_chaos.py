@@ -341,6 +341,37 @@ def test_redis_flushed_new_epoch_never_a_silent_hole(suite):
     run(t())
 
 
+def test_redis_rolled_back_new_epoch_never_a_second_message_at_a_seq(suite):
+    """Redis comes back older than it acknowledged (a restored backup, AOF
+    everysec after an OS crash): the room keeps its epoch, its top goes back.
+    replayd restarts with it (so only the gateway, which delivered up to 10,
+    remembers a floor): the next publish must start a new epoch, and the
+    live subscriber must hear `recovered: false` and get the message; handing
+    seq 6 out again would give it a second message at a seq it already has,
+    which it would drop: a silent hole."""
+    async def t():
+        room = tc.uid("rollback")
+        (live,) = await subscribers(suite, room, 1)
+        s0 = live.find("subscribed", room=room)[0]
+        pub = await tc.connect(suite.ws_url(), token=suite.token("pub"))
+        await pub.publish_many(room, 10, prefix="old")
+        await live.wait_seq(room, 10)
+        old_epoch = live.messages(room)[-1]["epoch"]
+        suite.kill9("replayd")
+        suite.redis.command("HSET", "tether:{%s}:meta" % room, "top", "5")
+        suite.redis.command("LTRIM", "tether:{%s}:log" % room, "0", "4")
+        await asyncio.to_thread(suite.restart, "replayd")
+        ack = await pub.publish(room, "new-1", "after the rollback")
+        assert ack["duplicate"] is False and ack["seq"] == 1, ack
+        await live.wait_for(lambda: len(live.messages(room)) >= 11, 10, "message after the rollback")
+        resub = [f for f in live.find("subscribed", room=room) if f is not s0]
+        assert resub and resub[0]["recovered"] is False and resub[0]["epoch"] != old_epoch, resub
+        new_msg = live.messages(room)[10]
+        assert (new_msg["seq"], new_msg["epoch"], new_msg["id"]) == (1, resub[0]["epoch"], "new-1")
+        assert live.frames.index(resub[0]) < live.frames.index(new_msg)
+    run(t())
+
+
 @pytest.mark.suite_opts(aof=True)
 def test_redis_aof_kill9_nothing_acknowledged_is_lost(suite):
     async def t():

@@ -177,6 +177,19 @@ static bus_env *append(const char *room, const char *user, const char *id, const
     return append_ex(room, user, id, data, 2000, 1);
 }
 
+/* An append carrying a floor (what a gateway delivered in the room). */
+static bus_env *append_floor(const char *room, const char *id, const char *floor_epoch, uint64_t floor_seq)
+{
+    bus_env env;
+    Tether__Bus__AppendReq ar;
+    append_env(&env, &ar, room, "u", id, "1");
+    ar.floor_epoch = (char *)floor_epoch;
+    ar.floor_seq = floor_seq;
+    int st;
+    bus_env *rep = call(&env, 2000, 1, &st);
+    return st == 0 ? rep : NULL;
+}
+
 /* Appends and checks it was sequenced: returns the AppendRep's seq; epoch copied out. */
 static uint64_t append_ok(const char *room, const char *user, const char *id, const char *data, char *epoch,
                           int *dup)
@@ -629,6 +642,59 @@ static void test_new_epoch(void **state)
     bus_env_free(rep);
 }
 
+/* Redis came back older than what it acknowledged (AOF everysec after a
+ * crash, a restored backup): the room's meta keeps its epoch but its top
+ * goes back. Handing those seqs out again would give subscribers a second
+ * message at a seq they already have, which they drop: a silent hole. The
+ * room must start a new epoch instead, whether the floor is replayd's own
+ * memory or a gateway's; and a floor at or below top changes nothing. */
+static void test_rollback_new_epoch(void **state)
+{
+    (void)state;
+    char e1[80], e2[80];
+    for (int i = 1; i <= 5; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "r%d", i);
+        assert_int_equal(append_ok("rb.a", "u", id, "1", i == 1 ? e1 : NULL, NULL), (uint64_t)i);
+    }
+    /* The rollback: top 5 -> 3, the log with it. */
+    redisReply *r = db1("HSET tether:{rb.a}:meta top 3");
+    freeReplyObject(r);
+    r = db1("LTRIM tether:{rb.a}:log 0 2");
+    freeReplyObject(r);
+    spin(3);
+    /* replayd handed out 5 itself: a new epoch, from 1. */
+    assert_int_equal(append_ok("rb.a", "u", "r6", "1", e2, NULL), 1);
+    assert_string_not_equal(e1, e2);
+    assert_true(strcmp(e2, e1) > 0);
+    bus_env *rep = range1("rb.a", 0, 0, 0);
+    check_room(rep->range_rep->rooms[0], "rb.a", e2, 1, 1, 1, 1, 0);
+    bus_env_free(rep);
+
+    /* A room this replayd never appended to: only the gateway's floor knows. */
+    const char *ep = "00000000000000000001";
+    r = db1("HSET tether:{rb.b}:meta epoch 00000000000000000001 top 7");
+    freeReplyObject(r);
+    /* Floors at or below top, or of another epoch: the epoch goes on. */
+    rep = append_floor("rb.b", "b8", ep, 7);
+    assert_non_null(rep);
+    assert_string_equal(rep->append_rep->epoch, ep);
+    assert_int_equal(rep->append_rep->seq, 8);
+    bus_env_free(rep);
+    rep = append_floor("rb.b", "b9", "00000000000000000000", 100);
+    assert_non_null(rep);
+    assert_string_equal(rep->append_rep->epoch, ep);
+    assert_int_equal(rep->append_rep->seq, 9);
+    bus_env_free(rep);
+    /* A gateway delivered up to 12 in this epoch: top 9 was rolled back. */
+    rep = append_floor("rb.b", "b10", ep, 12);
+    assert_non_null(rep);
+    assert_string_not_equal(rep->append_rep->epoch, ep);
+    assert_int_equal(rep->append_rep->seq, 1);
+    assert_false(rep->append_rep->duplicate);
+    bus_env_free(rep);
+}
+
 static void test_trim_and_range(void **state)
 {
     (void)state;
@@ -980,6 +1046,7 @@ int main(void)
         cmocka_unit_test(test_seq_contiguous),
         cmocka_unit_test(test_dedup),
         cmocka_unit_test(test_new_epoch),
+        cmocka_unit_test(test_rollback_new_epoch),
         cmocka_unit_test(test_trim_and_range),
         cmocka_unit_test(test_batched_range),
         cmocka_unit_test(test_heads),
