@@ -312,6 +312,19 @@ static int room_learn(gw_room *r, const Tether__Bus__RangeRoom *rr)
 {
     const char *ep = rr->epoch ? rr->epoch : "";
     if (!r->known) {
+        if (!*ep && r->npend) {
+            /* The read found no room, yet messages of it came by bus
+             * already: Redis ran the read before their append (replayd
+             * reads and appends on two connections, and the reply and the
+             * bus message race here). Learning "no history" with a message
+             * pending made the room (epoch "", head 1), and the real epoch
+             * then looked like a change: recovered: false for a room that
+             * lost nothing. Read again: that read runs after the append and
+             * names the epoch. The pending copies go (their epoch was never
+             * checked); the read brings whatever a subscriber needs. */
+            pend_clear(r);
+            return LEARN_STALE;
+        }
         r->known = 1;
         snprintf(r->epoch, sizeof(r->epoch), "%s", ep);
         r->head = rr->top;
