@@ -204,6 +204,7 @@ struct gw_room {
     gw_msg **ring;           /* recent messages, by seq % ring_size */
     gw_msg **pend;           /* out of order, ascending seq */
     uint32_t npend;
+    char pend_epoch[GW_MAX_EPOCH + 1]; /* before the room is known: the epoch of pend */
     gw_sub *subs;
     uint32_t nsubs;
     int repairing;

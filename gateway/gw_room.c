@@ -312,18 +312,23 @@ static int room_learn(gw_room *r, const Tether__Bus__RangeRoom *rr)
 {
     const char *ep = rr->epoch ? rr->epoch : "";
     if (!r->known) {
-        if (!*ep && r->npend) {
-            /* The read found no room, yet messages of it came by bus
-             * already: Redis ran the read before their append (replayd
-             * reads and appends on two connections, and the reply and the
-             * bus message race here). Learning "no history" with a message
-             * pending made the room (epoch "", head 1), and the real epoch
-             * then looked like a change: recovered: false for a room that
-             * lost nothing. Read again: that read runs after the append and
-             * names the epoch. The pending copies go (their epoch was never
-             * checked); the read brings whatever a subscriber needs. */
+        if (r->npend && strcmp(ep, r->pend_epoch) != 0) {
+            /* Messages of another epoch came by bus while the read was on
+             * its way. A newer one: Redis ran the read before their append
+             * (replayd reads and appends on two connections, and the reply
+             * and the bus message race here); learning "no history" (or the
+             * old epoch) with them pending made the room (epoch "", head 1)
+             * and the real epoch then looked like a change: recovered: false
+             * for a room that lost nothing. Read again: that read runs after
+             * the append and names their epoch. An older one: late messages
+             * of a history that is gone, never to be delivered as this
+             * epoch's. Either way the pending copies go; the read brings
+             * whatever a subscriber needs. */
+            int stale = epoch_newer(r->pend_epoch, ep);
             pend_clear(r);
-            return LEARN_STALE;
+            r->max_seen = 0;
+            if (stale)
+                return LEARN_STALE;
         }
         r->known = 1;
         snprintf(r->epoch, sizeof(r->epoch), "%s", ep);
@@ -470,6 +475,17 @@ static void room_schedule_repair(gw_room *r, uint64_t delay_ms)
 static void on_room_message(gw_room *r, const Tether__Bus__RoomMessage *m)
 {
     const char *ep = m->epoch ? m->epoch : "";
+    if (!r->known) {
+        /* Held until the first read says where the room is; held messages
+         * are of one epoch, the newest seen (room_learn checks it). */
+        if (r->npend && strcmp(ep, r->pend_epoch) != 0) {
+            if (!epoch_newer(ep, r->pend_epoch))
+                return;
+            pend_clear(r);
+            r->max_seen = 0;
+        }
+        snprintf(r->pend_epoch, sizeof(r->pend_epoch), "%s", ep);
+    }
     if (r->known && strcmp(ep, r->epoch) != 0) {
         if (!r->epoch[0] && r->head == 0) {
             snprintf(r->epoch, sizeof(r->epoch), "%s", ep);

@@ -17,6 +17,12 @@ static void on_request(rpc_server *srv, rpc_ctx *ctx, const bus_env *req, void *
     md_api *a = arg;
     switch (req->payload_case) {
     case TETHER__BUS__ENVELOPE__PAYLOAD_PTT_REQ:
+        /* Only gateways mediad has heard of are judged when they go silent:
+         * one whose first heartbeat was lost (a PUB's first messages are,
+         * while it connects) could be granted a floor and then die with it
+         * for the whole max talk time. A request says it is alive, too. */
+        if (req->ptt_req)
+            md_rooms_gw_touch(a->c->rooms, req->ptt_req->gateway);
         md_floor_handle(a->c->floor, srv, ctx, req->ptt_req);
         break;
     case TETHER__BUS__ENVELOPE__PAYLOAD_MEDIA_REQ:

@@ -526,22 +526,27 @@ void md_rooms_handle(md_rooms *rs, rpc_server *srv, rpc_ctx *ctx, const Tether__
 
 /* ---- gateways, hosting, draining ----------------------------------------------------------- */
 
-void md_rooms_on_gw_heartbeat(md_rooms *rs, const bus_env *env)
+void md_rooms_gw_touch(md_rooms *rs, const char *gw)
 {
-    if (!env->source || !env->source->instance || !*env->source->instance)
+    if (!gw || !*gw)
         return;
-    uint64_t now = loop_mono_ms();
-    gw_seen *g = hmap_get(rs->gws, env->source->instance);
+    gw_seen *g = hmap_get(rs->gws, gw);
     if (!g) {
         if (!(g = calloc(1, sizeof(*g))))
             return;
-        if (hmap_put(rs->gws, env->source->instance, g) < 0) {
+        if (hmap_put(rs->gws, gw, g) < 0) {
             free(g);
             return;
         }
     }
-    g->last_ms = now;
+    g->last_ms = loop_mono_ms();
     g->dead = 0;
+}
+
+void md_rooms_on_gw_heartbeat(md_rooms *rs, const bus_env *env)
+{
+    if (env->source && env->source->instance)
+        md_rooms_gw_touch(rs, env->source->instance);
 }
 
 /* Removes every session matching pred, with a notice. */

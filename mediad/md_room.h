@@ -48,6 +48,8 @@ void md_rooms_on_floor(md_rooms *rs, const Tether__Bus__PttEvent *ev);
 void md_rooms_refresh_floor(md_rooms *rs, const char *room);
 /* A gateway heartbeat (gw.heartbeat). */
 void md_rooms_on_gw_heartbeat(md_rooms *rs, const bus_env *env);
+/* gw (an instance) just sent a request: it is alive, as a heartbeat says. */
+void md_rooms_gw_touch(md_rooms *rs, const char *gw);
 /* This replica no longer hosts room (its claim was taken): every session
  * there gets a `restart` notice and is dropped. */
 void md_rooms_lost(md_rooms *rs, const char *room);
