@@ -11,7 +11,10 @@
  *                        of the old epoch from the new epoch. top: the last
  *                        seq handed out; exp: Redis time (ms) when the TTLs
  *                        were last set; ddb: the dedup bucket whose TTL was
- *                        set. TTL max(history TTL, 24 h), refreshed by an
+ *                        set; ots: at most the ts of the log's oldest entry
+ *                        (while it is younger than TETHER_HISTORY_MIN_AGE_MS
+ *                        nothing can be old enough to trim, so an append at
+ *                        the burst cap needs no LINDEX to look). TTL max(history TTL, 24 h), refreshed by an
  *                        append once a tenth of the history TTL has passed
  *                        since the last refresh (two EXPIREs per batch were
  *                        a sixth of the script's calls): a room whose messages
@@ -129,7 +132,7 @@ static const char APPEND_LUA[] =
     "  local mk, lk, dk = KEYS[ki], KEYS[ki + 1], KEYS[ki + 2]\n"
     "  ki = ki + 3\n"
     "  local dcur = dk .. ':' .. bs\n"
-    "  local m = redis.call('HMGET', mk, 'epoch', 'top', 'exp', 'ddb')\n"
+    "  local m = redis.call('HMGET', mk, 'epoch', 'top', 'exp', 'ddb', 'ots')\n"
     "  local epoch, top = m[1], tonumber(m[2])\n"
     "  local fresh = not epoch or not top\n"
     "  if not fresh and fe == epoch and fs and top < fs then fresh = true end\n"
@@ -175,29 +178,29 @@ static const char APPEND_LUA[] =
     "    local len = redis.call('RPUSH', lk, unpack(push))\n"
     "    local created = len == #push\n"
     "    if len > cap then redis.call('LTRIM', lk, capneg, '-1'); len = cap end\n"
-    "    local drop = 0\n"
-    "    while len - drop > size do\n"
-    "      local e = redis.call('LINDEX', lk, string.format('%d', drop))\n"
-    "      local ets = tonumber(string.match(e, '^%d+ (%d+) '))\n"
-    "      if ets and ets > ts - age then break end\n"
-    "      drop = drop + 1\n"
+    "    local ots0 = (not fresh and not created) and tonumber(m[5]) or nil\n"
+    "    local ots = (fresh or created) and ts or ots0\n"
+    "    if len > size and not (ots and ots > ts - age) then\n"
+    "      local drop = 0\n"
+    "      while len - drop > size do\n"
+    "        local e = redis.call('LINDEX', lk, string.format('%d', drop))\n"
+    "        local ets = tonumber(string.match(e, '^%d+ (%d+) '))\n"
+    "        if ets then ots = ets end\n"
+    "        if ets and ets > ts - age then break end\n"
+    "        drop = drop + 1\n"
+    "      end\n"
+    "      if drop > 0 then redis.call('LTRIM', lk, string.format('%d', drop), '-1') end\n"
     "    end\n"
-    "    if drop > 0 then redis.call('LTRIM', lk, string.format('%d', drop), '-1') end\n"
     "    redis.call('HSET', dcur, unpack(rec))\n"
     "    local exp = tonumber(m[3])\n"
     "    local ttls = fresh or created or not exp or ts - exp >= every or ts < exp\n"
     "    local ddb = fresh or m[4] ~= bs\n"
     "    if ddb then redis.call('EXPIRE', dcur, ddttl) end\n"
-    "    local tops = string.format('%d', top)\n"
-    "    if ttls and ddb then\n"
-    "      redis.call('HSET', mk, 'epoch', epoch, 'top', tops, 'exp', tss, 'ddb', bs)\n"
-    "    elseif ttls then\n"
-    "      redis.call('HSET', mk, 'epoch', epoch, 'top', tops, 'exp', tss)\n"
-    "    elseif ddb then\n"
-    "      redis.call('HSET', mk, 'epoch', epoch, 'top', tops, 'ddb', bs)\n"
-    "    else\n"
-    "      redis.call('HSET', mk, 'epoch', epoch, 'top', tops)\n"
-    "    end\n"
+    "    local hs = {'epoch', epoch, 'top', string.format('%d', top)}\n"
+    "    if ttls then hs[#hs + 1] = 'exp'; hs[#hs + 1] = tss end\n"
+    "    if ddb then hs[#hs + 1] = 'ddb'; hs[#hs + 1] = bs end\n"
+    "    if ots and ots ~= ots0 then hs[#hs + 1] = 'ots'; hs[#hs + 1] = string.format('%d', ots) end\n"
+    "    redis.call('HSET', mk, unpack(hs))\n"
     "    if ttls then\n"
     "      redis.call('EXPIRE', lk, ARGV[3])\n"
     "      redis.call('EXPIRE', mk, ARGV[5])\n"

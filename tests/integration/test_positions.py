@@ -7,6 +7,8 @@ recovered:false with gap {from, first_available} and then the messages still
 buffered; `missed` counts the message frames that follow before any live one.
 """
 
+import asyncio
+
 import pytest
 
 import tether_client as tc
@@ -274,4 +276,44 @@ def test_young_messages_outlive_the_history_size_up_to_the_burst_cap(suite):
         s2 = await d.subscribe(room, epoch=epoch, seq=0)
         assert s2["recovered"] is False and s2["gap"]["first_available"] == 50 - 40 + 1, s2
         assert s2["missed"] == 40, s2
+    run(t())
+
+
+@pytest.mark.suite_env(TETHER_HISTORY_SIZE="10", TETHER_HISTORY_BURST="40", TETHER_HISTORY_MIN_AGE_MS="1500")
+def test_messages_past_the_min_age_are_trimmed_back_to_the_size(suite):
+    """Young messages outlive the size (up to the cap); once older than
+    TETHER_HISTORY_MIN_AGE_MS the next append trims the log back to
+    TETHER_HISTORY_SIZE. replayd remembers a lower bound of the oldest
+    entry's time so that appends at the cap skip looking at it while it is
+    young: that shortcut must never keep old messages for good, nor trim
+    young ones."""
+    async def t():
+        room, epoch, pub = await room_with(suite, 30)
+        # Past the cap while young: 45 published, the newest 40 kept.
+        more = await pub.publish_many(room, 15, prefix="b")
+        for a in more:
+            SEQ_TO_ID[room][a["seq"]] = a["id"]
+        c = await subscriber(suite)
+        s = await c.subscribe(room, epoch=epoch, seq=0)
+        assert s["recovered"] is False and s["gap"]["first_available"] == 45 - 40 + 1, s
+        # Every one of them ages past the minimum: one more append trims the
+        # log to the newest 10.
+        await asyncio.sleep(1.8)
+        a = await pub.publish(room, "late-1", {"i": 46})
+        assert a["seq"] == 46, a
+        d = await subscriber(suite, "late")
+        s2 = await d.subscribe(room, epoch=epoch, seq=0)
+        assert s2["gap"]["first_available"] == 46 - 10 + 1 and s2["missed"] == 10, s2
+        # Five more: the log holds 37..51, of which 37..45 are old: the
+        # oldest go down to the size (42..51).
+        await pub.publish_many(room, 5, prefix="c")
+        e = await subscriber(suite, "later")
+        s3 = await e.subscribe(room, epoch=epoch, seq=0)
+        assert s3["gap"]["first_available"] == 42 and s3["missed"] == 10, s3
+        # Five more: 42..45 are old and go, 46 (late-1) is young and stays
+        # although the log is then past the size (46..56).
+        await pub.publish_many(room, 5, prefix="d")
+        f = await subscriber(suite, "latest")
+        s4 = await f.subscribe(room, epoch=epoch, seq=0)
+        assert s4["gap"]["first_available"] == 46 and s4["missed"] == 11, s4
     run(t())
