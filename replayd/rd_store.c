@@ -462,7 +462,10 @@ static void learn(rd_store *s, batch *b, const rd_op *op, const rd_append_res *r
                  "its meta was lost or Redis came back older than it acknowledged");
         b->floor_epoch[0] = '\0'; /* once per batch */
     }
-    rd_known_note(s->known, op->room, res->epoch, res->seq);
+    /* A duplicate's answer is its first append's: maybe of an epoch that is
+     * gone (a retry across a flush), and never above what is known. */
+    if (!res->duplicate)
+        rd_known_note(s->known, op->room, res->epoch, res->seq);
 }
 
 static void call_done(rd_store *s, call *c, int status, const redisReply *rep)

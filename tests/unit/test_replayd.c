@@ -670,6 +670,22 @@ static void test_rollback_new_epoch(void **state)
     bus_env *rep = range1("rb.a", 0, 0, 0);
     check_room(rep->range_rep->rooms[0], "rb.a", e2, 1, 1, 1, 1, 0);
     bus_env_free(rep);
+    /* A retry of a publish of the old epoch is answered as it was (e1): that
+     * must not replace what replayd knows of the new one. */
+    assert_int_equal(append_ok("rb.a", "u", "r7", "1", NULL, NULL), 2);
+    int dup = 0;
+    char e1b[80];
+    assert_int_equal(append_ok("rb.a", "u", "r1", "1", e1b, &dup), 1);
+    assert_true(dup);
+    assert_string_equal(e1b, e1);
+    r = db1("HSET tether:{rb.a}:meta top 1");
+    freeReplyObject(r);
+    r = db1("LTRIM tether:{rb.a}:log 0 0");
+    freeReplyObject(r);
+    spin(3);
+    char e3[80];
+    assert_int_equal(append_ok("rb.a", "u", "r8", "1", e3, NULL), 1);
+    assert_string_not_equal(e3, e2);
 
     /* A room this replayd never appended to: only the gateway's floor knows. */
     const char *ep = "00000000000000000001";
