@@ -1,12 +1,15 @@
 /* rd_heads.h -- replayd's periodic room heads.
  *
  * PUB/SUB can lose a room's last message, and then no later seq reveals the
- * hole. So every interval, for each room this replica appended to within the
- * window, replayd reads the room's {epoch, top} from Redis and publishes a
- * RoomHead on room.<room>; a subscriber whose position is below top repairs
- * from a range read. The head is read on the append connection, after every
- * append this replica already sent, so it never announces a seq whose
- * RoomMessage this replica has not published yet.
+ * hole. So an interval after a room's last append here, and again after 2,
+ * 4, 8... intervals within the window, replayd publishes a RoomHead {epoch,
+ * top} on room.<room>; a subscriber whose position is below top repairs
+ * from a range read. The head is the highest seq this replica handed out in
+ * the room (its RoomMessage is published by then); other replicas announce
+ * their own appends, so the highest head heard is the room's. For a room it
+ * only answered duplicates for, the head is read from Redis on the append
+ * connection, after every append this replica already sent, so it never
+ * announces a seq whose RoomMessage this replica has not published yet.
  */
 #ifndef TETHER_RD_HEADS_H
 #define TETHER_RD_HEADS_H

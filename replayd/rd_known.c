@@ -80,6 +80,13 @@ void rd_known_note(rd_known *k, const char *room, const char *epoch, uint64_t se
     }
 }
 
+void rd_known_raise(rd_known *k, const char *room, const char *epoch, uint64_t seq)
+{
+    known *e = hmap_get(k->rooms, room);
+    if (e && seq > e->seq && strcmp(e->epoch, epoch) == 0)
+        e->seq = seq;
+}
+
 int rd_known_get(const rd_known *k, const char *room, const char **epoch, uint64_t *seq)
 {
     const known *e = hmap_get(k->rooms, room);

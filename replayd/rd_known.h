@@ -25,6 +25,10 @@ void rd_known_free(rd_known *k);
 /* Records that seq was handed out in epoch for room (NUL-terminated). A
  * different epoch replaces the one known; within one, the highest seq stays. */
 void rd_known_note(rd_known *k, const char *room, const char *epoch, uint64_t seq);
+/* Raises the room's seq if it is known in that very epoch (a duplicate's
+ * answer: a seq handed out, maybe by an attempt whose answer was lost, or of
+ * an epoch that is gone, which must not replace the one known). */
+void rd_known_raise(rd_known *k, const char *room, const char *epoch, uint64_t seq);
 /* Returns 1 and the room's floor (epoch valid until the next note), or 0. */
 int rd_known_get(const rd_known *k, const char *room, const char **epoch, uint64_t *seq);
 size_t rd_known_count(const rd_known *k);

@@ -379,6 +379,10 @@ const redis *rd_store_conn(const rd_store *s, int which) { return which ? s->rd 
 
 size_t rd_store_inflight(const rd_store *s) { return s->inflight; }
 unsigned long long rd_store_epoch_restarts(const rd_store *s) { return s->epoch_restarts; }
+int rd_store_known(const rd_store *s, const char *room, const char **epoch, uint64_t *seq)
+{
+    return rd_known_get(s->known, room, epoch, seq);
+}
 size_t rd_store_known_rooms(const rd_store *s) { return rd_known_count(s->known); }
 
 unsigned long long rd_store_batches(const rd_store *s) { return s->batches; }
@@ -463,8 +467,12 @@ static void learn(rd_store *s, batch *b, const rd_op *op, const rd_append_res *r
         b->floor_epoch[0] = '\0'; /* once per batch */
     }
     /* A duplicate's answer is its first append's: maybe of an epoch that is
-     * gone (a retry across a flush), and never above what is known. */
-    if (!res->duplicate)
+     * gone (a retry across a flush), which must not replace the one known;
+     * in the known epoch it may be above it (the first attempt's answer was
+     * lost with a recycled connection), and its head must say so. */
+    if (res->duplicate)
+        rd_known_raise(s->known, op->room, res->epoch, res->seq);
+    else
         rd_known_note(s->known, op->room, res->epoch, res->seq);
 }
 

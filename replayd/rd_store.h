@@ -145,6 +145,9 @@ size_t rd_store_inflight(const rd_store *s);
 /* Appends that found a room in a new epoch although a seq of its previous
  * one was known (meta lost, or Redis rolled back), and rooms with a floor. */
 unsigned long long rd_store_epoch_restarts(const rd_store *s);
+/* The highest seq this store handed out in room, with its epoch (valid until
+ * the next append's answer): 1, or 0 when it does not know the room. */
+int rd_store_known(const rd_store *s, const char *room, const char **epoch, uint64_t *seq);
 size_t rd_store_known_rooms(const rd_store *s);
 /* Append script calls so far (appends / batches = the mean batch size). */
 unsigned long long rd_store_batches(const rd_store *s);

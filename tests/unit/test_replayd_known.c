@@ -37,6 +37,19 @@ static void test_note_and_get(void **state)
     rd_known_get(k, "a", &ep, &seq);
     assert_string_equal(ep, "00000000000000000002");
     assert_int_equal(seq, 1);
+    /* A duplicate's answer raises within the known epoch only. */
+    rd_known_raise(k, "a", "00000000000000000001", 50);
+    rd_known_get(k, "a", &ep, &seq);
+    assert_string_equal(ep, "00000000000000000002");
+    assert_int_equal(seq, 1);
+    rd_known_raise(k, "a", "00000000000000000002", 4);
+    rd_known_get(k, "a", &ep, &seq);
+    assert_int_equal(seq, 4);
+    rd_known_raise(k, "a", "00000000000000000002", 2);
+    rd_known_get(k, "a", &ep, &seq);
+    assert_int_equal(seq, 4);
+    rd_known_raise(k, "zz", "00000000000000000002", 2);
+    assert_int_equal(rd_known_get(k, "zz", &ep, &seq), 0);
     /* Rooms are independent. */
     assert_int_equal(rd_known_get(k, "b", &ep, &seq), 0);
     assert_int_equal(rd_known_count(k), 1);
