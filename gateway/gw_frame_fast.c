@@ -157,19 +157,47 @@ static int copy_literal(scan *s, const char *lit, size_t n)
 
 static int copy_value(scan *s);
 
+/* Opens a container: copies its opening byte and skips whitespace. Returns
+ * 1 when it closes at once (copied too), 0 when an item follows. */
+static int open_container(scan *s, char close)
+{
+    *s->o++ = *s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        *s->o++ = close;
+        return 1;
+    }
+    return 0;
+}
+
+/* After an item: 1 at the container's end (copied), 0 after a comma (the
+ * next item follows), -1 on anything else. */
+static int after_item(scan *s, char close)
+{
+    skip_ws(s);
+    if (s->p >= s->end)
+        return -1;
+    if (*s->p == close) {
+        s->p++;
+        *s->o++ = close;
+        return 1;
+    }
+    if (*s->p != ',')
+        return -1;
+    s->p++;
+    *s->o++ = ',';
+    skip_ws(s);
+    return 0;
+}
+
 static int copy_object(scan *s)
 {
     const char *keys[FAST_MAX_KEYS];
     size_t klen[FAST_MAX_KEYS];
     size_t nkeys = 0;
-    s->p++;
-    *s->o++ = '{';
-    skip_ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        *s->o++ = '}';
+    if (open_container(s, '}'))
         return 0;
-    }
     for (;;) {
         if (s->p >= s->end || *s->p != '"' || nkeys == FAST_MAX_KEYS)
             return -1;
@@ -192,48 +220,22 @@ static int copy_object(scan *s)
         skip_ws(s);
         if (copy_value(s) < 0)
             return -1;
-        skip_ws(s);
-        if (s->p >= s->end)
-            return -1;
-        if (*s->p == '}') {
-            s->p++;
-            *s->o++ = '}';
-            return 0;
-        }
-        if (*s->p != ',')
-            return -1;
-        s->p++;
-        *s->o++ = ',';
-        skip_ws(s);
+        int r = after_item(s, '}');
+        if (r)
+            return r < 0 ? -1 : 0;
     }
 }
 
 static int copy_array(scan *s)
 {
-    s->p++;
-    *s->o++ = '[';
-    skip_ws(s);
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        *s->o++ = ']';
+    if (open_container(s, ']'))
         return 0;
-    }
     for (;;) {
         if (copy_value(s) < 0)
             return -1;
-        skip_ws(s);
-        if (s->p >= s->end)
-            return -1;
-        if (*s->p == ']') {
-            s->p++;
-            *s->o++ = ']';
-            return 0;
-        }
-        if (*s->p != ',')
-            return -1;
-        s->p++;
-        *s->o++ = ',';
-        skip_ws(s);
+        int r = after_item(s, ']');
+        if (r)
+            return r < 0 ? -1 : 0;
     }
 }
 

@@ -157,9 +157,10 @@ int gw_room_floor(const char *room, char *epoch, size_t cap, uint64_t *seq)
     const gw_room *r = room_get(room, 0);
     /* head: every seq up to it was delivered (or declared lost with a gap)
      * in r->epoch, so Redis handed all of them out. */
-    if (!r || !r->known || !r->epoch[0] || !r->head || strlen(r->epoch) >= cap)
+    size_t n = r ? strlen(r->epoch) : 0;
+    if (!r || !r->known || !n || !r->head || n >= cap)
         return 0;
-    memcpy(epoch, r->epoch, strlen(r->epoch) + 1);
+    memcpy(epoch, r->epoch, n + 1);
     *seq = r->head;
     return 1;
 }

@@ -248,7 +248,7 @@ static void arm(loop *l)
      * embedding loop that calls loop_prepare() before it waits needs no
      * wake-up for them (each one cost two timerfd_settime calls, a wake-up
      * and a read). */
-    if (l->ndefer && l->embedded && !l->prepared) {
+    if (l->ndefer && !l->prepared) {
         if (l->armed_for != 1) {
             struct itimerspec now = { .it_value = { .tv_nsec = 1 } };
             timerfd_settime(l->tfd, 0, &now, NULL);
@@ -446,7 +446,7 @@ int loop_run_once(loop *l, int timeout_ms)
         w.cb(l, fd, ev, w.arg);
         ran++;
     }
-    if (!l->embedded && l->nheap && l->heap[0]->due <= loop_mono_ms())
+    if (!l->embedded && l->nheap && l->heap[0]->due <= l->now)
         ran += run_timers(l);
     ran += run_deferred(l);
     if (l->ndefer && l->embedded && !l->prepared) {

@@ -14,8 +14,8 @@
  *                        set; ots: at most the ts of the log's oldest entry
  *                        (while it is younger than TETHER_HISTORY_MIN_AGE_MS
  *                        nothing can be old enough to trim, so an append at
- *                        the burst cap needs no LINDEX to look). TTL max(history TTL, 24 h), refreshed by an
- *                        append once a tenth of the history TTL has passed
+ *                        the burst cap needs no LINDEX to look). TTL
+ *                        max(history TTL, 24 h), refreshed by an append once a tenth of the history TTL has passed
  *                        since the last refresh (two EXPIREs per batch were
  *                        a sixth of the script's calls): a room whose messages
  *                        expired still knows its epoch and top, so a resume
@@ -118,7 +118,7 @@ static const char APPEND_LUA[] =
     "local size, cap, age = string.match(ARGV[2], '^(%d+):(%d+):(%d+)$')\n"
     "size, cap, age = tonumber(size), tonumber(cap), tonumber(age)\n"
     "if age == 0 then cap = size end\n"
-    "local httl, dttl, mttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local httl, dttl = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
     "local bucket = math.floor(ts / (dttl * 1000))\n"
     "local bs, bps = string.format('%d', bucket), string.format('%d', bucket - 1)\n"
     "local tss, capneg, ddttl = string.format('%d', ts), string.format('%d', -cap), string.format('%d', 2 * dttl + 1)\n"
@@ -452,8 +452,6 @@ typedef struct call {
     batch *b[RD_CALL_ROOMS];
 } call;
 
-/* Answers every op of the call, in order, with rep's results (or status),
- * then recycles its batches and the call. */
 /* Takes an answered append into the floors, and says so when a room started
  * a new epoch although a seq of its previous one was known: its meta was
  * lost (expired, flushed) or rolled back (Redis restored older). */
@@ -476,6 +474,8 @@ static void learn(rd_store *s, batch *b, const rd_op *op, const rd_append_res *r
         rd_known_note(s->known, op->room, res->epoch, res->seq);
 }
 
+/* Answers every op of the call, in order, with rep's results (or status),
+ * then recycles its batches and the call. */
 static void call_done(rd_store *s, call *c, int status, const redisReply *rep)
 {
     if (status == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != c->nmsgs))
@@ -524,13 +524,9 @@ static void pick_floor(rd_store *s, batch *b)
             seq = op->floor_seq;
         }
     }
-    if (!ep || strlen(ep) > RD_MAX_EPOCH) {
-        b->floor_epoch[0] = '\0';
-        b->floor_seq = 0;
-        return;
-    }
-    snprintf(b->floor_epoch, sizeof(b->floor_epoch), "%s", ep);
-    b->floor_seq = seq;
+    /* Both sources hold epochs of at most RD_MAX_EPOCH (rd_api checks). */
+    snprintf(b->floor_epoch, sizeof(b->floor_epoch), "%s", ep ? ep : "");
+    b->floor_seq = ep ? seq : 0;
 }
 
 /* Sends one call as one EVALSHA (see APPEND_LUA for the layout). */
