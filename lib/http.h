@@ -30,6 +30,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "loop.h"
 
@@ -61,6 +62,25 @@ int http_server_port(const http_server *s);
 size_t http_server_connections(const http_server *s);
 /* Changes the request/idle/write timeout (ms > 0) for later timers. */
 void http_server_set_timeout(http_server *s, unsigned ms);
+
+/* Server options; zero fields take the defaults shown. */
+typedef struct http_opts {
+    unsigned max_conns;    /* all connections, HTTP_MAX_CONNS; beyond: 503 and close */
+    unsigned per_ip_conns; /* connections from one source address, 32; beyond: 503 and close */
+    unsigned timeout_ms;   /* request / keep-alive idle / write timeout, HTTP_TIMEOUT_MS */
+    size_t max_body;       /* request body bytes, HTTP_MAX_BODY; beyond: 413 and close */
+} http_opts;
+/* Like http_server_new with options; hostport NULL makes a server with no
+ * listener that only serves sockets handed to it by http_server_adopt (the
+ * gateway, which accepts on its public port and routes WebSocket upgrades
+ * itself). */
+http_server *http_server_new_opts(loop *l, const char *hostport, const http_opts *o, http_handler *h, void *arg);
+/* Takes over fd, an accepted, non-blocking TCP socket none of whose bytes
+ * have been read, as if the server had accepted it (limits apply). sa is the
+ * peer address. Returns 0, or -errno with fd closed. */
+int http_server_adopt(http_server *s, int fd, const struct sockaddr *sa, socklen_t salen);
+/* The peer's address as text ("127.0.0.1", "::1"), borrowed from req. */
+const char *http_req_peer(const http_req *req);
 
 /* Request accessors: strings are borrowed from req and valid until it is
  * replied to. */

@@ -11,6 +11,7 @@ PKGS=(
   python3 python3-websockets python3-pytest
   yamllint python3-yaml nodejs iproute2
   chromium
+  libmicrohttpd-dev libhttp-parser-dev zlib1g-dev lua-check shellcheck
 )
 # Browser tests: Node with npm (a NodeSource nodejs already bundles npm;
 # Debian's nodejs needs its npm package).
