@@ -496,6 +496,9 @@ static void test_pmd(void **st)
     neg("foo; bar=\"a,b;c\", permessage-deflate; client_max_window_bits", 1, PMD_PLAIN);
     neg("foo; bar=\"a,\\\"b\", permessage-deflate", 1, PMD_PLAIN);
     neg("permessage-deflate; x=\"unterminated, permessage-deflate", 0, NULL);
+    /* a quoted string where no value belongs is still skipped whole */
+    neg("foo\"a,b\", permessage-deflate", 1, PMD_PLAIN);
+    neg("foo\"a, permessage-deflate", 0, NULL);
     /* the answer does not fit */
     char small[20];
     assert_int_equal(ws_pmd_negotiate("permessage-deflate", small, sizeof small), -ENOSPC);
