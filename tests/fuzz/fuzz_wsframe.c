@@ -136,7 +136,8 @@ static void frames(const uint8_t *data, size_t size)
             in_msg = 0;
             if (compressed) {
                 long n = ws_inflate(inflater, msg, mlen, inflated, INFLATE_CAP);
-                check(n == -EPROTO || n == -EMSGSIZE || (n >= 0 && n <= (long)INFLATE_CAP), "inflate result");
+                check(n == -EPROTO || n == -EMSGSIZE || n == -ENOMEM || (n >= 0 && n <= (long)INFLATE_CAP),
+                      "inflate result");
                 if (n >= 0 && text) {
                     int s = ws_utf8_step(0, inflated, (size_t)n);
                     check((s == 0) == utf8_ref(inflated, (size_t)n), "utf8 of an inflated message");
