@@ -333,6 +333,21 @@ int zauth_bind(void *sock, const char *endpoint)
     return zmq_bind(sock, endpoint) < 0 ? -errno : 0;
 }
 
+/* "tcp://host:5550" -> "tcp://host:05550" (libzmq reads the port with atoi). */
+static int alias_endpoint(const char *ep, char *out, size_t n)
+{
+    const char *colon = strrchr(ep, ':');
+    if (strncmp(ep, "tcp://", 6) != 0 || !colon || colon < ep + 6 || colon[1] < '1' || colon[1] > '9')
+        return -EINVAL;
+    size_t head = (size_t)(colon + 1 - ep);
+    if (strlen(ep) + 2 > n)
+        return -ENAMETOOLONG;
+    memcpy(out, ep, head);
+    out[head] = '0';
+    strcpy(out + head + 1, colon + 1);
+    return 0;
+}
+
 int zauth_connect(void *sock, const char *endpoint)
 {
     if (!zauth_enabled()) {
@@ -350,10 +365,21 @@ int zauth_connect(void *sock, const char *endpoint)
     }
     for (int i = 0; i < Z.nkeys; i++) {
         const zauth_keyset *k = &Z.keys[i];
+        char alias[512];
+        const char *ep = endpoint;
+        if (i > 0) {
+            /* libzmq ignores a second connect of a DEALER, PUB or SUB to the
+             * same endpoint string, so the other secret's connection goes
+             * to the same address spelt with a leading zero on the port.
+             * Only tcp:// has a port; ipc:// peers use the first secret. */
+            if (alias_endpoint(endpoint, alias, sizeof(alias)) < 0)
+                break;
+            ep = alias;
+        }
         if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, k->server_pk, ZAUTH_KEY_LEN) < 0 ||
             zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, k->client_pk, ZAUTH_KEY_LEN) < 0 ||
             zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, k->client_sk, ZAUTH_KEY_LEN) < 0 ||
-            zmq_connect(sock, endpoint) < 0)
+            zmq_connect(sock, ep) < 0)
             return -errno;
     }
     return 0;

@@ -16,7 +16,9 @@
  * ZAP handler admits the client keys of both; a connecting socket connects
  * once per secret, each connection with that secret's server key and client
  * pair (and ZMQ_IMMEDIATE, so only the connection whose handshake succeeds
- * carries messages). docs/operations.md gives the three rolling restarts.
+ * carries messages; the second connection's endpoint has a leading zero on
+ * its port, because libzmq ignores a second connect to the same endpoint
+ * string). docs/operations.md gives the three rolling restarts.
  *
  * Without a secret the bus runs in the clear, but only on loopback
  * endpoints (127.0.0.0/8, ::1, localhost, inproc, ipc).
