@@ -150,6 +150,14 @@ bus *bus_new(loop *l, const char *service, const char *pub_endpoint, const char 
         goto fail;
     if (pub_endpoint) {
         void *s = zsock_socket(ZMQ_PUB);
+        /* No queue for a busd that is not there: what is published during a
+         * busd outage is lost at once and found by the subscribers' sequence
+         * checks. Without it, the queue was flushed into the restarted busd
+         * before or after the subscribers were back, depending on how fast
+         * each side's (CURVE) handshake went. */
+        int one = 1;
+        if (s)
+            zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof(one));
         if (!s || zauth_connect(s, pub_endpoint) < 0) {
             if (s)
                 zmq_close(s);
