@@ -118,6 +118,8 @@ static void *proxy_main(void *arg)
          * a gateway confirm its subscription before it reads history. */
         else if (zmq_send(xsub, "\x01", 1, 0) < 0)
             snprintf(msg, sizeof(msg), "ERR TETHER_BUS_IN subscribe %d", zmq_errno());
+        else if (zauth_monitor(xsub, "bus_in") < 0 || zauth_monitor(xpub, "bus_out") < 0)
+            snprintf(msg, sizeof(msg), "ERR - %d", zmq_errno());
     }
     zmq_send(ctl, msg, strlen(msg), 0);
     if (strcmp(msg, "OK") == 0 && zmq_proxy_steerable(xsub, xpub, NULL, ctl) != 0) {
@@ -344,6 +346,10 @@ busd_proxy *busd_proxy_start(loop *l, const char *in_ep, const char *out_ep, con
     /* The ZAP handler lives in the proxy's context (ZAP is per context)
      * and runs on the loop, before the proxy binds anything. */
     int zr = zauth_start(l, p->ctx);
+    if (zr == 0)
+        zr = zauth_watch(l, p->ctx, "bus_in");
+    if (zr == 0)
+        zr = zauth_watch(l, p->ctx, "bus_out");
     if (zr < 0) {
         err = -zr;
         goto out;

@@ -334,6 +334,9 @@ rpc_server *rpc_server_new(loop *l, const char *endpoint, const char *service, r
         free(s);
         return NULL;
     }
+    /* Failed handshakes (strangers without the keys) show in /metrics. */
+    if (zauth_monitor(sock, service) < 0 || zauth_watch(l, zsock_ctx(), service) < 0)
+        LOG_WARN("rpc: cannot watch handshakes", "{s:s,s:s}", "service", service, "error", zmq_strerror(errno));
     return s;
 }
 

@@ -20,6 +20,7 @@
 #define ZAUTH_MAX_SECRETS 2
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define REFUSAL_LOG_EVERY_MS 10000
+#define ZAUTH_MAX_WATCH 8
 
 typedef struct zauth_keyset {
     uint8_t server_sk[ZAUTH_KEY_LEN], server_pk[ZAUTH_KEY_LEN];
@@ -36,7 +37,11 @@ static struct {
     zauth_stats st;
     unsigned long long refused_logged; /* refusals covered by a log line */
     uint64_t last_refusal_log_ms;
+    unsigned long long failed_logged;
+    uint64_t last_failure_log_ms;
     metrics_series *m_admitted, *m_refused;
+    zsock *mon[ZAUTH_MAX_WATCH];
+    int nmon;
 } Z;
 
 int zauth_derive(const void *secret, size_t len, const char *label, uint8_t sk[ZAUTH_KEY_LEN],
@@ -303,6 +308,94 @@ void zauth_stop(void)
 {
     zsock_free(Z.zap);
     Z.zap = NULL;
+    for (int i = 0; i < Z.nmon; i++)
+        zsock_free(Z.mon[i]);
+    Z.nmon = 0;
+}
+
+/* ---- failed handshakes on bound sockets ------------------------------------------- */
+
+#define MONITOR_EVENTS \
+    (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+
+typedef struct zauth_watcher {
+    const char *name;
+    metrics_series *m_failed;
+} zauth_watcher;
+
+static zauth_watcher watchers[ZAUTH_MAX_WATCH];
+
+static void monitor_endpoint(const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "inproc://tether-zauth-monitor-%s", name);
+}
+
+int zauth_monitor(void *sock, const char *name)
+{
+    if (!zauth_enabled())
+        return 0;
+    char ep[128];
+    monitor_endpoint(name, ep, sizeof(ep));
+    return zmq_socket_monitor(sock, ep, MONITOR_EVENTS) < 0 ? -errno : 0;
+}
+
+/* An event is [uint16 event, uint32 value][endpoint]. AUTH failures are the
+ * ZAP handler's refusals, counted there. */
+static void on_monitor(zsock *s, zmq_msg_t *parts, size_t n, void *arg)
+{
+    (void)s;
+    zauth_watcher *w = arg;
+    if (n != 2 || zmq_msg_size(&parts[0]) != 6)
+        return;
+    uint16_t ev;
+    memcpy(&ev, zmq_msg_data(&parts[0]), sizeof(ev));
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        return;
+    Z.st.failed++;
+    metrics_inc(w->m_failed);
+    uint64_t now = loop_now_ms(Z.l);
+    if (Z.last_failure_log_ms && now - Z.last_failure_log_ms < REFUSAL_LOG_EVERY_MS)
+        return;
+    LOG_WARN("bus handshake failed (missing or wrong keys)", "{s:s,s:I}", "socket", w->name,
+             "failed_since_last_log", (json_int_t)(Z.st.failed - Z.failed_logged));
+    Z.failed_logged = Z.st.failed;
+    Z.last_failure_log_ms = now;
+}
+
+int zauth_watch(loop *l, void *ctx, const char *name)
+{
+    if (!zauth_enabled())
+        return 0;
+    if (Z.nmon >= ZAUTH_MAX_WATCH)
+        return -ENOSPC;
+    if (!Z.l)
+        Z.l = l;
+    zauth_watcher *w = &watchers[Z.nmon];
+    char labels[96];
+    snprintf(labels, sizeof(labels), "socket=\"%s\"", name);
+    w->name = name;
+    w->m_failed = metrics_counter("tether_bus_handshake_failures_total",
+                                  "Failed bus handshakes on a bound socket (missing or wrong keys, no CURVE).",
+                                  labels);
+    char ep[128];
+    monitor_endpoint(name, ep, sizeof(ep));
+    void *sock = zmq_socket(ctx, ZMQ_PAIR);
+    if (!sock)
+        return -errno;
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero));
+    if (zmq_connect(sock, ep) < 0) {
+        int e = errno;
+        zmq_close(sock);
+        return -e;
+    }
+    Z.mon[Z.nmon] = zsock_new(l, sock, on_monitor, w);
+    if (!Z.mon[Z.nmon]) {
+        zmq_close(sock);
+        return -ENOMEM;
+    }
+    Z.nmon++;
+    return 0;
 }
 
 zauth_stats zauth_get_stats(void) { return Z.st; }

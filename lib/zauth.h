@@ -75,9 +75,19 @@ int zauth_bind(void *sock, const char *endpoint);
  * without a secret only a loopback endpoint. Returns 0 or -errno. */
 int zauth_connect(void *sock, const char *endpoint);
 
-/* Handshakes the ZAP handler admitted and refused. */
+/* Failed handshakes on a bound socket (wrong or missing keys, another
+ * mechanism: peers that never reach the ZAP handler), counted in
+ * tether_bus_handshake_failures_total{socket=name} and logged like
+ * refusals. zauth_monitor runs in the thread that owns sock (after its
+ * bind), zauth_watch on the loop thread, in either order, with the same
+ * name (a short literal). Returns 0 or -errno; without a secret, nothing. */
+int zauth_monitor(void *sock, const char *name);
+int zauth_watch(loop *l, void *ctx, const char *name);
+
+/* Handshakes the ZAP handler admitted and refused, and failed handshakes
+ * seen by zauth_watch. */
 typedef struct zauth_stats {
-    unsigned long long admitted, refused;
+    unsigned long long admitted, refused, failed;
 } zauth_stats;
 zauth_stats zauth_get_stats(void);
 

@@ -146,7 +146,10 @@ def test_sub_without_or_with_wrong_keys_sees_nothing(suite, zctx):
     # refused there: counted.
     assert suite["busd"].metrics()["tether_bus_auth_refused_total"] >= refused0
     assert suite["busd"].metrics()["tether_bus_auth_refused_total"] >= 1
-    assert suite["busd"].metrics()["tether_bus_curve"] == 1
+    m = suite["busd"].metrics()
+    assert m["tether_bus_curve"] == 1
+    # The ones without the server key never reach ZAP: failed handshakes.
+    assert m['tether_bus_handshake_failures_total{socket="bus_out"}'] >= 2
 
 
 def test_pub_without_keys_injects_nothing(suite, zctx):
@@ -232,8 +235,9 @@ def test_dealer_without_keys_gets_no_answer(suite, zctx, name):
     assert ping(zctx, endpoint) is None
     assert ping(zctx, endpoint, secret=secrets.token_urlsafe(32)) is None
     assert ping(zctx, endpoint, stranger=suite.bus_secret) is None
-    refused = suite[name].metrics()["tether_bus_auth_refused_total"]
-    assert refused >= 1, "the stranger's handshake is refused by %s's ZAP handler" % name
+    m = suite[name].metrics()
+    assert m["tether_bus_auth_refused_total"] >= 1, "the stranger's handshake is refused by %s's ZAP handler" % name
+    assert m['tether_bus_handshake_failures_total{socket="%s"}' % name] >= 2
     assert ping(zctx, endpoint, secret=suite.bus_secret) is not None
     suite[name].wait_ready()
     roundtrip(suite)
