@@ -23,10 +23,12 @@
  *             (MHD_OPTION_NOTIFY_COMPLETED is where requests are detached or
  *             freed)
  *
- * GET /healthz with keep-alive, one core, wrk -t1 -c50 -d10s:
- *   before (our own HTTP/1.1 server)  @BEFORE@
- *   after (libmicrohttpd 0.9.75)      @AFTER@
- * RSS per idle keep-alive connection: @RSS@.
+ * GET /healthz with keep-alive, the server pinned to one core, wrk -t1 -c30
+ * -d5s on the other (a shared 2-core machine, two runs each):
+ *   before (our own HTTP/1.1 server)  15,100 and 15,700 requests/s
+ *   after (libmicrohttpd 0.9.75)      18,300 and 17,300 requests/s
+ * RSS per idle keep-alive connection (240 connections, each served once):
+ * 5.2 KiB before, 16.4 KiB after (MHD's per-connection pool, HTTP_POOL_SIZE).
  */
 #include "http.h"
 
