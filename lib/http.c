@@ -13,6 +13,10 @@
  *             duplicate Content-Length, Transfer-Encoding, a head over
  *             HTTP_MAX_HEAD, a bad method or target or a control byte in a
  *             header are answered there (an early reply: MHD then closes)
+ *   deadlines MHD's timeout (whole seconds) only catches idle sockets; each
+ *             connection also has a loop timer: a request must be whole, and
+ *             its reply taken, within the timeout, or the socket is shut down
+ *             under MHD (after a 408 if the request line had come)
  *   requests  an http_req is made when MHD logs the request line (the raw
  *             target), filled from the head, given the body whole, and handed
  *             to the handler once; not replied inline, its connection is
@@ -69,9 +73,18 @@ typedef struct http_hdr {
     const char *name, *value;
 } http_hdr;
 
+/* What we keep per MHD connection (its socket context). */
+typedef struct http_conn {
+    http_server *srv;
+    int fd;
+    http_req *req;             /* the request being read or answered */
+    loop_timer deadline;       /* a request must be read and answered within the timeout */
+} http_conn;
+
 struct http_req {
     http_server *srv;
     struct MHD_Connection *mc; /* NULL once detached */
+    http_conn *conn;           /* NULL once detached (or out of memory) */
     int stage;
     int in_handler;            /* the handler is running: replies are queued on return */
     int susp;                  /* the connection is suspended: r is on srv->susp */
@@ -112,7 +125,7 @@ struct http_server {
     loop_timer accept_timer;
     http_req *susp;            /* requests whose connections are suspended */
     size_t nconns;
-    unsigned max_conns, per_ip, timeout_s;
+    unsigned max_conns, per_ip, timeout_ms, timeout_s;
     size_t max_body;
     ip_slot *ips;
     size_t ipcap;              /* a power of two, at least 2 * max_conns */
@@ -329,6 +342,40 @@ static void watch_on_io(loop *l, int fd, unsigned events, void *arg)
     (void)s;
 }
 
+/* ---- request deadlines ------------------------------------------------------------ */
+
+/* MHD's own timeout is an idle one (any byte moving restarts it), so a client
+ * trickling a byte at a time would hold its connection for ever. The deadline
+ * runs from the connection's start, and again from each reply, until the next
+ * request is whole (stopped while its handler has it): past it, a request
+ * begun is told 408, and the socket is shut down under MHD, which then drops
+ * the connection as closed by the client. */
+static void conn_deadline(loop *l, loop_timer *t, void *arg)
+{
+    (void)l;
+    (void)t;
+    http_conn *c = arg;
+    static const char msg[] = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                              "Content-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n";
+    if (c->req && (c->req->stage == REQ_HEAD || c->req->stage == REQ_BODY))
+        (void)!send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    LOG_DEBUG("http timeout", "{s:i}", "fd", c->fd);
+    shutdown(c->fd, SHUT_RDWR);
+    srv_kick(c->srv);
+}
+
+static void conn_arm(http_conn *c)
+{
+    if (c)
+        loop_timer_start(c->srv->l, &c->deadline, c->srv->timeout_ms, 0, conn_deadline, c);
+}
+
+static void conn_disarm(http_conn *c)
+{
+    if (c)
+        loop_timer_stop(c->srv->l, &c->deadline);
+}
+
 /* ---- requests -------------------------------------------------------------------- */
 
 static void req_free(http_req *r)
@@ -429,6 +476,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
     r->srv = s;
     r->mc = mc;
     r->fd = -1;
+    const union MHD_ConnectionInfo *cc = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->conn = cc ? cc->socket_context : NULL;
+    if (r->conn)
+        r->conn->req = r;
     r->t0 = loop_mono_ms();
     r->strs = strdup(uri);
     if (!r->strs) {
@@ -634,6 +685,7 @@ static enum MHD_Result queue_reply(http_req *r, struct MHD_Connection *mc)
     struct MHD_Response *resp = r->resp;
     r->resp = NULL;
     r->stage = REQ_DONE;
+    conn_arm(r->conn); /* the client must take the reply and ask again in time */
     if (!resp)
         return MHD_NO; /* out of memory building it: the honest answer is a closed socket */
     enum MHD_Result ok = MHD_queue_response(mc, r->status, resp);
@@ -671,6 +723,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
             return refuse(r, mc, 400);
         /* The request is whole: the handler gets it, once. */
         r->stage = REQ_HANDLER;
+        conn_disarm(r->conn);
         r->in_handler = 1;
         s->h(r, s->arg);
         r->in_handler = 0;
@@ -697,13 +750,18 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 {
     (void)cls;
     (void)mc;
-    (void)toe;
     http_req *r = *con_cls;
     *con_cls = NULL;
     if (!r)
         return;
     susp_del(r);
     r->mc = NULL;
+    if (r->conn) {
+        r->conn->req = NULL;
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            conn_arm(r->conn); /* keep-alive: the next request's time starts */
+        r->conn = NULL;
+    }
     if (r->stage == REQ_HANDLER)
         return; /* the handler owns it: detached, freed by its reply */
     req_free(r);
@@ -721,9 +779,25 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
         s->nconns++;
         ip_add(s, key);
         MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT, s->timeout_s);
+        const union MHD_ConnectionInfo *fi = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        http_conn *c = fi ? calloc(1, sizeof(*c)) : NULL;
+        if (c) { /* without it only MHD's idle timeout applies */
+            c->srv = s;
+            c->fd = fi->connect_fd;
+            conn_arm(c);
+        }
+        *socket_context = c;
     } else {
         s->nconns--;
         ip_del(s, key);
+        http_conn *c = *socket_context;
+        if (c) {
+            loop_timer_stop(s->l, &c->deadline);
+            if (c->req)
+                c->req->conn = NULL;
+            free(c);
+        }
+        *socket_context = NULL;
     }
 }
 
@@ -920,6 +994,7 @@ http_server *http_server_new_opts(loop *l, const char *hostport, const http_opts
     s->max_conns = o->max_conns ? o->max_conns : HTTP_MAX_CONNS;
     s->per_ip = o->per_ip_conns ? o->per_ip_conns : HTTP_PER_IP_CONNS;
     unsigned tms = o->timeout_ms ? o->timeout_ms : HTTP_TIMEOUT_MS;
+    s->timeout_ms = tms;
     s->timeout_s = (tms + 999) / 1000;
     s->max_body = o->max_body ? o->max_body : HTTP_MAX_BODY;
     s->ipcap = 16;
@@ -1037,8 +1112,10 @@ size_t http_server_connections(const http_server *s) { return s->nconns; }
 
 void http_server_set_timeout(http_server *s, unsigned ms)
 {
-    if (ms > 0)
+    if (ms > 0) {
+        s->timeout_ms = ms;
         s->timeout_s = (ms + 999) / 1000;
+    }
 }
 
 /* ---- the standard routes -------------------------------------------------------------- */

@@ -19,8 +19,11 @@
  *
  * Connections: max_conns in all and per_ip_conns from one source address;
  * beyond either the socket gets 503 (Retry-After: 1) and is closed at once.
- * The timeout is an idle timeout (no byte moving), in whole seconds (rounded
- * up); an idle or incomplete request is closed without an answer.
+ * The timeout is a deadline: a request must be whole within it, counted from
+ * the connection's start or the previous reply (so a client trickling bytes
+ * gains nothing), and the reply must be taken within it; past it a request
+ * whose request line has arrived is told 408, and the connection is closed
+ * (an idle keep-alive one quietly). The handler's own time does not count.
  * Keep-alive and pipelining are supported, one request in flight per
  * connection, answered in order; while a request is with its handler nothing
  * more is read from that connection.
@@ -75,15 +78,14 @@ int http_server_port(const http_server *s);
 /* Open connections (the ones turned away with 503 are closed at once and
  * never count). */
 size_t http_server_connections(const http_server *s);
-/* Changes the idle timeout (ms > 0, rounded up to whole seconds) for
- * connections accepted from now on. */
+/* Changes the deadline (ms > 0) for deadlines started from now on. */
 void http_server_set_timeout(http_server *s, unsigned ms);
 
 /* Server options; zero fields take the defaults shown. */
 typedef struct http_opts {
     unsigned max_conns;    /* all connections, HTTP_MAX_CONNS; beyond: 503 and close */
     unsigned per_ip_conns; /* connections from one source address, 32; beyond: 503 and close */
-    unsigned timeout_ms;   /* idle timeout (whole seconds, rounded up), HTTP_TIMEOUT_MS */
+    unsigned timeout_ms;   /* request / keep-alive idle / write deadline, HTTP_TIMEOUT_MS */
     size_t max_body;       /* request body bytes, HTTP_MAX_BODY; beyond: 413 and close */
 } http_opts;
 /* Like http_server_new with options; hostport NULL makes a server with no
