@@ -56,7 +56,7 @@
 
 #define HTTP_MAX_HEADERS 64
 #define HTTP_PER_IP_CONNS 32
-#define HTTP_POOL_SIZE (HTTP_MAX_HEAD + 8 * 1024) /* an 8 KiB head and the reply's */
+#define HTTP_POOL_SIZE (HTTP_MAX_HEAD + 8 * 1024) /* an 8 KiB head, its index, the reply's head */
 #define HTTP_ACCEPT_PAUSE_MS 100
 #define HTTP_ACCEPT_BATCH 64
 
@@ -331,7 +331,7 @@ static void watch_on_io(loop *l, int fd, unsigned events, void *arg)
 {
     (void)l;
     (void)events;
-    http_server *s = arg;
+    (void)arg;
     struct epoll_event evs[64];
     int n = epoll_wait(fd, evs, 64, 0);
     for (int i = 0; i < n; i++) {
@@ -339,7 +339,6 @@ static void watch_on_io(loop *l, int fd, unsigned events, void *arg)
         r->left = 1;
         req_resume(r);
     }
-    (void)s;
 }
 
 /* ---- request deadlines ------------------------------------------------------------ */
@@ -420,6 +419,7 @@ static int hexval(int c)
         return c - 'a' + 10;
     return -1;
 }
+
 int http_req_query_param(const http_req *req, const char *key, char *buf, size_t buflen)
 {
     size_t kl = strlen(key);
@@ -476,16 +476,16 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
     r->srv = s;
     r->mc = mc;
     r->fd = -1;
-    const union MHD_ConnectionInfo *cc = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    r->conn = cc ? cc->socket_context : NULL;
-    if (r->conn)
-        r->conn->req = r;
     r->t0 = loop_mono_ms();
     r->strs = strdup(uri);
     if (!r->strs) {
         free(r);
         return NULL;
     }
+    const union MHD_ConnectionInfo *cc = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->conn = cc ? cc->socket_context : NULL;
+    if (r->conn)
+        r->conn->req = r;
     r->path = r->strs;
     r->method = "";
     char *q = strchr(r->strs, '?');
@@ -995,7 +995,7 @@ http_server *http_server_new_opts(loop *l, const char *hostport, const http_opts
     s->per_ip = o->per_ip_conns ? o->per_ip_conns : HTTP_PER_IP_CONNS;
     unsigned tms = o->timeout_ms ? o->timeout_ms : HTTP_TIMEOUT_MS;
     s->timeout_ms = tms;
-    s->timeout_s = (tms + 999) / 1000;
+    s->timeout_s = (tms + 999) / 1000 + 1; /* MHD's idle timeout: a backstop behind ours */
     s->max_body = o->max_body ? o->max_body : HTTP_MAX_BODY;
     s->ipcap = 16;
     while (s->ipcap < 2 * (size_t)s->max_conns + 2)
@@ -1114,7 +1114,7 @@ void http_server_set_timeout(http_server *s, unsigned ms)
 {
     if (ms > 0) {
         s->timeout_ms = ms;
-        s->timeout_s = (ms + 999) / 1000;
+        s->timeout_s = (ms + 999) / 1000 + 1;
     }
 }
 
