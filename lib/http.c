@@ -320,6 +320,8 @@ static void req_suspend(http_req *r)
 
 static void req_resume(http_req *r)
 {
+    if (!r->susp)
+        return; /* already resumed (its client left) */
     susp_del(r);
     MHD_resume_connection(r->mc);
     srv_kick(r->srv);
