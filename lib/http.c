@@ -131,6 +131,26 @@ struct http_server {
     size_t ipcap;              /* a power of two, at least 2 * max_conns */
 };
 
+/* ---- refusal counters ---------------------------------------------------------------- */
+
+/* tether_http_refused_total{reason}: connections and requests this file
+ * turned away, shared by every server of the process. Registered (again,
+ * idempotently) by each new server, since metrics_reset() drops handles. */
+enum { REF_CONNECTIONS, REF_PER_ADDRESS, REF_DEADLINE, REF_REQUEST, REF_N };
+static metrics_series *m_refused[REF_N];
+
+static void refused_register(void)
+{
+    static const char *labels[REF_N] = { "reason=\"connections\"", "reason=\"per_address\"",
+                                         "reason=\"deadline\"", "reason=\"request\"" };
+    for (int i = 0; i < REF_N; i++)
+        m_refused[i] = metrics_counter("tether_http_refused_total",
+                                       "HTTP connections or requests refused: beyond the connection or "
+                                       "per-address limit, past the request deadline, or malformed or too "
+                                       "large (400, 413, 431, 501, 505).",
+                                       labels[i]);
+}
+
 /* ---- small helpers ---------------------------------------------------------------- */
 
 const char *http_status_text(int status)
@@ -360,7 +380,9 @@ static void conn_deadline(loop *l, loop_timer *t, void *arg)
                               "Content-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n";
     if (c->req && (c->req->stage == REQ_HEAD || c->req->stage == REQ_BODY))
         (void)!send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    LOG_DEBUG("http timeout", "{s:i}", "fd", c->fd);
+    LOG_DEBUG("http timeout", "{s:i,s:b}", "fd", c->fd, "idle", c->req == NULL);
+    if (c->req)
+        metrics_inc(m_refused[REF_DEADLINE]); /* not an idle keep-alive connection */
     shutdown(c->fd, SHUT_RDWR);
     srv_kick(c->srv);
 }
@@ -675,6 +697,7 @@ static enum MHD_Result refuse(http_req *r, struct MHD_Connection *mc, int status
                                          status == 503 ? "Retry-After: 1\r\n" : NULL, body, (size_t)n, 1);
     r->stage = REQ_DONE;
     LOG_DEBUG("http refused", "{s:i,s:s}", "status", status, "peer", r->peer);
+    metrics_inc(m_refused[REF_REQUEST]);
     if (!resp)
         return MHD_NO;
     enum MHD_Result ok = MHD_queue_response(mc, (unsigned)status, resp);
@@ -882,7 +905,9 @@ static int admit(http_server *s, int fd, const struct sockaddr *sa, socklen_t sa
     unsigned char key[17];
     ip_key(sa, key);
     if (s->nconns >= s->max_conns || ip_count(s, key) >= s->per_ip) {
-        LOG_DEBUG("http refused", "{s:i,s:b}", "status", 503, "per_ip", s->nconns < s->max_conns);
+        int per_address = s->nconns < s->max_conns;
+        LOG_DEBUG("http refused", "{s:i,s:b}", "status", 503, "per_address", per_address);
+        metrics_inc(m_refused[per_address ? REF_PER_ADDRESS : REF_CONNECTIONS]);
         turn_away(fd);
         return -EBUSY;
     }
@@ -1004,6 +1029,7 @@ http_server *http_server_new_opts(loop *l, const char *hostport, const http_opts
         s->ipcap *= 2;
     int err = 0;
     char host[128] = "";
+    refused_register();
     s->ips = calloc(s->ipcap, sizeof(*s->ips));
     if (!s->ips) {
         err = ENOMEM;

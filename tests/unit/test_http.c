@@ -217,6 +217,7 @@ static int setup(void **state)
     (void)state;
     L = loop_new();
     assert_non_null(L);
+    metrics_reset(); /* each test counts its own refusals */
     S = http_server_new(L, "127.0.0.1:0", handler, NULL);
     assert_non_null(S);
     assert_true(http_server_port(S) > 0);
@@ -536,6 +537,8 @@ static void test_trickle_deadline(void **state)
     assert_int_equal(cli_response(c, &R, 0), 408);
     assert_int_equal(g_handled, 0);
     cli_close(c);
+    assert_int_equal(roundtrip("GET /metrics HTTP/1.1\r\n\r\n", &R), 200);
+    assert_non_null(strstr(R.body, "\ntether_http_refused_total{reason=\"deadline\"} 1\n"));
     assert_true(wait_conns(0));
 }
 
@@ -599,6 +602,8 @@ static void test_per_ip_limit(void **state)
     cli_sends(extra, "GET /hello HTTP/1.1\r\n\r\n");
     assert_int_equal(cli_response(extra, &R, 0), 503);
     cli_close(extra);
+    assert_int_equal(roundtrip("GET /metrics HTTP/1.1\r\n\r\n", &R), 200);
+    assert_non_null(strstr(R.body, "\ntether_http_refused_total{reason=\"per_address\"} 1\n"));
     /* Another address is not affected, and sees itself as the peer. */
     cli *other = cli_open();
     cli_sends(other, "GET /peer HTTP/1.1\r\n\r\n");
