@@ -55,6 +55,7 @@
 #include "metrics.h"
 
 #define HTTP_MAX_HEADERS 64
+#define HTTP_MAX_PARAMS 64 /* query parameters (MHD indexes each in the connection's memory) */
 #define HTTP_PER_IP_CONNS 32
 #define HTTP_POOL_SIZE (HTTP_MAX_HEAD + 8 * 1024) /* an 8 KiB head, its index, the reply's head */
 #define HTTP_ACCEPT_PAUSE_MS 100
@@ -67,6 +68,7 @@ enum {
     REQ_HANDLER, /* with the handler, not replied yet */
     REQ_REPLIED, /* replied; the reply waits to be queued on resumption */
     REQ_DONE,    /* a reply is queued (or the request was refused) */
+    REQ_DROPPED, /* answered behind MHD's back and the socket shut down */
 };
 
 typedef struct http_hdr {
@@ -525,6 +527,24 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->peer, sizeof(r->peer));
     else if (sa && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->peer, sizeof(r->peer));
+    /* MHD is about to index every query parameter in the connection's
+     * memory; with too many it runs out and waits, unanswered, for ever. So
+     * they are counted first, and too many are answered here: MHD has sent
+     * everything before this request, and the socket is then shut down
+     * under it, which it takes as the client closing. */
+    size_t nparams = *r->query ? 1 : 0;
+    for (const char *p = r->query; *p; p++)
+        nparams += *p == '&';
+    if (nparams > HTTP_MAX_PARAMS && r->conn) {
+        static const char msg[] = "HTTP/1.1 414 URI Too Long\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                  "Content-Length: 13\r\nConnection: close\r\n\r\nURI Too Long\n";
+        (void)!send(r->conn->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        shutdown(r->conn->fd, SHUT_RDWR);
+        r->stage = REQ_DROPPED;
+        metrics_inc(m_refused[REF_REQUEST]);
+        LOG_DEBUG("http refused", "{s:i,s:s}", "status", 414, "peer", r->peer);
+        srv_kick(s);
+    }
     return r;
 }
 
@@ -765,8 +785,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     case REQ_REPLIED:
         return queue_reply(r, mc);
     default:
-        *data_size = 0;
-        return MHD_YES;
+        return MHD_NO; /* REQ_DONE (MHD has the reply and asks no more) or REQ_DROPPED */
     }
 }
 

@@ -351,6 +351,45 @@ static void test_huge_body_413(void **state)
     assert_int_equal(g_handled, 0);
 }
 
+/* A head just under the limit, in many headers, is served (the
+ * per-connection memory is sized for it). */
+static void test_big_head_ok(void **state)
+{
+    (void)state;
+    static char req[HTTP_MAX_HEAD + 512];
+    size_t n = (size_t)snprintf(req, sizeof(req), "GET /param?name=big");
+    for (int i = 0; i < 63; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "&p%d=%d", i, i);
+    n += (size_t)snprintf(req + n, sizeof(req) - n, " HTTP/1.1\r\n");
+    for (int i = 0; i < 60; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "X-H%02d: %0100d\r\n", i, i);
+    n += (size_t)snprintf(req + n, sizeof(req) - n, "X-Test: ");
+    while (n < HTTP_MAX_HEAD - 300)
+        req[n++] = 'v';
+    n += (size_t)snprintf(req + n, sizeof(req) - n, "\r\n\r\n");
+    cli *c = cli_open();
+    cli_send(c, req, n);
+    assert_int_equal(cli_response(c, &R, 0), 200);
+    assert_int_equal(strncmp(R.body, "big|vvvv", 8), 0);
+    /* And again on the same connection. */
+    cli_send(c, req, n);
+    assert_int_equal(cli_response(c, &R, 0), 200);
+    cli_close(c);
+    /* One query parameter more than the limit: 414 at once, then closed. */
+    n = (size_t)snprintf(req, sizeof(req), "GET /param?name=big");
+    for (int i = 0; i < 64; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "&p%d", i);
+    n += (size_t)snprintf(req + n, sizeof(req) - n, " HTTP/1.1\r\n\r\n");
+    uint64_t t0 = loop_mono_ms();
+    c = cli_open();
+    cli_send(c, req, n);
+    assert_int_equal(cli_response(c, &R, 0), 414);
+    assert_true(cli_wait_eof(c));
+    assert_true(loop_mono_ms() - t0 < 1000);
+    cli_close(c);
+    assert_int_equal(g_handled, 2);
+}
+
 static void test_body_echo(void **state)
 {
     (void)state;
@@ -780,6 +819,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_std_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_400, setup, teardown),
         cmocka_unit_test_setup_teardown(test_huge_body_413, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_head_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_echo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_pipelining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_reply, setup, teardown),
