@@ -12,7 +12,9 @@
  *   strictness MHD's access handler sees the head before any body byte: a
  *             duplicate Content-Length, Transfer-Encoding, a head over
  *             HTTP_MAX_HEAD, a bad method or target or a control byte in a
- *             header are answered there (an early reply: MHD then closes)
+ *             header are answered there (an early reply: MHD then closes);
+ *             too many query parameters are answered when the request line
+ *             is logged, before MHD would run out of memory indexing them
  *   deadlines MHD's timeout (whole seconds) only catches idle sockets; each
  *             connection also has a loop timer: a request must be whole, and
  *             its reply taken, within the timeout, or the socket is shut down
@@ -149,7 +151,7 @@ static void refused_register(void)
         m_refused[i] = metrics_counter("tether_http_refused_total",
                                        "HTTP connections or requests refused: beyond the connection or "
                                        "per-address limit, past the request deadline, or malformed or too "
-                                       "large (400, 413, 431, 501, 505).",
+                                       "large (400, 413, 414, 431, 501, 505).",
                                        labels[i]);
 }
 

@@ -9,7 +9,8 @@
  * request encoding (501), no TLS, no upgrade.
  *
  * Checked before any handler runs (exceeding one answers the status shown,
- * then closes): request head 8 KiB or 64 headers (431), body by
+ * then closes): request head 8 KiB or 64 headers (431), more than 64 query
+ * parameters (414), body by
  * Content-Length beyond max_body (413), Content-Length twice, even with equal
  * values, or with Transfer-Encoding (400), Transfer-Encoding alone (501), a
  * method that is not a token, a target not starting with '/', a control byte
