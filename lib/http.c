@@ -30,11 +30,12 @@
  *             freed)
  *
  * GET /healthz with keep-alive, the server pinned to one core, wrk -t1 -c30
- * -d5s on the other (a shared 2-core machine, two runs each):
- *   before (our own HTTP/1.1 server)  15,100 and 15,700 requests/s
- *   after (libmicrohttpd 0.9.75)      18,300 and 17,300 requests/s
+ * -d4s on the other, five runs each alternating (a shared 2-core machine,
+ * load average about 5, so single runs spread widely):
+ *   before (our own HTTP/1.1 server)  median 32,800 requests/s (22,900-53,600)
+ *   after (libmicrohttpd 0.9.75)      median 32,100 requests/s (23,800-48,500)
  * RSS per idle keep-alive connection (240 connections, each served once):
- * 5.2 KiB before, 16.4 KiB after (MHD's per-connection pool, HTTP_POOL_SIZE).
+ * 5.5 KiB before, 16.5 KiB after (MHD's per-connection pool, HTTP_POOL_SIZE).
  */
 #include "http.h"
 
