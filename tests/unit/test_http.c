@@ -60,6 +60,10 @@ static void handler(http_req *req, void *arg)
         char out[160];
         snprintf(out, sizeof(out), "%s|%s", buf, ua ? ua : "(none)");
         http_reply_text(req, 200, out);
+    } else if (strcmp(p, "/big") == 0) {
+        static char big[4 << 20];
+        memset(big, 'b', sizeof(big));
+        http_reply(req, 200, "application/octet-stream", big, sizeof(big));
     } else if (strcmp(p, "/peer") == 0) {
         http_reply_text(req, 200, http_req_peer(req));
     } else if (strcmp(p, "/async") == 0) {
@@ -581,6 +585,23 @@ static void test_trickle_deadline(void **state)
     assert_true(wait_conns(0));
 }
 
+/* A client that asks for a large reply and never reads it is dropped at the
+ * deadline: it cannot hold its connection (and 4 MiB) for ever. */
+static void test_slow_reader_deadline(void **state)
+{
+    (void)state;
+    http_server_set_timeout(S, 300);
+    cli *c = cli_open();
+    int small = 4096;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    cli_sends(c, "GET /big HTTP/1.1\r\n\r\n");
+    uint64_t t0 = loop_mono_ms();
+    assert_true(wait_conns(1));
+    assert_true(wait_conns(0)); /* without reading a byte */
+    assert_true(loop_mono_ms() - t0 < 1500);
+    cli_close(c);
+}
+
 /* Replaces S by a server with options o (on a free port or, hostport NULL,
  * without a listener). */
 static void server_with(const char *hostport, const http_opts *o)
@@ -827,6 +848,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_async_disconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trickle_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conn_limit_503, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_ip_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_strict_framing, setup, teardown),
