@@ -1075,9 +1075,10 @@ http_server *http_server_new_opts(loop *l, const char *hostport, const http_opts
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                            /* Our own count turns connections away with 503 first;
-                             * MHD's limit is the backstop for ones still closing. */
+                            /* Our own counts turn connections away with 503 first;
+                             * MHD's limits are the backstops (closing silently). */
                             MHD_OPTION_CONNECTION_LIMIT, s->max_conns + 16,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->per_ip,
                             MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_SIZE,
                             MHD_OPTION_END);
