@@ -19,6 +19,10 @@
  *             connection also has a loop timer: a request must be whole, and
  *             its reply taken, within the timeout, or the socket is shut down
  *             under MHD (after a 408 if the request line had come)
+ *   junk      bytes MHD cannot split into a request line make it close the
+ *             connection without a word; the close is recognised (nothing
+ *             written since the last reply, client still there, not our
+ *             deadline) and told 400 (MHD_USE_TURBO leaves the socket open)
  *   requests  an http_req is made when MHD logs the request line (the raw
  *             target), filled from the head, given the body whole, and handed
  *             to the handler once; not replied inline, its connection is
@@ -42,8 +46,10 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <linux/tcp.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +90,10 @@ typedef struct http_conn {
     int fd;
     http_req *req;             /* the request being read or answered */
     loop_timer deadline;       /* a request must be read and answered within the timeout */
+    int shut;                  /* we shut the socket down (deadline, 414) */
+    int ended;                 /* a request ended in error, or its reply closes the connection */
+    int marked;                /* sent holds what the socket had been given at the last reply */
+    uint64_t sent;
 } http_conn;
 
 struct http_req {
@@ -97,6 +107,8 @@ struct http_req {
     int left;                  /* the client went away while suspended */
     int fd;
     int is_head;
+    int http10;
+    int refused;               /* answered by refuse(), which closes */
     unsigned status;
     struct MHD_Response *resp; /* built by http_reply, queued by the access handler */
     uint64_t t0;
@@ -386,6 +398,7 @@ static void conn_deadline(loop *l, loop_timer *t, void *arg)
     if (c->req && (c->req->stage == REQ_HEAD || c->req->stage == REQ_BODY))
         (void)!send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     LOG_DEBUG("http timeout", "{s:i,s:b}", "fd", c->fd, "idle", c->req == NULL);
+    c->shut = 1;
     if (c->req)
         metrics_inc(m_refused[REF_DEADLINE]); /* not an idle keep-alive connection */
     shutdown(c->fd, SHUT_RDWR);
@@ -402,6 +415,25 @@ static void conn_disarm(http_conn *c)
 {
     if (c)
         loop_timer_stop(c->srv->l, &c->deadline);
+}
+
+/* The bytes written to TCP socket fd so far (one consistent snapshot), or
+ * -1 (not TCP, or a kernel before 4.19). */
+static int tcp_written(int fd, uint64_t *n)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_retrans) + sizeof(ti.tcpi_bytes_retrans))
+        return -1;
+    *n = ti.tcpi_bytes_sent - ti.tcpi_bytes_retrans + ti.tcpi_notsent_bytes;
+    return 0;
+}
+
+static void conn_mark(http_conn *c)
+{
+    c->marked = tcp_written(c->fd, &c->sent) == 0;
 }
 
 /* ---- requests -------------------------------------------------------------------- */
@@ -543,6 +575,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
                                   "Content-Length: 13\r\nConnection: close\r\n\r\nURI Too Long\n";
         (void)!send(r->conn->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         shutdown(r->conn->fd, SHUT_RDWR);
+        r->conn->shut = 1;
         r->stage = REQ_DROPPED;
         metrics_inc(m_refused[REF_REQUEST]);
         LOG_DEBUG("http refused", "{s:i,s:s}", "status", 414, "peer", r->peer);
@@ -661,6 +694,7 @@ static int req_take_head(http_req *r, struct MHD_Connection *mc, const char *met
     h.p = p;
     MHD_get_connection_values_n(mc, MHD_HEADER_KIND, scan_header, &h);
     r->is_head = strcmp(r->method, "HEAD") == 0;
+    r->http10 = strcmp(version, "HTTP/1.0") == 0;
     r->bodyneed = (size_t)h.clen;
     r->body[0] = 0;
     return 0;
@@ -719,6 +753,7 @@ static enum MHD_Result refuse(http_req *r, struct MHD_Connection *mc, int status
     struct MHD_Response *resp = resp_new(status, "text/plain; charset=utf-8",
                                          status == 503 ? "Retry-After: 1\r\n" : NULL, body, (size_t)n, 1);
     r->stage = REQ_DONE;
+    r->refused = 1;
     LOG_DEBUG("http refused", "{s:i,s:s}", "status", status, "peer", r->peer);
     metrics_inc(m_refused[REF_REQUEST]);
     if (!resp)
@@ -792,6 +827,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     }
 }
 
+static int has_token(const char *v, const char *tok)
+{
+    size_t tl = strlen(tok);
+    while (v && *v) {
+        while (*v == ' ' || *v == '\t' || *v == ',')
+            v++;
+        const char *e = v;
+        while (*e && *e != ',' && *e != ' ' && *e != '\t')
+            e++;
+        if ((size_t)(e - v) == tl && strncasecmp(v, tok, tl) == 0)
+            return 1;
+        v = e;
+    }
+    return 0;
+}
+
+/* Whether MHD closes the connection after r's reply (its keep-alive rules;
+ * a client that half-closed is seen at the socket instead). */
+static int reply_closes(const http_req *r)
+{
+    const char *conn = http_req_header(r, "Connection");
+    if (r->refused || has_token(conn, "close"))
+        return 1;
+    return r->http10 && !has_token(conn, "keep-alive");
+}
+
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -805,13 +866,39 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     r->mc = NULL;
     if (r->conn) {
         r->conn->req = NULL;
-        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK || reply_closes(r))
+            r->conn->ended = 1;
+        else {
             conn_arm(r->conn); /* keep-alive: the next request's time starts */
+            conn_mark(r->conn);
+        }
         r->conn = NULL;
     }
     if (r->stage == REQ_HANDLER)
         return; /* the handler owns it: detached, freed by its reply */
     req_free(r);
+}
+
+/* MHD closed c between requests without a word, the client still there,
+ * and not on our deadline: it met bytes it could not take for a request
+ * line (not three words; after a body, or first) and closed without an
+ * answer (its error pages for other bad request lines went out: then the
+ * socket was given more bytes since the last reply). The client is told,
+ * here where the socket is still open (MHD_USE_TURBO: MHD does not shut it
+ * down first). */
+static void tell_unparsed(http_conn *c)
+{
+    static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                              "Content-Length: 12\r\nConnection: close\r\n\r\nBad Request\n";
+    char b;
+    uint64_t now;
+    if (!c->marked || tcp_written(c->fd, &now) < 0 || now != c->sent)
+        return; /* unknown, or MHD answered */
+    if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+        return; /* the client closed (or reset), or sent more: not that case */
+    (void)!send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    metrics_inc(m_refused[REF_REQUEST]);
+    LOG_DEBUG("http refused", "{s:i,s:i}", "status", 400, "fd", c->fd);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
@@ -832,12 +919,15 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
             c->srv = s;
             c->fd = fi->connect_fd;
             conn_arm(c);
+            conn_mark(c);
         }
         *socket_context = c;
     } else {
         s->nconns--;
         ip_del(s, key);
         http_conn *c = *socket_context;
+        if (c && !c->shut && !c->ended && !s->stopping)
+            tell_unparsed(c);
         if (c) {
             loop_timer_stop(s->l, &c->deadline);
             if (c->req)
@@ -1070,7 +1160,8 @@ http_server *http_server_new_opts(loop *l, const char *hostport, const http_opts
         err = errno;
         goto fail;
     }
-    s->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET, 0, NULL,
+    s->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_TURBO,
+                            0, NULL,
                             NULL, on_request, s,
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,

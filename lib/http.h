@@ -10,13 +10,13 @@
  *
  * Checked before any handler runs (exceeding one answers the status shown,
  * then closes): request head 8 KiB or 64 headers (431), more than 64 query
- * parameters (414), body by
- * Content-Length beyond max_body (413), Content-Length twice, even with equal
- * values, or with Transfer-Encoding (400), Transfer-Encoding alone (501), a
- * method that is not a token, a target not starting with '/', a control byte
- * in the target or a header value (400; libmicrohttpd ends a value at a
- * NUL), an HTTP version other than 1.0/1.1 (505). Bytes after a body that do not form a request line of three words
- * are not answered: the connection is closed.
+ * parameters (414), body by Content-Length beyond max_body (413),
+ * Content-Length twice, even with equal values, or with Transfer-Encoding
+ * (400), Transfer-Encoding alone (501), a method that is not a token, a
+ * target not starting with '/', a control byte in the target or a header
+ * value (400; libmicrohttpd ends a value at a NUL), an HTTP version other
+ * than 1.0/1.1 (505), a line after a body (or first) that is not a request
+ * line (400; bytes without a line end meet the deadline below).
  *
  * Connections: max_conns in all and per_ip_conns from one source address;
  * beyond either the socket gets 503 (Retry-After: 1) and is closed at once.

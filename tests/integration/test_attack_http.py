@@ -156,11 +156,12 @@ def test_junk_after_body_is_400_and_close(replayd):
     data, closed = send_and_close(replayd, raw)
     assert closed
     assert [st for st, _ in responses(data)] == [200, 400]
-    # A line that is not even three words: closed without an answer.
-    data, closed = send_and_close(replayd, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n"
-                                           b"abcJUNK\r\n\r\n")
-    assert closed
-    assert [st for st, _ in responses(data)] == [200]
+    # A line that is not even three words, and binary junk.
+    for junk in (b"JUNK\r\n\r\n", b"\x16\x03\x01\x00\r\n"):
+        data, closed = send_and_close(replayd, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n"
+                                               b"abc" + junk)
+        assert closed
+        assert [st for st, _ in responses(data)] == [200, 400], data
     assert replayd.healthz() == 200
 
 
