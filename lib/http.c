@@ -34,12 +34,16 @@
  *             freed)
  *
  * GET /healthz with keep-alive, the server pinned to one core, wrk -t1 -c30
- * -d4s on the other, five runs each alternating (a shared 2-core machine,
- * load average about 5, so single runs spread widely):
- *   before (our own HTTP/1.1 server)  median 32,800 requests/s (22,900-53,600)
- *   after (libmicrohttpd 0.9.75)      median 32,100 requests/s (23,800-48,500)
+ * -d4s on the other (a shared 2-core machine, load average 4-5):
+ *   requests/s, median of five alternating runs (wrk-bound, the server's
+ *   core is not saturated; single runs spread 22,900-85,600):
+ *     before (our own HTTP/1.1 server) 32,800 and 53,400 in two series
+ *     after (libmicrohttpd 0.9.75)     32,100 and 49,000
+ *   server CPU per request (utime + stime over the run, three runs):
+ *     before 7.4-7.6 us (about 134,000 requests per CPU-second)
+ *     after  8.1-8.9 us (about 120,000 requests per CPU-second)
  * RSS per idle keep-alive connection (240 connections, each served once):
- * 5.5 KiB before, 16.5 KiB after (MHD's per-connection pool, HTTP_POOL_SIZE).
+ * 5.2 KiB before, 16.6 KiB after (MHD's per-connection pool, HTTP_POOL_SIZE).
  */
 #include "http.h"
 
