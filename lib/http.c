@@ -663,7 +663,7 @@ static int req_take_head(http_req *r, struct MHD_Connection *mc, const char *met
             return 400;
     if (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0)
         return strncmp(version, "HTTP/", 5) == 0 ? 505 : 400;
-    if (h.n > HTTP_MAX_HEADERS || h.bytes + ml + strlen(r->path) + strlen(r->query) + 16 > HTTP_MAX_HEAD)
+    if (h.n > HTTP_MAX_HEADERS || h.bytes + ml + strlen(r->path) + strlen(r->query) + 16 > (size_t)HTTP_MAX_HEAD)
         return 431;
     if (h.bad || h.ncl > 1 || (h.ncl && h.nte))
         return 400;
@@ -1057,7 +1057,7 @@ static void on_accept(loop *l, int fd, unsigned events, void *arg)
     (void)events;
     http_server *s = arg;
     for (int i = 0; i < HTTP_ACCEPT_BATCH; i++) {
-        struct sockaddr_storage ss;
+        struct sockaddr_storage ss = { 0 };
         socklen_t sl = sizeof(ss);
         int cfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
