@@ -23,7 +23,7 @@ B := build
 SANFLAGS :=
 endif
 
-PKGS := libzmq libwebsockets hiredis libprotobuf-c libjwt jansson openssl zlib
+PKGS := libzmq libwebsockets hiredis libprotobuf-c libjwt jansson openssl zlib libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 MEDIA_PKGS := glib-2.0 nice libsrtp2 opus

@@ -1,17 +1,33 @@
-/* http.h -- a small non-blocking HTTP/1.1 server on the process loop.
+/* http.h -- a non-blocking HTTP/1.1 server on the process loop, on libmicrohttpd.
  *
- * For the non-gateway daemons' operational endpoints (/healthz, /readyz,
- * /metrics) and small JSON APIs; the gateway serves HTTP through
- * libwebsockets instead. Bodies are bounded and read whole before the handler
- * runs; there is no chunked encoding, no TLS, no upgrade.
+ * For the daemons' operational endpoints (/healthz, /readyz, /metrics) and
+ * small JSON APIs, and for the gateway's HTTP requests (the gateway accepts
+ * on its public port, keeps WebSocket upgrades and hands every other socket
+ * over with http_server_adopt). libmicrohttpd parses and answers; it runs in
+ * the caller's loop (no threads). Bodies are bounded and read whole before
+ * the handler runs, and handed to it exactly once; there is no chunked
+ * request encoding (501), no TLS, no upgrade.
  *
- * Limits (exceeding one answers the status shown, then closes):
- *   request head 8 KiB (431), body 64 KiB by Content-Length (413),
- *   Transfer-Encoding (501), malformed request (400), 256 concurrent
- *   connections (503 to the ones beyond), a request not complete within the
- *   timeout (408; default 5 s, also the keep-alive idle and write timeout).
+ * Checked before any handler runs (exceeding one answers the status shown,
+ * then closes): request head 8 KiB or 64 headers (431), more than 64 query
+ * parameters (414), body by Content-Length beyond max_body (413),
+ * Content-Length twice, even with equal values, or with Transfer-Encoding
+ * (400), Transfer-Encoding alone (501), a method that is not a token, a
+ * target not starting with '/', a control byte in the target or a header
+ * value (400; libmicrohttpd ends a value at a NUL), an HTTP version other
+ * than 1.0/1.1 (505), a line after a body (or first) that is not a request
+ * line (400; bytes without a line end meet the deadline below).
+ *
+ * Connections: max_conns in all and per_ip_conns from one source address;
+ * beyond either the socket gets 503 (Retry-After: 1) and is closed at once.
+ * The timeout is a deadline: a request must be whole within it, counted from
+ * the connection's start or the previous reply (so a client trickling bytes
+ * gains nothing), and the reply must be taken within it; past it a request
+ * whose request line has arrived is told 408, and the connection is closed
+ * (an idle keep-alive one quietly). The handler's own time does not count.
  * Keep-alive and pipelining are supported, one request in flight per
- * connection.
+ * connection, answered in order; while a request is with its handler nothing
+ * more is read from that connection.
  *
  * Request ownership (the async contract). The handler receives a request it
  * then owns: it must answer it exactly once with http_reply() (or one of its
@@ -21,7 +37,9 @@
  * freed) before the reply, the request is detached, not freed: its accessors
  * keep working, http_req_gone() returns 1, and http_reply() just frees it. So
  * a pending request is always safe to reply to; an owner that can drop work
- * early may poll http_req_gone(). A request that is never replied to leaks.
+ * early may poll http_req_gone(). A client that closes (or half-closes) its
+ * side while its request waits is gone. A request that is never replied to
+ * leaks.
  *
  * Single-threaded like the loop: call everything from the loop thread.
  */
@@ -58,16 +76,17 @@ http_server *http_server_new(loop *l, const char *hostport, http_handler *h, voi
 void http_server_free(http_server *s);
 /* The bound TCP port. */
 int http_server_port(const http_server *s);
-/* Open connections (including ones being refused with 503). */
+/* Open connections (the ones turned away with 503 are closed at once and
+ * never count). */
 size_t http_server_connections(const http_server *s);
-/* Changes the request/idle/write timeout (ms > 0) for later timers. */
+/* Changes the deadline (ms > 0) for deadlines started from now on. */
 void http_server_set_timeout(http_server *s, unsigned ms);
 
 /* Server options; zero fields take the defaults shown. */
 typedef struct http_opts {
     unsigned max_conns;    /* all connections, HTTP_MAX_CONNS; beyond: 503 and close */
     unsigned per_ip_conns; /* connections from one source address, 32; beyond: 503 and close */
-    unsigned timeout_ms;   /* request / keep-alive idle / write timeout, HTTP_TIMEOUT_MS */
+    unsigned timeout_ms;   /* request / keep-alive idle / write deadline, HTTP_TIMEOUT_MS */
     size_t max_body;       /* request body bytes, HTTP_MAX_BODY; beyond: 413 and close */
 } http_opts;
 /* Like http_server_new with options; hostport NULL makes a server with no
@@ -77,7 +96,8 @@ typedef struct http_opts {
 http_server *http_server_new_opts(loop *l, const char *hostport, const http_opts *o, http_handler *h, void *arg);
 /* Takes over fd, an accepted, non-blocking TCP socket none of whose bytes
  * have been read, as if the server had accepted it (limits apply). sa is the
- * peer address. Returns 0, or -errno with fd closed. */
+ * peer address. Returns 0, or -errno with fd closed: -EBUSY when a limit
+ * turned it away (503 sent), -EINVAL for a bad argument. */
 int http_server_adopt(http_server *s, int fd, const struct sockaddr *sa, socklen_t salen);
 /* The peer's address as text ("127.0.0.1", "::1"), borrowed from req. */
 const char *http_req_peer(const http_req *req);
