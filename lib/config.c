@@ -46,9 +46,46 @@ const char *cfg_str(const char *name, const char *def)
     return v;
 }
 
+#define CFG_MAX_SECRET_FILE 65536
+
+/* The contents of the file named by NAME_FILE without its trailing line
+ * ends and blanks (malloc'd, kept for the process life), or NULL when
+ * NAME_FILE is not set. An unreadable, empty or oversized file ends the
+ * process like any bad value. */
+static const char *secret_file(const char *name)
+{
+    char var[128];
+    snprintf(var, sizeof(var), "%s_FILE", name);
+    const char *path = getenv(var);
+    if (!path || !*path)
+        return NULL;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        die(var, path, strerror(errno));
+    char *buf = malloc(CFG_MAX_SECRET_FILE + 1);
+    if (!buf)
+        die(var, path, "cannot be read: out of memory");
+    size_t n = fread(buf, 1, CFG_MAX_SECRET_FILE + 1, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err)
+        die(var, path, "cannot be read");
+    if (n > CFG_MAX_SECRET_FILE)
+        die(var, path, "is larger than 64 KiB");
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = 0;
+    if (!n || strlen(buf) != n)
+        die(var, path, "is empty or holds a NUL byte");
+    record(var, path, 0);
+    return buf;
+}
+
 const char *cfg_secret(const char *name, const char *def)
 {
     const char *v = getenv(name);
+    if (!v || !*v)
+        v = secret_file(name);
     if (!v || !*v)
         v = def;
     record(name, v, 1);

@@ -964,6 +964,8 @@ static void test_two_replicas(void **state)
 
 /* ---- HTTP ---------------------------------------------------------------------------------- */
 
+#define OPKEY ("Bearer " TS_OPKEY)
+
 static void test_http(void **state)
 {
     (void)state;
@@ -971,7 +973,18 @@ static void test_http(void **state)
     ack_ok(ts_room(GA, "http-s1", 80, "http.room", 1));
     ack_ok(quality(GA, "http-s1", "hanna", 50, 0, 3, 2000, "good"));
     static char body[64 * 1024];
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions/http-s1", body, sizeof(body)), 200);
+    /* Operators only: no key, a wrong one, another scheme: 401, and nothing of the record. */
+    static const char *bad[] = { NULL, "Bearer wrong-key-0123456789abcdef", "Basic " TS_OPKEY, "Bearer ",
+                                 "Bearer " TS_OPKEY "x", TS_OPKEY };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/http-s1", bad[i], body, sizeof(body)), 401);
+        assert_null(strstr(body, "hanna"));
+        assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions?user=hanna", bad[i], body, sizeof(body)), 401);
+        assert_null(strstr(body, "http-s1"));
+    }
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/http-s1", "bearer " TS_OPKEY, body, sizeof(body)),
+                     200);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/http-s1", OPKEY, body, sizeof(body)), 200);
     json_error_t err;
     json_t *o = json_loads(body, 0, &err);
     assert_non_null(o);
@@ -984,11 +997,11 @@ static void test_http(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(rooms, 0), "room")), "http.room");
     assert_true(json_integer_value(json_object_get(o, "created_ms")) > 0);
     json_decref(o);
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions?user=hanna", body, sizeof(body)), 200);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions?user=hanna", OPKEY, body, sizeof(body)), 200);
     assert_non_null(strstr(body, "\"http-s1\""));
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions/unknown-one", body, sizeof(body)), 404);
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions/bad%20id", body, sizeof(body)), 400);
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions", body, sizeof(body)), 400);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/unknown-one", OPKEY, body, sizeof(body)), 404);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/bad%20id", OPKEY, body, sizeof(body)), 400);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions", OPKEY, body, sizeof(body)), 400);
     assert_int_equal(tu_http_get(W.http_port, "/v1/other", body, sizeof(body)), 404);
     assert_int_equal(tu_http_get(W.http_port, "/healthz", body, sizeof(body)), 200);
     ts_spin(1100); /* gauges refresh every second */
