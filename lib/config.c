@@ -50,15 +50,20 @@ const char *cfg_str(const char *name, const char *def)
 
 /* The contents of the file named by NAME_FILE without its trailing line
  * ends and blanks (malloc'd, kept for the process life), or NULL when
- * NAME_FILE is not set. An unreadable, empty or oversized file ends the
- * process like any bad value. */
+ * NAME_FILE is not set. Read even when NAME is set (NAME wins), so that a
+ * bad file is never silently ignored: an unreadable, empty or oversized one
+ * ends the process like any bad value. */
 static const char *secret_file(const char *name)
 {
-    char var[128];
-    snprintf(var, sizeof(var), "%s_FILE", name);
+    /* Kept for the process life: the effective config names it. */
+    char *var = NULL;
+    if (asprintf(&var, "%s_FILE", name) < 0)
+        die(name, "", "cannot be read: out of memory");
     const char *path = getenv(var);
-    if (!path || !*path)
+    if (!path || !*path) {
+        record(var, NULL, 0);
         return NULL;
+    }
     FILE *f = fopen(path, "r");
     if (!f)
         die(var, path, strerror(errno));
@@ -84,8 +89,9 @@ static const char *secret_file(const char *name)
 const char *cfg_secret(const char *name, const char *def)
 {
     const char *v = getenv(name);
+    const char *f = secret_file(name);
     if (!v || !*v)
-        v = secret_file(name);
+        v = f;
     if (!v || !*v)
         v = def;
     record(name, v, 1);

@@ -14,8 +14,9 @@
 const char *cfg_str(const char *name, const char *def);
 /* Like cfg_str, but the value is masked in cfg_print. When the variable is
  * unset or empty and <name>_FILE names a file, the value is that file's
- * contents without trailing line ends and blanks (a file that cannot be
- * read, is empty or is over 64 KiB ends the process). */
+ * contents without trailing line ends and blanks. A <name>_FILE that cannot
+ * be read, is empty or is over 64 KiB ends the process, even when <name> is
+ * set. */
 const char *cfg_secret(const char *name, const char *def);
 /* Integer in [min, max]. */
 long long cfg_int(const char *name, long long def, long long min, long long max);

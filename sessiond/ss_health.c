@@ -14,7 +14,6 @@
 struct ss_health {
     ss_ctx *c;
     http_server *srv;
-    const char *opkey; /* NULL: /v1/sessions is not served */
 };
 
 static double redis_up_fn(void *arg) { return ss_store_ready(((ss_health *)arg)->c->st); }
@@ -98,7 +97,7 @@ static void on_http(http_req *req, void *arg)
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     /* Session records name other users' sessions: operators only, checked
      * before anything about the request is looked at. */
-    if (!strncmp(path, "/v1/sessions", 12) && !opkey_allow(req, h->opkey))
+    if (!strncmp(path, "/v1/sessions", 12) && !opkey_allow(req, h->c->cfg.operator_key))
         return;
     if (!strncmp(path, "/v1/sessions", 12) && !is_get) {
         http_reply_ex(req, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", "Method Not Allowed\n", 19);
@@ -132,7 +131,6 @@ ss_health *ss_health_new(ss_ctx *c, const char *hostport)
     if (!h)
         return NULL;
     h->c = c;
-    h->opkey = opkey_load();
     h->srv = http_server_new(c->l, hostport, on_http, h);
     if (!h->srv) {
         int e = errno;
