@@ -863,6 +863,44 @@ static void test_bus_gap_asks_snapshot(void **state)
     ts_gw_free(g);
 }
 
+/* A snapshot that lists another user's connection under alice's session id
+ * (and not alice's own connection) neither hands mallory the session nor
+ * keeps alice's absent connection live: her session is disconnected like
+ * any session the snapshot does not list, and stays hers. */
+static void test_snapshot_foreign_session(void **state)
+{
+    (void)state;
+    ts_gw *g = ts_gw_new("gw-snoop", 6500001);
+    answering(g);
+    ts_gw_heartbeats(g, 1000);
+    open_ok(g, "snoop-s1", "alice", 1, 0, NULL);
+    ack_ok(ts_room(g, "snoop-s1", 1, "snoop.room", 1));
+    ts_conn *c = ts_gw_conn(g, 1, "snoop-s1", "alice");
+    c->rooms[c->nrooms++] = "snoop.room";
+    ts_spin(2500); /* rounds of earlier tests (and of this gateway's start) are over */
+    assert_int_equal(connected(GA, "snoop-s1"), 1);
+    size_t from = ts_quiet(200);
+    /* alice's connection is gone; mallory's claims her session id. */
+    ts_gw_unconn(g, 1);
+    c = ts_gw_conn(g, 2, "snoop-s1", "mallory");
+    c->rooms[c->nrooms++] = "snoop.room";
+    ts_gw_heartbeat(g, 3); /* a gap: sessiond asks for a snapshot */
+    expect_states("snoop.room", "alice", from, "reconnecting", 5000, 300);
+    expect_states("snoop.room", "mallory", from, "", 0, 0);
+    assert_int_equal(connected(GA, "snoop-s1"), 0);
+    bus_env *rep = get_ok(GA, "snoop-s1", "");
+    assert_string_equal(rep->sess_get_rep->user, "alice");
+    bus_env_free(rep);
+    assert_string_equal(member_state(GA, "snoop.room", "mallory"), "");
+    int resumed;
+    open_ok(g, "snoop-s1", "alice", 3, 0, &resumed);
+    assert_int_equal(resumed, 1);
+    ack_ok(ts_close(g, "snoop-s1", 3, 1, 0));
+    ts_gw_unconn(g, 2);
+    not_answering(g);
+    ts_gw_free(g);
+}
+
 static void test_incomplete_snapshot_rerequested(void **state)
 {
     (void)state;
@@ -1099,6 +1137,7 @@ int main(void)
         cmocka_unit_test(test_sessiond_kill9_snapshot),
         cmocka_unit_test(test_sessiond_kill9_churn),
         cmocka_unit_test(test_bus_gap_asks_snapshot),
+        cmocka_unit_test(test_snapshot_foreign_session),
         cmocka_unit_test(test_incomplete_snapshot_rerequested),
         cmocka_unit_test(test_two_replicas),
         cmocka_unit_test(test_http),
