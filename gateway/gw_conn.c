@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "gw.h"
@@ -402,21 +401,6 @@ static void do_publish(gw_conn *c, gw_cframe *f)
 
 /* ---- hello ---------------------------------------------------------------------------- */
 
-static void new_session_id(char *out, size_t n)
-{
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char r[16];
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-        uint64_t t = loop_mono_ms() ^ ((uint64_t)rand() << 20);
-        memcpy(r, &t, 8);
-        memcpy(r + 8, &G.next_conn_id, 8);
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < sizeof(r) && o + 1 < n; i++)
-        out[o++] = b64[r[i] & 63];
-    out[o] = 0;
-}
-
 /* Verifies token into c->claims. Returns 0 or the close code (4501/4502). */
 static int authenticate(gw_conn *c, const char *token)
 {
@@ -461,18 +445,7 @@ static void do_hello(gw_conn *c, gw_cframe *f)
         gw_conn_close(c, GW_E_AUTH, "authentication failed: no token");
         return;
     }
-    if (f->session[0]) {
-        snprintf(c->session, sizeof(c->session), "%s", f->session);
-        gw_conn *old = hmap_get(G.sessions, c->session);
-        if (old && old != c) {
-            hmap_del(G.sessions, c->session);
-            old->session[0] = 0;
-            gw_conn_close(old, 4006, "session taken over");
-        }
-    } else {
-        new_session_id(c->session, sizeof(c->session));
-    }
-    hmap_put(G.sessions, c->session, c);
+    gw_sess_choose(c, f->session);
     snprintf(c->client, sizeof(c->client), "%s", f->client);
     /* Refuse the forbidden rooms one by one; the rest start after welcome,
      * with one batched read. */

@@ -31,7 +31,7 @@ static struct {
     uint64_t last_ok_ms;
     uint64_t last_fail_ms;  /* the last request sessiond did not answer */
     unsigned events_inflight;
-    metrics_series *m_dropped, *m_open_fallback;
+    metrics_series *m_dropped, *m_open_fallback, *m_foreign;
 } S;
 
 int gw_sess_enabled(void) { return G.sessiond != NULL; }
@@ -83,8 +83,100 @@ static void send_event(bus_env *req)
         S.events_inflight++;
 }
 
-static void send_open_event(gw_conn *c)
+/* ---- session ids ----------------------------------------------------------------- */
+
+static void new_session_id(char *out, size_t n)
 {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char r[16];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        uint64_t t = loop_mono_ms() ^ ((uint64_t)rand() << 20);
+        memcpy(r, &t, 8);
+        memcpy(r + 8, &G.next_conn_id, 8);
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < sizeof(r) && o + 1 < n; i++)
+        out[o++] = b64[r[i] & 63];
+    out[o] = 0;
+}
+
+/* c presented a session id that belongs to another user: it gets a new one. */
+static void rekey(gw_conn *c)
+{
+    metrics_inc(S.m_foreign);
+    LOG_INFO("hello with another user's session id: new session", "{s:I,s:s}", "conn", (json_int_t)c->id, "user",
+             c->claims.sub);
+    if (c->session[0] && hmap_get(G.sessions, c->session) == c)
+        hmap_del(G.sessions, c->session);
+    new_session_id(c->session, sizeof(c->session));
+    hmap_put(G.sessions, c->session, c);
+}
+
+void gw_sess_choose(gw_conn *c, const char *presented)
+{
+    gw_conn *old = presented && *presented ? hmap_get(G.sessions, presented) : NULL;
+    if (!presented || !*presented) {
+        new_session_id(c->session, sizeof(c->session));
+        hmap_put(G.sessions, c->session, c);
+        return;
+    }
+    snprintf(c->session, sizeof(c->session), "%s", presented);
+    if (old && old != c && strcmp(old->claims.sub, c->claims.sub) != 0) {
+        /* Held here by another user: nothing of theirs is closed, read or
+         * resumed. For sessions held elsewhere sessiond decides the same
+         * (hello_reply). */
+        c->session[0] = 0;
+        rekey(c);
+        return;
+    }
+    if (old && old != c) {
+        /* The same user's session: taken over. */
+        hmap_del(G.sessions, c->session);
+        old->session[0] = 0;
+        gw_conn_close(old, 4006, "session taken over");
+    }
+    hmap_put(G.sessions, c->session, c);
+}
+
+/* The open of a hello sessiond did not answer in time, sent afterwards. If
+ * sessiond then says the id is another user's, the connection moves to a
+ * new session (its client keeps the id it was welcomed with; a resume with
+ * it is refused the same way) and the open is sent again for that one. */
+typedef struct open_ctx {
+    uint64_t conn_id;
+    uint64_t sent_ms;
+    int rekeyed;
+} open_ctx;
+
+static void send_open_ctx(gw_conn *c, open_ctx *x);
+
+static void open_event_done(rpc_client *rc, int status, const bus_env *rep, void *arg)
+{
+    (void)rc;
+    open_ctx *x = arg;
+    S.events_inflight--;
+    if (status == 0 && rep)
+        S.last_ok_ms = loop_now_ms(G.l);
+    else if (status == -ETIMEDOUT)
+        note_timeout(x->sent_ms);
+    gw_conn *c = gw_conn_find(x->conn_id);
+    if (c && !c->close_code && !x->rekeyed && status == 0 && rep &&
+        rep->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_ERROR && rep->error->code == GW_E_FORBIDDEN) {
+        rekey(c);
+        x->rekeyed = 1;
+        send_open_ctx(c, x);
+        return;
+    }
+    free(x);
+}
+
+static void send_open_ctx(gw_conn *c, open_ctx *x)
+{
+    if (S.events_inflight >= EVENTS_MAX) {
+        metrics_inc(S.m_dropped);
+        free(x);
+        return;
+    }
     bus_env req = TETHER__BUS__ENVELOPE__INIT;
     Tether__Bus__SessOpenReq o = TETHER__BUS__SESS_OPEN_REQ__INIT;
     o.session = c->session;
@@ -94,7 +186,22 @@ static void send_open_event(gw_conn *c)
     o.at_ms = loop_wall_ms();
     req.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_SESS_OPEN_REQ;
     req.sess_open_req = &o;
-    send_event(&req);
+    x->sent_ms = loop_now_ms(G.l);
+    if (rpc_call(G.sessiond, &req, EVENT_TIMEOUT_MS, EVENT_ATTEMPTS, open_event_done, x))
+        S.events_inflight++;
+    else
+        free(x);
+}
+
+static void send_open_event(gw_conn *c)
+{
+    if (!G.sessiond)
+        return;
+    open_ctx *x = calloc(1, sizeof(*x));
+    if (!x)
+        return;
+    x->conn_id = c->id;
+    send_open_ctx(c, x);
 }
 
 /* ---- hello ------------------------------------------------------------------------- */
@@ -136,17 +243,9 @@ static void hello_reply(rpc_client *rc, int status, const bus_env *rep, void *ar
         hello_finish(c, rep->sess_open_rep->resumed, rep->sess_open_rep->disconnected_ms, x->rooms, x->nrooms);
     } else if (status == 0 && rep && rep->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_ERROR &&
                rep->error->code == GW_E_FORBIDDEN && !x->retried) {
-        /* The id belongs to someone else: never an error loop, a fresh session. */
-        if (hmap_get(G.sessions, c->session) == c)
-            hmap_del(G.sessions, c->session);
-        unsigned char r[12];
-        if (getrandom(r, sizeof(r), 0) == (ssize_t)sizeof(r)) {
-            static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-            for (size_t i = 0; i < sizeof(r); i++)
-                c->session[i] = b64[r[i] & 63];
-            c->session[sizeof(r)] = 0;
-        }
-        hmap_put(G.sessions, c->session, c);
+        /* The id belongs to another user: never an error loop, a fresh
+         * session, and sessiond left theirs untouched. */
+        rekey(c);
         x->retried = 1;
         hello_send(x, c);
         return;
@@ -572,6 +671,8 @@ void gw_sess_init(void)
                                   "Session events dropped because too many were waiting for sessiond", NULL);
     S.m_open_fallback = metrics_counter("tether_gateway_hello_without_sessiond_total",
                                         "Hellos answered without sessiond (resumed: false)", NULL);
+    S.m_foreign = metrics_counter("tether_gateway_session_foreign_total",
+                                  "Hellos with another user's session id (given a new session)", NULL);
     metrics_gauge_fn("tether_gateway_session_events_pending", "Session events waiting for sessiond", NULL,
                      inflight_fn, NULL);
     loop_timer_start(G.l, &S.heartbeat, 0, 1000, heartbeat_cb, NULL);

@@ -14,6 +14,11 @@
 #include "quality.h"
 
 void gw_sess_init(void);
+/* Gives c (authenticated) its session id at hello: presented (the hello's
+ * `session`, "" for none) when it is unknown here or c's user's own (a
+ * connection holding it here is closed with 4006, taken over), else a new
+ * one: another user's session is never closed, read or resumed. */
+void gw_sess_choose(gw_conn *c, const char *presented);
 /* Finishes a hello whose token and session id were accepted: asks sessiond,
  * then sends welcome and starts the rooms. Takes over rooms (malloc'd). */
 void gw_sess_hello(gw_conn *c, gw_room_pos *rooms, size_t nrooms);

@@ -46,9 +46,52 @@ const char *cfg_str(const char *name, const char *def)
     return v;
 }
 
+#define CFG_MAX_SECRET_FILE 65536
+
+/* The contents of the file named by NAME_FILE without its trailing line
+ * ends and blanks (malloc'd, kept for the process life), or NULL when
+ * NAME_FILE is not set. Read even when NAME is set (NAME wins), so that a
+ * bad file is never silently ignored: an unreadable, empty or oversized one
+ * ends the process like any bad value. */
+static const char *secret_file(const char *name)
+{
+    /* Kept for the process life: the effective config names it. */
+    char *var = NULL;
+    if (asprintf(&var, "%s_FILE", name) < 0)
+        die(name, "", "cannot be read: out of memory");
+    const char *path = getenv(var);
+    if (!path || !*path) {
+        record(var, NULL, 0);
+        return NULL;
+    }
+    FILE *f = fopen(path, "r");
+    if (!f)
+        die(var, path, strerror(errno));
+    char *buf = malloc(CFG_MAX_SECRET_FILE + 1);
+    if (!buf)
+        die(var, path, "cannot be read: out of memory");
+    size_t n = fread(buf, 1, CFG_MAX_SECRET_FILE + 1, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err)
+        die(var, path, "cannot be read");
+    if (n > CFG_MAX_SECRET_FILE)
+        die(var, path, "is larger than 64 KiB");
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = 0;
+    if (!n || strlen(buf) != n)
+        die(var, path, "is empty or holds a NUL byte");
+    record(var, path, 0);
+    return buf;
+}
+
 const char *cfg_secret(const char *name, const char *def)
 {
     const char *v = getenv(name);
+    const char *f = secret_file(name);
+    if (!v || !*v)
+        v = f;
     if (!v || !*v)
         v = def;
     record(name, v, 1);
@@ -57,39 +100,12 @@ const char *cfg_secret(const char *name, const char *def)
 
 const char *cfg_secret_file(const char *name)
 {
-    size_t nl = strlen(name);
-    char *fname = malloc(nl + sizeof("_FILE"));
-    if (!fname)
-        die(name, "", "cannot be read (out of memory)");
-    memcpy(fname, name, nl);
-    memcpy(fname + nl, "_FILE", sizeof("_FILE"));
-    const char *v = getenv(name);
-    const char *path = getenv(fname);
+    char var[128];
+    snprintf(var, sizeof(var), "%s_FILE", name);
+    const char *v = getenv(name), *path = getenv(var);
     if (v && *v && path && *path)
-        die(fname, path, "is set together with the variable it replaces; set one of them");
-    if (!path || !*path) {
-        free(fname);
-        return cfg_secret(name, "");
-    }
-    FILE *f = fopen(path, "r");
-    if (!f)
-        die(fname, path, "cannot be opened");
-    char *buf = malloc(4097);
-    size_t n = buf ? fread(buf, 1, 4097, f) : 0;
-    int bad = !buf || ferror(f);
-    fclose(f);
-    if (bad)
-        die(fname, path, "cannot be read");
-    if (n > 4096)
-        die(fname, path, "is longer than 4096 bytes");
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        n--;
-    buf[n] = 0;
-    if (n == 0)
-        die(fname, path, "is empty");
-    record(fname, path, 0);
-    record(name, buf, 1);
-    return buf;
+        die(var, path, "is set together with the variable it replaces; set one of them");
+    return cfg_secret(name, "");
 }
 
 long long cfg_int(const char *name, long long def, long long min, long long max)

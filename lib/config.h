@@ -12,7 +12,11 @@
 
 /* Returns the variable's value or def (borrowed; valid for the process life). */
 const char *cfg_str(const char *name, const char *def);
-/* Like cfg_str, but the value is masked in cfg_print. */
+/* Like cfg_str, but the value is masked in cfg_print. When the variable is
+ * unset or empty and <name>_FILE names a file, the value is that file's
+ * contents without trailing line ends and blanks. A <name>_FILE that cannot
+ * be read, is empty or is over 64 KiB ends the process, even when <name> is
+ * set. */
 const char *cfg_secret(const char *name, const char *def);
 /* A secret given either as NAME or as the contents of the file NAME_FILE
  * (at most 4 KiB; trailing whitespace removed). Both set, an unreadable or

@@ -30,6 +30,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "names.h"
+
 /* 9999-12-31T23:59:59Z: NumericDates beyond it are garbage, and bounding them
  * keeps every sum with the leeway far from overflow. */
 #define JWTV_MAX_DATE 253402300799LL
@@ -598,16 +600,12 @@ static int copy_rooms(const json_t *rooms, jwt_claims *c)
     return 0;
 }
 
-/* sub: 1..JWTV_MAX_SUB bytes of UTF-8 (jansson guarantees that) without
- * control characters, which have no business in a user id and in logs. */
+/* sub: a user id by lib/names.h (1..JWTV_MAX_SUB bytes of valid UTF-8, no
+ * control or bidirectional control characters, no NUL inside). */
+_Static_assert(JWTV_MAX_SUB == NAMES_MAX_USER, "a sub is a user id");
 static int sub_valid(const char *s, size_t len)
 {
-    if (len == 0 || len > JWTV_MAX_SUB || strlen(s) != len)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return 0;
-    return 1;
+    return names_user_check(s, len) == NULL;
 }
 
 /* Everything about the payload except expiry, into c. Returns NULL or the

@@ -23,7 +23,7 @@
 #define JWTV_MAX_TOKEN 8192
 /* Most entries in a `rooms` claim. */
 #define JWTV_MAX_ROOMS 1024
-/* Longest `sub`, in bytes. */
+/* Longest `sub`, in bytes (the user id rules are lib/names.h). */
 #define JWTV_MAX_SUB 128
 /* Longest `kid`, in bytes (header and key file). */
 #define JWTV_MAX_KID 128

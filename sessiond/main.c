@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "opkey.h"
 #include "ss.h"
 #include "ss_api.h"
 #include "ss_gw.h"
@@ -107,6 +108,7 @@ int main(void)
     a.c.cfg.sweep_ms = 250;
     a.c.cfg.batch = 200; /* ~10 ms of Redis per sweep call at most */
     a.c.cfg.bus_stable_ms = 3000;
+    a.c.cfg.operator_key = opkey_load();
     char host[256];
     int port, db;
     if (redis_parse_url(redis_url, host, sizeof(host), &port, &db) < 0)

@@ -25,6 +25,7 @@ typedef struct ss_cfg {
     uint32_t sweep_ms;        /* sweep period */
     uint32_t batch;           /* sessions per sweep script call */
     uint32_t bus_stable_ms;   /* the bus must have worked this long before gateways are judged */
+    const char *operator_key; /* TETHER_OPERATOR_KEY[_FILE] for /v1/sessions; NULL: not served */
 } ss_cfg;
 
 typedef struct ss_gw ss_gw;

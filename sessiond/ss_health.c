@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "opkey.h"
 #include "ss_gw.h"
 #include "ss_record.h"
 #include "ss_valid.h"
@@ -94,6 +95,10 @@ static void on_http(http_req *req, void *arg)
         return;
     const char *path = http_req_path(req), *method = http_req_method(req);
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    /* Session records name other users' sessions: operators only, checked
+     * before anything about the request is looked at. */
+    if (!strncmp(path, "/v1/sessions", 12) && !opkey_allow(req, h->c->cfg.operator_key))
+        return;
     if (!strncmp(path, "/v1/sessions", 12) && !is_get) {
         http_reply_ex(req, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", "Method Not Allowed\n", 19);
         return;

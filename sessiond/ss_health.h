@@ -8,6 +8,10 @@
  *   GET /v1/sessions/{id}        the session record as JSON (404 unknown)
  *   GET /v1/sessions?user={u}    the user's most recent session
  *
+ * /v1/sessions* needs `Authorization: Bearer <TETHER_OPERATOR_KEY>` (401
+ * without it) and is not served (404) when no operator key is configured
+ * (lib/opkey.h).
+ *
  * The public, per-user endpoints live on the gateway, which asks sessiond
  * over the ROUTER (SessGetReq / SessQualityReq).
  */

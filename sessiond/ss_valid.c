@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "names.h"
+
 static int chars(const char *s, size_t min, size_t max, const char *extra)
 {
     size_t n = s ? strlen(s) : 0;
@@ -33,7 +35,8 @@ int ss_valid_text(const char *s, size_t max)
     return 1;
 }
 
-int ss_valid_user(const char *s) { return s && *s && ss_valid_text(s, SS_MAX_USER); }
+/* The gateway sends a JWT sub: the same rules as lib/jwtcheck applies. */
+int ss_valid_user(const char *s) { return names_user_valid(s); }
 
 int ss_valid_quality(const char *s)
 {

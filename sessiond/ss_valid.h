@@ -7,7 +7,7 @@
 
 #define SS_MAX_SESSION 64
 #define SS_MAX_ROOM 128
-#define SS_MAX_USER 256
+#define SS_MAX_USER 128 /* NAMES_MAX_USER (lib/names.h) */
 #define SS_MAX_EPOCH 64
 #define SS_MAX_CLIENT 256
 #define SS_MAX_ROOMS 256   /* rooms per connection (PROTOCOL.md) */
@@ -20,7 +20,7 @@
 int ss_valid_session(const char *s);
 /* 1..128 of [A-Za-z0-9._:@/-]. */
 int ss_valid_room(const char *s);
-/* 1..256 bytes, none below 0x20 (a JWT sub). */
+/* A JWT sub: a user id by lib/names.h (1..128 bytes of UTF-8, no controls). */
 int ss_valid_user(const char *s);
 /* 0..64 of [A-Za-z0-9] (replayd's epochs are hex). */
 int ss_valid_epoch(const char *s);

@@ -163,7 +163,7 @@ def test_sessiond_kill9_during_churn_records_and_presence_right(suite):
         def settled():
             ok = 0
             for u in users:
-                st, _, body = th.http_get(suite["sessiond"].http, "/v1/sessions/%s" % sessions[u])
+                st, _, body = suite.operator_get("/v1/sessions/%s" % sessions[u])
                 if st != 200:
                     return None
                 rec = json.loads(body)
@@ -173,7 +173,7 @@ def test_sessiond_kill9_during_churn_records_and_presence_right(suite):
             await asyncio.to_thread(th.wait_until, settled, 15, "session records match the clients")
         finally:
             for u in users:
-                st, _, body = th.http_get(suite["sessiond"].http, "/v1/sessions/%s" % sessions[u])
+                st, _, body = suite.operator_get("/v1/sessions/%s" % sessions[u])
                 rec = json.loads(body) if st == 200 else {}
                 if st != 200 or rec.get("connected") != (u in final):
                     print("mismatch", u, st, rec.get("connected"), u in final, rec.get("disconnect_reason"))

@@ -42,7 +42,7 @@ async def client(suite, user, gateway=None, session=None, rooms=None, name=None)
 
 
 def sessiond_get(suite, path):
-    status, _, body = th.http_get(suite["sessiond"].http, path)
+    status, _, body = suite.operator_get(path)
     return status, (json.loads(body) if body else None)
 
 

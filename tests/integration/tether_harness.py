@@ -416,6 +416,9 @@ class Suite:
         # The bus runs with CURVE on, a secret per suite, unless
         # TETHER_TEST_BUS_CLEAR=1 (then in the clear, loopback only).
         self.bus_secret = None if os.environ.get("TETHER_TEST_BUS_CLEAR") == "1" else secrets.token_urlsafe(32)
+        # sessiond's /v1/sessions (operators only); env TETHER_OPERATOR_KEY=""
+        # starts the suite without one.
+        self.operator_key = secrets.token_hex(24)
         want = components or START_ORDER
         self.components = [n for n in START_ORDER if n in want and have(n)]
         self.ports = {k: free_port() for k in ("bus_in", "bus_out", "replayd", "sessiond", "mediad")}
@@ -435,6 +438,7 @@ class Suite:
             "TETHER_SESSIOND": "tcp://127.0.0.1:%d" % self.ports["sessiond"],
             "TETHER_MEDIAD": "tcp://127.0.0.1:%d" % self.ports["mediad"],
             "TETHER_JWT_SECRET": self.secret,
+            "TETHER_OPERATOR_KEY": self.operator_key,
             "TETHER_LOG_LEVEL": os.environ.get("TETHER_TEST_LOG_LEVEL", "info"),
             "TETHER_MEDIA_IFACES": "lo",
         })
@@ -537,6 +541,12 @@ class Suite:
     def ws_url(self, gateway=None):
         d = self.daemons[gateway or "gateway"]
         return "ws://%s/ws" % d.http
+
+    def operator_get(self, path, name="sessiond", key=None, timeout=3.0):
+        """GET path on daemon name's HTTP with the operator key (or key)."""
+        k = self.operator_key if key is None else key
+        return http_request(self[name].http, "GET", path, headers={"Authorization": "Bearer " + k},
+                            timeout=timeout)
 
     def token(self, user, ttl=3600, **claims):
         return tether_client.make_token(self.secret, user, ttl=ttl, **claims)

@@ -713,6 +713,13 @@ static void test_sub(void **state)
     name[JWTV_MAX_SUB + 1] = '\0';
     expect_fmt(v, -EACCES, "bad sub", "{\"sub\":\"%s\",\"exp\":%lld}", name, (long long)now + 60);
     expect_fmt(v, 0, "ok", "{\"sub\":\"j\\u00fcrgen\",\"exp\":%lld}", (long long)now + 60);
+    /* lib/names.h: DEL, C1, bidirectional controls. */
+    static const char *bad[] = { "a\\u007fb", "a\\u0085b", "\\u202enimda", "a\\u061cb", "a\\u200eb",
+                                 "a\\u200fb", "a\\u2066b", "a\\u2069b" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_fmt(v, -EACCES, "bad sub", "{\"sub\":\"%s\",\"exp\":%lld}", bad[i], (long long)now + 60);
+    expect_fmt(v, 0, "ok", "{\"sub\":\"\\u0639\\u0644\\u064a \\u4e2d \\ud83d\\ude00\",\"exp\":%lld}",
+               (long long)now + 60);
     jwtv_free(v);
 }
 

@@ -205,7 +205,8 @@ static inline redisContext *tu_redis_block(int port, const char *secs)
 
 /* GET path on 127.0.0.1:port; the body (NUL-terminated, truncated to n) into
  * body. Returns the HTTP status or -1. */
-static inline int tu_http_get(int port, const char *path, char *body, size_t n)
+/* GET path with an Authorization header (auth, or none when NULL). */
+static inline int tu_http_get_auth(int port, const char *path, const char *auth, char *body, size_t n)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -219,8 +220,9 @@ static inline int tu_http_get(int port, const char *path, char *body, size_t n)
         close(fd);
         return -1;
     }
-    char req[512];
-    int rl = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+    char req[1024];
+    int rl = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s\r\n", path,
+                      auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
     if (write(fd, req, (size_t)rl) != rl) {
         close(fd);
         return -1;
@@ -240,6 +242,11 @@ static inline int tu_http_get(int port, const char *path, char *body, size_t n)
         snprintf(body, n, "%s", b ? b + 4 : "");
     }
     return status;
+}
+
+static inline int tu_http_get(int port, const char *path, char *body, size_t n)
+{
+    return tu_http_get_auth(port, path, NULL, body, n);
 }
 
 /* The value of the first metrics line starting with prefix (name{labels}),

@@ -863,6 +863,44 @@ static void test_bus_gap_asks_snapshot(void **state)
     ts_gw_free(g);
 }
 
+/* A snapshot that lists another user's connection under alice's session id
+ * (and not alice's own connection) neither hands mallory the session nor
+ * keeps alice's absent connection live: her session is disconnected like
+ * any session the snapshot does not list, and stays hers. */
+static void test_snapshot_foreign_session(void **state)
+{
+    (void)state;
+    ts_gw *g = ts_gw_new("gw-snoop", 6500001);
+    answering(g);
+    ts_gw_heartbeats(g, 1000);
+    open_ok(g, "snoop-s1", "alice", 1, 0, NULL);
+    ack_ok(ts_room(g, "snoop-s1", 1, "snoop.room", 1));
+    ts_conn *c = ts_gw_conn(g, 1, "snoop-s1", "alice");
+    c->rooms[c->nrooms++] = "snoop.room";
+    ts_spin(2500); /* rounds of earlier tests (and of this gateway's start) are over */
+    assert_int_equal(connected(GA, "snoop-s1"), 1);
+    size_t from = ts_quiet(200);
+    /* alice's connection is gone; mallory's claims her session id. */
+    ts_gw_unconn(g, 1);
+    c = ts_gw_conn(g, 2, "snoop-s1", "mallory");
+    c->rooms[c->nrooms++] = "snoop.room";
+    ts_gw_heartbeat(g, 3); /* a gap: sessiond asks for a snapshot */
+    expect_states("snoop.room", "alice", from, "reconnecting", 5000, 300);
+    expect_states("snoop.room", "mallory", from, "", 0, 0);
+    assert_int_equal(connected(GA, "snoop-s1"), 0);
+    bus_env *rep = get_ok(GA, "snoop-s1", "");
+    assert_string_equal(rep->sess_get_rep->user, "alice");
+    bus_env_free(rep);
+    assert_string_equal(member_state(GA, "snoop.room", "mallory"), "");
+    int resumed;
+    open_ok(g, "snoop-s1", "alice", 3, 0, &resumed);
+    assert_int_equal(resumed, 1);
+    ack_ok(ts_close(g, "snoop-s1", 3, 1, 0));
+    ts_gw_unconn(g, 2);
+    not_answering(g);
+    ts_gw_free(g);
+}
+
 static void test_incomplete_snapshot_rerequested(void **state)
 {
     (void)state;
@@ -964,6 +1002,8 @@ static void test_two_replicas(void **state)
 
 /* ---- HTTP ---------------------------------------------------------------------------------- */
 
+#define OPKEY ("Bearer " TS_OPKEY)
+
 static void test_http(void **state)
 {
     (void)state;
@@ -971,7 +1011,18 @@ static void test_http(void **state)
     ack_ok(ts_room(GA, "http-s1", 80, "http.room", 1));
     ack_ok(quality(GA, "http-s1", "hanna", 50, 0, 3, 2000, "good"));
     static char body[64 * 1024];
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions/http-s1", body, sizeof(body)), 200);
+    /* Operators only: no key, a wrong one, another scheme: 401, and nothing of the record. */
+    static const char *bad[] = { NULL, "Bearer wrong-key-0123456789abcdef", "Basic " TS_OPKEY, "Bearer ",
+                                 "Bearer " TS_OPKEY "x", TS_OPKEY };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/http-s1", bad[i], body, sizeof(body)), 401);
+        assert_null(strstr(body, "hanna"));
+        assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions?user=hanna", bad[i], body, sizeof(body)), 401);
+        assert_null(strstr(body, "http-s1"));
+    }
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/http-s1", "bearer " TS_OPKEY, body, sizeof(body)),
+                     200);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/http-s1", OPKEY, body, sizeof(body)), 200);
     json_error_t err;
     json_t *o = json_loads(body, 0, &err);
     assert_non_null(o);
@@ -984,11 +1035,11 @@ static void test_http(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(rooms, 0), "room")), "http.room");
     assert_true(json_integer_value(json_object_get(o, "created_ms")) > 0);
     json_decref(o);
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions?user=hanna", body, sizeof(body)), 200);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions?user=hanna", OPKEY, body, sizeof(body)), 200);
     assert_non_null(strstr(body, "\"http-s1\""));
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions/unknown-one", body, sizeof(body)), 404);
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions/bad%20id", body, sizeof(body)), 400);
-    assert_int_equal(tu_http_get(W.http_port, "/v1/sessions", body, sizeof(body)), 400);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/unknown-one", OPKEY, body, sizeof(body)), 404);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions/bad%20id", OPKEY, body, sizeof(body)), 400);
+    assert_int_equal(tu_http_get_auth(W.http_port, "/v1/sessions", OPKEY, body, sizeof(body)), 400);
     assert_int_equal(tu_http_get(W.http_port, "/v1/other", body, sizeof(body)), 404);
     assert_int_equal(tu_http_get(W.http_port, "/healthz", body, sizeof(body)), 200);
     ts_spin(1100); /* gauges refresh every second */
@@ -1086,6 +1137,7 @@ int main(void)
         cmocka_unit_test(test_sessiond_kill9_snapshot),
         cmocka_unit_test(test_sessiond_kill9_churn),
         cmocka_unit_test(test_bus_gap_asks_snapshot),
+        cmocka_unit_test(test_snapshot_foreign_session),
         cmocka_unit_test(test_incomplete_snapshot_rerequested),
         cmocka_unit_test(test_two_replicas),
         cmocka_unit_test(test_http),

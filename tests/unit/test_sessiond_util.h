@@ -153,6 +153,9 @@ static inline size_t ts_count(const char *room, const char *state, size_t from)
     return k;
 }
 
+/* The operator key every replica is started with (GET /v1/sessions). */
+#define TS_OPKEY "test-operator-key-0123456789"
+
 /* Starts a sessiond replica binding rpc_ep and HTTP on http_port, logging
  * to log (appended). */
 static inline pid_t ts_start_replica(const char *rpc_ep, int http_port, const char *log, int ttl_s)
@@ -164,7 +167,8 @@ static inline pid_t ts_start_replica(const char *rpc_ep, int http_port, const ch
     snprintf(e_out, sizeof(e_out), "TETHER_BUS_OUT=%s", W.bus_out);
     snprintf(e_http, sizeof(e_http), "TETHER_HTTP=127.0.0.1:%d", http_port);
     snprintf(e_ttl, sizeof(e_ttl), "TETHER_SESSION_TTL_S=%d", ttl_s);
-    const char *env[] = { e_redis, e_rpc, e_in, e_out, e_http, e_ttl, "TETHER_LOG_LEVEL=info", NULL };
+    const char *env[] = { e_redis, e_rpc, e_in, e_out, e_http, e_ttl, "TETHER_LOG_LEVEL=info",
+                          "TETHER_OPERATOR_KEY=" TS_OPKEY, NULL };
     char bin[600];
     ts_bin_path("sessiond", bin, sizeof(bin));
     const char *argv[] = { bin, NULL };
