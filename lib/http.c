@@ -65,6 +65,7 @@ struct http_req {
     int nhdr;
     char *body;
     size_t bodylen, bodyneed;
+    char peer[64];          /* the client's address, copied from its connection */
     char head[];            /* the head, NUL-split */
 };
 
@@ -82,6 +83,7 @@ struct http_conn {
     http_req *req;          /* being read (BODY) or with the handler (HANDLER) */
     char *out;
     size_t outlen, outoff, outcap;
+    char peer[64];
     http_conn *prev, *next;
 };
 
@@ -94,6 +96,8 @@ struct http_server {
     http_conn *conns;
     size_t nconns, nreject;
     unsigned timeout_ms;
+    unsigned max_conns;
+    size_t max_body;
     loop_timer accept_timer;
 };
 
@@ -541,6 +545,7 @@ static void conn_dispatch(http_conn *c)
     http_req *r = c->req;
     r->conn = c;
     r->t0 = loop_mono_ms();
+    memcpy(r->peer, c->peer, sizeof(r->peer));
     c->state = C_HANDLER;
     loop_timer_stop(c->srv->l, &c->timer);
     if (c->reject) {
@@ -592,7 +597,7 @@ static int conn_process(http_conn *c)
                 return 0;
             }
             c->req = r;
-            if (clen > HTTP_MAX_BODY) {
+            if (clen > (long long)c->srv->max_body) {
                 conn_error(c, 413);
                 return 0;
             }
@@ -799,6 +804,57 @@ static void accept_resume(loop *l, loop_timer *t, void *arg)
     loop_mod_fd(l, s->fd, LOOP_READ);
 }
 
+static void peer_text(const struct sockaddr *sa, char *out, size_t n)
+{
+    out[0] = 0;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
+}
+
+/* Starts serving the accepted socket cfd. Returns 0, or -errno (cfd not
+ * closed). */
+static int conn_add(http_server *s, int cfd, const struct sockaddr *sa, socklen_t salen)
+{
+    struct sockaddr_storage ss;
+    if (!sa) {
+        salen = sizeof(ss);
+        if (getpeername(cfd, (struct sockaddr *)&ss, &salen) == 0)
+            sa = (const struct sockaddr *)&ss;
+    }
+    (void)salen;
+    int reject = s->nconns >= s->max_conns;
+    if (reject && s->nreject >= HTTP_MAX_REJECTING)
+        return -EBUSY;
+    int one = 1;
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    http_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    int r = loop_add_fd(s->l, cfd, LOOP_READ, conn_on_io, c);
+    if (r < 0) {
+        free(c);
+        return r;
+    }
+    c->srv = s;
+    c->fd = cfd;
+    c->events = LOOP_READ;
+    c->reject = reject;
+    c->state = C_HEAD;
+    peer_text(sa, c->peer, sizeof(c->peer));
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    if (reject)
+        s->nreject++;
+    else
+        s->nconns++;
+    conn_arm(c, s->timeout_ms);
+    return 0;
+}
+
 static void on_accept(loop *l, int fd, unsigned events, void *arg)
 {
     (void)events;
@@ -817,36 +873,10 @@ static void on_accept(loop *l, int fd, unsigned events, void *arg)
             }
             return;
         }
-        int reject = s->nconns >= HTTP_MAX_CONNS;
-        if (reject && s->nreject >= HTTP_MAX_REJECTING) {
+        if (conn_add(s, cfd, NULL, 0) < 0)
             close(cfd);
-            continue;
-        }
-        int one = 1;
-        setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        http_conn *c = calloc(1, sizeof(*c));
-        if (!c || loop_add_fd(l, cfd, LOOP_READ, conn_on_io, c) < 0) {
-            free(c);
-            close(cfd);
-            continue;
-        }
-        c->srv = s;
-        c->fd = cfd;
-        c->events = LOOP_READ;
-        c->reject = reject;
-        c->state = C_HEAD;
-        c->next = s->conns;
-        if (s->conns)
-            s->conns->prev = c;
-        s->conns = c;
-        if (reject)
-            s->nreject++;
-        else
-            s->nconns++;
-        conn_arm(c, s->timeout_ms);
     }
 }
-
 http_server *http_server_new(loop *l, const char *hostport, http_handler *h, void *arg)
 {
     char host[128];
@@ -895,6 +925,8 @@ http_server *http_server_new(loop *l, const char *hostport, http_handler *h, voi
     s->h = h;
     s->arg = arg;
     s->timeout_ms = HTTP_TIMEOUT_MS;
+    s->max_conns = HTTP_MAX_CONNS;
+    s->max_body = HTTP_MAX_BODY;
     s->port = ntohs(ss.ss_family == AF_INET ? v4->sin_port : v6->sin6_port);
     int r = loop_add_fd(l, fd, LOOP_READ, on_accept, s);
     if (r < 0) {
@@ -913,6 +945,44 @@ out:
     return s;
 }
 
+http_server *http_server_new_opts(loop *l, const char *hostport, const http_opts *o, http_handler *h, void *arg)
+{
+    http_server *s;
+    if (hostport) {
+        s = http_server_new(l, hostport, h, arg);
+    } else if (!h) {
+        errno = EINVAL;
+        return NULL;
+    } else if ((s = calloc(1, sizeof(*s)))) {
+        s->l = l;
+        s->fd = -1;
+        s->h = h;
+        s->arg = arg;
+        s->timeout_ms = HTTP_TIMEOUT_MS;
+        s->max_conns = HTTP_MAX_CONNS;
+        s->max_body = HTTP_MAX_BODY;
+    }
+    if (s && o) {
+        if (o->max_conns)
+            s->max_conns = o->max_conns;
+        if (o->timeout_ms)
+            s->timeout_ms = o->timeout_ms;
+        if (o->max_body)
+            s->max_body = o->max_body;
+    }
+    return s;
+}
+
+int http_server_adopt(http_server *s, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    int r = conn_add(s, fd, sa, salen);
+    if (r < 0)
+        close(fd);
+    return r;
+}
+
+const char *http_req_peer(const http_req *req) { return req->peer; }
+
 void http_server_free(http_server *s)
 {
     if (!s)
@@ -920,8 +990,10 @@ void http_server_free(http_server *s)
     while (s->conns)
         conn_close(s->conns);
     loop_timer_stop(s->l, &s->accept_timer);
-    loop_del_fd(s->l, s->fd);
-    close(s->fd);
+    if (s->fd >= 0) {
+        loop_del_fd(s->l, s->fd);
+        close(s->fd);
+    }
     free(s);
 }
 
