@@ -137,6 +137,7 @@ struct gw_conn {
     unsigned counted : 1;     /* counted in G.nhello */
     unsigned close_sent : 1;  /* our close frame is queued or out */
     unsigned close_rcvd : 1;  /* the peer's close frame arrived */
+    unsigned close_wait : 1;  /* our close frame is out: waiting for the peer's */
     unsigned dying : 1;       /* the socket is closed at the next chance */
     unsigned events;          /* what the loop watches on fd */
     char peer[64];            /* the source address (gw_listen.c's key) */

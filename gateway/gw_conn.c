@@ -25,6 +25,7 @@
 #define MALFORMED_WINDOW_MS 60000
 #define DEAD_PEER_GRACE_MS 10000
 #define SKIP_CLOSE_FACTOR 16
+#define CLOSE_WAIT_MS 1000      /* for the peer's close frame, once ours is out */
 
 static void dirty_del(gw_conn *c);
 
@@ -237,6 +238,11 @@ static int conn_flush(gw_conn *c)
      * goes (the server closes TCP first, RFC 6455 7.1.1). */
     if (c->close_sent && c->close_rcvd && !c->taillen)
         gw_ws_kill(c);
+    else if (c->close_sent && !c->taillen && !c->close_wait) {
+        /* Our close frame is out: the peer has a moment to answer it. */
+        c->close_wait = 1;
+        gw_ws_deadline(c, CLOSE_WAIT_MS);
+    }
     gw_ws_events(c);
     return 0;
 }

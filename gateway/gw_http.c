@@ -410,7 +410,7 @@ static void handle(http_req *req, int admin)
     gw_route rt;
     int kind = gw_route_match(http_req_method(req), http_req_path(req), &rt);
     if (admin && kind != GW_RT_HEALTHZ && kind != GW_RT_READYZ && kind != GW_RT_METRICS) {
-        reply_error(req, kind == GW_RT_BAD_METHOD ? 405 : 404, kind == GW_RT_BAD_METHOD ? rt.why : "not found");
+        reply_error(req, 404, "not found");
         return;
     }
     switch (kind) {

@@ -11,7 +11,8 @@
  * that were not negotiated, a continuation without a message or a new
  * message inside one, a malformed header: 1002; text that is not UTF-8 (or a
  * compressed message that does not inflate): 1007; a compressed message over
- * the limit, before or after inflation: 1009.
+ * TETHER_MAX_FRAME as sent: 1009, once inflated: 4505 (what a plain frame far
+ * over the limit gets; a plain frame over it is skipped with error 4413).
  *
  * Writes: gw_ws_write sends at once and keeps what the socket does not take
  * as the connection's tail; while there is a tail the loop watches only for
@@ -323,8 +324,11 @@ static int frame_end(gw_conn *c)
         c->zcap = 0;
     }
     c->zlen = 0;
+    /* Over the limit once inflated (a decompression bomb stops at the
+     * limit): the message cannot be skipped like a plain one, so the
+     * connection closes as for a plain frame far over the limit. */
     if (r == -EMSGSIZE)
-        return fail(c, 1009, "message too big");
+        return fail(c, GW_E_MALFORMED, "protocol violation: frame far over the limit");
     if (r < 0)
         return fail(c, 1007, "compressed message does not inflate");
     c->msg_first = 1;
