@@ -453,7 +453,17 @@ static void do_hello(gw_conn *c, gw_cframe *f)
         gw_conn_error(c, GW_E_INVALID, "hello already received", NULL);
         return;
     }
-    /* Only a hello makes a connection count against TETHER_MAX_CONNS:
+    if (f->token) {
+        int code = authenticate(c, f->token);
+        if (code) {
+            gw_conn_close(c, code, code == GW_E_EXPIRED ? "token expired" : "authentication failed");
+            return;
+        }
+    } else if (!c->authed) {
+        gw_conn_close(c, GW_E_AUTH, "authentication failed: no token");
+        return;
+    }
+    /* Only an authenticated hello makes a connection count against TETHER_MAX_CONNS:
      * sockets that never say hello lock nobody out. */
     if (!c->counted) {
         if (G.nhello >= G.cfg.max_conns) {
@@ -466,16 +476,6 @@ static void do_hello(gw_conn *c, gw_cframe *f)
             c->preauth = 0;
             G.npreauth--;
         }
-    }
-    if (f->token) {
-        int code = authenticate(c, f->token);
-        if (code) {
-            gw_conn_close(c, code, code == GW_E_EXPIRED ? "token expired" : "authentication failed");
-            return;
-        }
-    } else if (!c->authed) {
-        gw_conn_close(c, GW_E_AUTH, "authentication failed: no token");
-        return;
     }
     if (f->session[0]) {
         snprintf(c->session, sizeof(c->session), "%s", f->session);

@@ -484,6 +484,11 @@ static double conns_fn(void *arg)
     (void)arg;
     return G.nconns;
 }
+static double preauth_fn(void *arg)
+{
+    (void)arg;
+    return G.npreauth;
+}
 static double rooms_fn(void *arg)
 {
     (void)arg;
@@ -516,8 +521,16 @@ void gw_metrics_init(void)
     C(auth_failures, "auth_failures_total", "Rejected tokens");
     C(range_requests, "range_requests_total", "Range reads sent to replayd");
     C(epoch_changes, "epoch_changes_total", "Room epoch changes observed");
+    C(refused_per_ip, "sockets_refused_per_address_total", "Sockets closed at accept: TETHER_PER_IP_CONNS reached");
+    C(refused_rate, "sockets_refused_rate_total", "Sockets closed at accept: TETHER_PER_IP_RATE exceeded");
+    C(refused_preauth, "sockets_refused_preauth_total", "Sockets closed at accept: TETHER_MAX_PREAUTH reached");
+    C(head_timeouts, "head_timeouts_total", "Sockets closed without a complete request head in time");
+    C(upgrades_refused, "upgrades_refused_total", "WebSocket upgrades answered with an error status");
+    C(protocol_closes, "ws_protocol_closes_total", "WebSocket connections failed for a framing violation");
 #undef C
     metrics_gauge_fn("tether_gateway_connections", "Open WebSocket connections", NULL, conns_fn, NULL);
+    metrics_gauge_fn("tether_gateway_preauth", "Sockets before their request head plus connections before hello",
+                     NULL, preauth_fn, NULL);
     metrics_gauge_fn("tether_gateway_rooms", "Rooms with local subscribers", NULL, rooms_fn, NULL);
     metrics_gauge_fn("tether_gateway_ready", "1 when /readyz answers 200", NULL, ready_fn, NULL);
 }

@@ -198,6 +198,8 @@ static int frame_start(gw_conn *c)
     if (h->opcode >= WS_OP_CLOSE) {
         if (h->rsv1)
             return fail(c, 1002, "reserved bits set");
+        if (!h->fin || h->len > WS_MAX_CONTROL)
+            return fail(c, 1002, "fragmented or oversized control frame");
         return 0;
     }
     if (h->opcode == WS_OP_CONT) {
