@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "tc_internal.h"
+#include "wsframe.h"
 
 /* ---- url ---------------------------------------------------------------------------- */
 
@@ -233,34 +234,18 @@ static int rx_append(tc_client *c, const void *in, size_t len)
 
 #define FLUSH_BATCH (64u << 10) /* bytes per send(), unless one frame is larger */
 
-/* Writes the masked, final, uncompressed text frame of q at out; returns its
- * size, or 0 when no masking key could be had. */
+/* Writes the masked, final, uncompressed text frame of q at out (WS_MAX_HDR
+ * bytes more than the text); returns its size, or 0 when no masking key could
+ * be had. */
 static size_t frame_one(tc_loop *l, unsigned char *out, const tc_sq *q)
 {
-    size_t h = 2, len = q->len;
-    unsigned char *key;
-    out[0] = 0x81;
-    if (len < 126) {
-        out[1] = (unsigned char)(0x80 | len);
-    } else if (len <= 0xffff) {
-        out[1] = 0x80 | 126;
-        out[2] = (unsigned char)(len >> 8);
-        out[3] = (unsigned char)len;
-        h = 4;
-    } else {
-        out[1] = 0x80 | 127;
-        for (int i = 0; i < 8; i++)
-            out[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-        h = 10;
-    }
-    key = out + h;
+    unsigned char key[4];
     if (tc_loop__mask_key(l, key) < 0)
         return 0;
-    const unsigned char *src = q->buf + LWS_PRE;
-    unsigned char *dst = key + 4;
-    for (size_t i = 0; i < len; i++)
-        dst[i] = src[i] ^ key[i & 3];
-    return h + 4 + len;
+    size_t h = ws_encode_hdr(out, 1, WS_OP_TEXT, 0, q->len, key);
+    memcpy(out + h, q->buf + LWS_PRE, q->len);
+    ws_mask(out + h, q->len, key, 0);
+    return h + q->len;
 }
 
 /* Every queued frame (up to FLUSH_BATCH bytes) in one send(), framed here:
@@ -273,9 +258,9 @@ static int write_batch(tc_client *c, struct lws *wsi)
     unsigned k = 0;
     unsigned char *buf = NULL;
     for (tc_sq *q = c->sq_head; q; q = q->next, k++) {
-        if (k > 0 && n + q->len + 14 > FLUSH_BATCH)
+        if (k > 0 && n + q->len + WS_MAX_HDR > FLUSH_BATCH)
             break;
-        buf = tc_loop__scratch(c->loop, LWS_PRE + n + q->len + 14);
+        buf = tc_loop__scratch(c->loop, LWS_PRE + n + q->len + WS_MAX_HDR);
         if (!buf)
             return -1;
         size_t m = frame_one(c->loop, buf + LWS_PRE + n, q);

@@ -331,6 +331,8 @@ static int frame_end(gw_conn *c)
      * connection closes as for a plain frame far over the limit. */
     if (r == -EMSGSIZE)
         return fail(c, GW_E_MALFORMED, "protocol violation: frame far over the limit");
+    if (r == -ENOMEM)
+        return fail(c, 1011, "out of memory");
     if (r < 0)
         return fail(c, 1007, "compressed message does not inflate");
     c->msg_first = 1;

@@ -1,248 +1,422 @@
 /* wsframe.c -- RFC 6455 framing (see wsframe.h): frame headers, masking,
- * UTF-8 validation, the handshake's accept key and permessage-deflate's
- * negotiation and inflation. */
+ * incremental UTF-8 validation, the opening handshake's accept key, and the
+ * receive side of permessage-deflate (RFC 7692): negotiation and a bounded
+ * raw-deflate inflater.
+ */
 #include "wsframe.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <openssl/evp.h>
-#include <openssl/sha.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <openssl/evp.h>
 #include <zlib.h>
 
+/* ---- frame headers ---------------------------------------------------------------- */
+
+static int op_known(unsigned op)
+{
+    return op <= WS_OP_BINARY || (op >= WS_OP_CLOSE && op <= WS_OP_PONG);
+}
+
+/* Errors are reported as soon as the bytes that prove them have arrived, so a
+ * peer cannot hold a connection with a header that is already known bad. */
 int ws_parse_hdr(const unsigned char *buf, size_t n, ws_hdr *h)
 {
+    if (n < 1)
+        return 0;
+    unsigned b0 = buf[0];
+    unsigned op = b0 & 0x0F;
+    if (!op_known(op))
+        return -EPROTO;
+    int control = (op & 0x8) != 0;
+    if (control && !(b0 & 0x80))
+        return -EPROTO;
     if (n < 2)
         return 0;
-    memset(h, 0, sizeof(*h));
-    h->fin = (buf[0] >> 7) & 1;
-    h->rsv1 = (buf[0] >> 6) & 1;
-    h->rsv2 = (buf[0] >> 5) & 1;
-    h->rsv3 = (buf[0] >> 4) & 1;
-    h->opcode = buf[0] & 0x0f;
-    h->masked = (buf[1] >> 7) & 1;
-    unsigned l7 = buf[1] & 0x7f;
-    switch (h->opcode) {
-    case WS_OP_CONT:
-    case WS_OP_TEXT:
-    case WS_OP_BINARY:
-        break;
-    case WS_OP_CLOSE:
-    case WS_OP_PING:
-    case WS_OP_PONG:
-        if (!h->fin || l7 > WS_MAX_CONTROL)
-            return -EPROTO;
-        break;
-    default:
+    unsigned b1 = buf[1];
+    unsigned len7 = b1 & 0x7F;
+    if (control && len7 > WS_MAX_CONTROL)
         return -EPROTO;
+    size_t hlen = 2;
+    uint64_t len = len7;
+    if (len7 == 126) {
+        if (n < 4)
+            return 0;
+        len = (uint64_t)buf[2] << 8 | buf[3];
+        if (len < 126)
+            return -EPROTO;
+        hlen = 4;
+    } else if (len7 == 127) {
+        if (n >= 3 && (buf[2] & 0x80))
+            return -EPROTO;
+        if (n < 10)
+            return 0;
+        len = 0;
+        for (int i = 2; i < 10; i++)
+            len = len << 8 | buf[i];
+        if (len <= 0xFFFF)
+            return -EPROTO;
+        hlen = 10;
     }
-    size_t need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + (h->masked ? 4 : 0);
-    if (n < need)
-        return 0;
-    size_t o = 2;
-    if (l7 == 126) {
-        h->len = ((uint64_t)buf[2] << 8) | buf[3];
-        if (h->len < 126)
-            return -EPROTO;
-        o = 4;
-    } else if (l7 == 127) {
-        h->len = 0;
-        for (int i = 0; i < 8; i++)
-            h->len = (h->len << 8) | buf[2 + i];
-        if (h->len >> 63 || h->len <= 0xffff)
-            return -EPROTO;
-        o = 10;
+    unsigned masked = (b1 & 0x80) != 0;
+    if (masked) {
+        if (n < hlen + 4)
+            return 0;
+        memcpy(h->mask, buf + hlen, 4);
+        hlen += 4;
     } else {
-        h->len = l7;
+        memset(h->mask, 0, 4);
     }
-    if (h->masked) {
-        memcpy(h->mask, buf + o, 4);
-        o += 4;
-    }
-    h->hlen = o;
-    return (int)o;
+    h->fin = (b0 >> 7) & 1;
+    h->rsv1 = (b0 >> 6) & 1;
+    h->rsv2 = (b0 >> 5) & 1;
+    h->rsv3 = (b0 >> 4) & 1;
+    h->masked = masked;
+    h->opcode = op;
+    h->len = len;
+    h->hlen = hlen;
+    return (int)hlen;
 }
 
 size_t ws_encode_hdr(unsigned char *out, int fin, unsigned opcode, int rsv1, uint64_t len, const unsigned char *mask)
 {
-    size_t o;
-    out[0] = (unsigned char)((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | (opcode & 0x0f));
-    unsigned char m = mask ? 0x80 : 0;
+    size_t i = 0;
+    out[i++] = (unsigned char)((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | (opcode & 0x0F));
+    unsigned char mbit = mask ? 0x80 : 0;
     if (len < 126) {
-        out[1] = (unsigned char)(m | len);
-        o = 2;
-    } else if (len <= 0xffff) {
-        out[1] = (unsigned char)(m | 126);
-        out[2] = (unsigned char)(len >> 8);
-        out[3] = (unsigned char)len;
-        o = 4;
+        out[i++] = (unsigned char)(mbit | len);
+    } else if (len <= 0xFFFF) {
+        out[i++] = mbit | 126;
+        out[i++] = (unsigned char)(len >> 8);
+        out[i++] = (unsigned char)len;
     } else {
-        out[1] = (unsigned char)(m | 127);
-        for (int i = 0; i < 8; i++)
-            out[2 + i] = (unsigned char)(len >> (56 - 8 * i));
-        o = 10;
+        out[i++] = mbit | 127;
+        for (int s = 56; s >= 0; s -= 8)
+            out[i++] = (unsigned char)(len >> s);
     }
     if (mask) {
-        memcpy(out + o, mask, 4);
-        o += 4;
+        memcpy(out + i, mask, 4);
+        i += 4;
     }
-    return o;
+    return i;
 }
 
 void ws_mask(unsigned char *p, size_t n, const unsigned char mask[4], uint64_t offset)
 {
-    for (size_t i = 0; i < n; i++)
-        p[i] ^= mask[(offset + i) & 3];
+    unsigned char m[8];
+    for (int i = 0; i < 8; i++)
+        m[i] = mask[(offset + (uint64_t)i) & 3];
+    uint64_t m64;
+    memcpy(&m64, m, 8);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        v ^= m64;
+        memcpy(p + i, &v, 8);
+    }
+    for (; i < n; i++)
+        p[i] ^= m[i & 7];
 }
 
-/* The state packs the bytes still expected (bits 0-2) and the bounds of the
- * next continuation byte (bits 8-15 low, 16-23 high) that exclude overlongs,
- * surrogates and code points above U+10FFFF. */
+/* ---- UTF-8 ------------------------------------------------------------------------- */
+
+/* States: 0 between characters; 1, 2, 3 continuation bytes (80..BF) still
+ * due; the lead bytes with a narrower first continuation get their own:
+ * E0 (A0..BF, no overlong), ED (80..9F, no surrogate), F0 (90..BF, no
+ * overlong), F4 (80..8F, nothing above U+10FFFF). */
+enum { U_ACC = 0, U_C1, U_C2, U_C3, U_E0, U_ED, U_F0, U_F4 };
+
 int ws_utf8_step(int state, const unsigned char *p, size_t n)
 {
-    unsigned need = (unsigned)state & 7, lo = ((unsigned)state >> 8) & 0xff, hi = ((unsigned)state >> 16) & 0xff;
-    for (size_t i = 0; i < n; i++) {
-        unsigned c = p[i];
-        if (need) {
-            if (c < lo || c > hi)
-                return -1;
-            need--;
-            lo = 0x80;
-            hi = 0xbf;
-            continue;
+    if (state < 0 || state > U_F4)
+        return -1;
+    size_t i = 0;
+    while (i < n) {
+        if (state == U_ACC) {
+            while (i + 8 <= n) {
+                uint64_t v;
+                memcpy(&v, p + i, 8);
+                if (v & 0x8080808080808080ULL)
+                    break;
+                i += 8;
+            }
+            if (i == n)
+                break;
         }
-        if (c < 0x80)
-            continue;
-        lo = 0x80;
-        hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            if (c == 0xe0)
-                lo = 0xa0;
-            else if (c == 0xed)
-                hi = 0x9f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            if (c == 0xf0)
-                lo = 0x90;
-            else if (c == 0xf4)
-                hi = 0x8f;
-        } else {
-            return -1;
+        unsigned c = p[i++];
+        switch (state) {
+        case U_ACC:
+            if (c < 0x80)
+                state = U_ACC;
+            else if (c >= 0xC2 && c <= 0xDF)
+                state = U_C1;
+            else if (c == 0xE0)
+                state = U_E0;
+            else if (c == 0xED)
+                state = U_ED;
+            else if (c >= 0xE1 && c <= 0xEF)
+                state = U_C2;
+            else if (c == 0xF0)
+                state = U_F0;
+            else if (c >= 0xF1 && c <= 0xF3)
+                state = U_C3;
+            else if (c == 0xF4)
+                state = U_F4;
+            else
+                return -1;
+            break;
+        case U_C1:
+        case U_C2:
+        case U_C3:
+            if (c < 0x80 || c > 0xBF)
+                return -1;
+            state--;
+            break;
+        case U_E0:
+            if (c < 0xA0 || c > 0xBF)
+                return -1;
+            state = U_C1;
+            break;
+        case U_ED:
+            if (c < 0x80 || c > 0x9F)
+                return -1;
+            state = U_C1;
+            break;
+        case U_F0:
+            if (c < 0x90 || c > 0xBF)
+                return -1;
+            state = U_C2;
+            break;
+        default: /* U_F4 */
+            if (c < 0x80 || c > 0x8F)
+                return -1;
+            state = U_C2;
+            break;
         }
     }
-    return need ? (int)(need | (lo << 8) | (hi << 16)) : 0;
+    return state;
+}
+
+/* ---- opening handshake --------------------------------------------------------------- */
+
+static int b64_char(int c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
 
 int ws_accept_key(const char *key, char out[29])
 {
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    unsigned char raw[20];
+    /* 16 bytes in base64: 22 characters, the last of them carrying 2 bits
+     * (so one of A Q g w), then "==". */
     if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=')
         return -EINVAL;
-    unsigned char dec[20];
-    if (EVP_DecodeBlock(dec, (const unsigned char *)key, 24) != 18)
+    for (int i = 0; i < 22; i++)
+        if (!b64_char((unsigned char)key[i]))
+            return -EINVAL;
+    if (!strchr("AQgw", key[21]))
         return -EINVAL;
-    char buf[24 + sizeof(guid)];
+    unsigned char buf[24 + sizeof guid - 1];
     memcpy(buf, key, 24);
-    memcpy(buf + 24, guid, sizeof(guid));
-    SHA1((const unsigned char *)buf, 24 + sizeof(guid) - 1, raw);
-    EVP_EncodeBlock((unsigned char *)out, raw, 20);
-    out[28] = 0;
+    memcpy(buf + 24, guid, sizeof guid - 1);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (!EVP_Digest(buf, sizeof buf, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
+        return -EIO;
+    if (EVP_EncodeBlock((unsigned char *)out, md, 20) != 28)
+        return -EIO;
+    out[28] = '\0';
     return 0;
 }
 
-/* ---- permessage-deflate ------------------------------------------------------------ */
+/* ---- permessage-deflate negotiation ------------------------------------------------------ */
 
-/* Checks one offer's parameters (after the extension name, up to ',').
- * Returns 1 when acceptable. */
-static int pmd_params_ok(const char *p, const char *end)
+/* A cursor over the header value: the grammar is RFC 7230's #rule of
+ * extension = token *( OWS ";" OWS token [ "=" ( token / quoted-string ) ] ). */
+typedef struct cur {
+    const char *p;
+} cur;
+
+static int tchar(int c)
 {
-    int seen[4] = { 0, 0, 0, 0 };
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ';'))
-            p++;
-        if (p >= end)
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+        return 1;
+    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static void ows(cur *c)
+{
+    while (*c->p == ' ' || *c->p == '\t')
+        c->p++;
+}
+
+/* A token into buf (bufsz, NUL-terminated); returns its length, 0 when there
+ * is none, -1 when it does not fit (then it is skipped). */
+static int token(cur *c, char *buf, size_t bufsz)
+{
+    size_t n = 0;
+    int over = 0;
+    while (tchar((unsigned char)*c->p)) {
+        if (n + 1 < bufsz)
+            buf[n++] = *c->p;
+        else
+            over = 1;
+        c->p++;
+    }
+    buf[n] = '\0';
+    return over ? -1 : (int)n;
+}
+
+/* A quoted-string (the cursor on its '"'), unescaped into buf; returns its
+ * length, -1 when unterminated (the cursor then at the end) or too long. */
+static int quoted(cur *c, char *buf, size_t bufsz)
+{
+    size_t n = 0;
+    int over = 0;
+    c->p++;
+    for (;;) {
+        unsigned char ch = (unsigned char)*c->p;
+        if (ch == '\0')
+            return -1;
+        c->p++;
+        if (ch == '"')
             break;
-        const char *nb = p;
-        while (p < end && *p != ';' && *p != '=' && *p != ' ' && *p != '\t')
-            p++;
-        size_t nl = (size_t)(p - nb);
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        const char *vb = NULL, *ve = NULL;
-        if (p < end && *p == '=') {
-            p++;
-            while (p < end && (*p == ' ' || *p == '\t'))
-                p++;
-            int q = p < end && *p == '"';
-            if (q)
-                p++;
-            vb = p;
-            while (p < end && *p != ';' && *p != '"' && *p != ' ' && *p != '\t')
-                p++;
-            ve = p;
-            if (q && p < end && *p == '"')
-                p++;
-            while (p < end && *p != ';')
-                p++;
+        if (ch == '\\') {
+            ch = (unsigned char)*c->p;
+            if (ch == '\0')
+                return -1;
+            c->p++;
         }
-        static const char *names[] = { "server_no_context_takeover", "client_no_context_takeover",
-                                       "server_max_window_bits", "client_max_window_bits" };
-        int k = -1;
-        for (int i = 0; i < 4; i++)
-            if (nl == strlen(names[i]) && !strncasecmp(nb, names[i], nl))
-                k = i;
-        if (k < 0 || seen[k]++)
-            return 0;
-        if (k < 2 && vb)
-            return 0;
-        if (k == 2 || (k == 3 && vb)) {
-            /* server_max_window_bits constrains only our (absent) compressor;
-             * client_max_window_bits: our inflater takes any window. */
-            if (!vb || ve - vb < 1 || ve - vb > 2)
-                return 0;
-            int v = 0;
-            for (const char *c = vb; c < ve; c++) {
-                if (!isdigit((unsigned char)*c))
-                    return 0;
-                v = v * 10 + (*c - '0');
-            }
-            if (v < 8 || v > 15)
-                return 0;
+        if (n + 1 < bufsz)
+            buf[n++] = (char)ch;
+        else
+            over = 1;
+    }
+    buf[n] = '\0';
+    return over ? -1 : (int)n;
+}
+
+/* Skips to the next list element (past the next ',' outside quotes). */
+static void skip_element(cur *c)
+{
+    while (*c->p && *c->p != ',') {
+        if (*c->p == '"') {
+            char junk[2];
+            if (quoted(c, junk, sizeof junk) < 0 && !*c->p)
+                return;
+        } else {
+            c->p++;
         }
     }
-    return 1;
+    if (*c->p == ',')
+        c->p++;
+}
+
+/* A window size: 8..15 written without leading zeros. */
+static int window_bits(const char *v)
+{
+    if (v[0] == '1' && v[1] >= '0' && v[1] <= '5' && !v[2])
+        return 10 + (v[1] - '0');
+    if ((v[0] == '8' || v[0] == '9') && !v[1])
+        return v[0] - '0';
+    return -1;
+}
+
+enum { P_SNCT = 1, P_CNCT = 2, P_SMWB = 4, P_CMWB = 8 };
+
+/* Parses one element at the cursor, leaving it past the element's ','.
+ * Returns 1 for an acceptable permessage-deflate offer (*smwb its
+ * server_max_window_bits or 0), 0 otherwise. */
+static int pmd_offer(cur *c, int *smwb)
+{
+    char name[32], pname[32], val[8];
+    int ok = 1, seen = 0;
+    *smwb = 0;
+    ows(c);
+    if (token(c, name, sizeof name) <= 0 || strcasecmp(name, "permessage-deflate") != 0)
+        ok = 0;
+    for (;;) {
+        ows(c);
+        if (*c->p == '\0')
+            return ok;
+        if (*c->p == ',') {
+            c->p++;
+            return ok;
+        }
+        if (*c->p != ';' || !ok)
+            break;
+        c->p++;
+        ows(c);
+        if (token(c, pname, sizeof pname) <= 0)
+            break;
+        ows(c);
+        int has_val = 0;
+        if (*c->p == '=') {
+            c->p++;
+            ows(c);
+            int vl = *c->p == '"' ? quoted(c, val, sizeof val) : token(c, val, sizeof val);
+            if (vl <= 0)
+                break;
+            has_val = 1;
+        }
+        int bit;
+        if (!strcasecmp(pname, "server_no_context_takeover"))
+            bit = P_SNCT;
+        else if (!strcasecmp(pname, "client_no_context_takeover"))
+            bit = P_CNCT;
+        else if (!strcasecmp(pname, "server_max_window_bits"))
+            bit = P_SMWB;
+        else if (!strcasecmp(pname, "client_max_window_bits"))
+            bit = P_CMWB;
+        else
+            break;
+        if (seen & bit)
+            break;
+        seen |= bit;
+        if (bit == P_SNCT || bit == P_CNCT) {
+            if (has_val)
+                break;
+        } else if (bit == P_SMWB) {
+            if (!has_val || (*smwb = window_bits(val)) < 0)
+                break;
+        } else if (has_val && window_bits(val) < 0) {
+            break;
+        }
+    }
+    skip_element(c);
+    return 0;
 }
 
 int ws_pmd_negotiate(const char *offer, char *resp, size_t resplen)
 {
     if (!offer)
         return 0;
-    const char *p = offer;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        if (!e)
-            e = p + strlen(p);
-        const char *q = p;
-        while (q < e && (*q == ' ' || *q == '\t'))
-            q++;
-        static const char name[] = "permessage-deflate";
-        size_t nl = sizeof(name) - 1;
-        if ((size_t)(e - q) >= nl && !strncasecmp(q, name, nl) &&
-            (q + nl == e || q[nl] == ';' || q[nl] == ' ' || q[nl] == '\t') && pmd_params_ok(q + nl, e)) {
-            int n = snprintf(resp, resplen, "permessage-deflate; client_no_context_takeover");
-            return n < 0 || (size_t)n >= resplen ? -ENOSPC : 1;
-        }
-        p = *e ? e + 1 : e;
+    cur c = { offer };
+    while (*c.p) {
+        int smwb;
+        if (!pmd_offer(&c, &smwb))
+            continue;
+        int n;
+        if (smwb)
+            n = snprintf(resp, resplen,
+                         "permessage-deflate; client_no_context_takeover; server_no_context_takeover; "
+                         "server_max_window_bits=%d",
+                         smwb);
+        else
+            n = snprintf(resp, resplen, "permessage-deflate; client_no_context_takeover; server_no_context_takeover");
+        if (n < 0 || (size_t)n >= resplen)
+            return -ENOSPC;
+        return 1;
     }
     return 0;
 }
+
+/* ---- inflater ------------------------------------------------------------------------- */
 
 struct ws_inflater {
     z_stream zs;
@@ -250,7 +424,7 @@ struct ws_inflater {
 
 ws_inflater *ws_inflater_new(void)
 {
-    ws_inflater *z = calloc(1, sizeof(*z));
+    ws_inflater *z = calloc(1, sizeof *z);
     if (!z)
         return NULL;
     if (inflateInit2(&z->zs, -15) != Z_OK) {
@@ -270,36 +444,68 @@ void ws_inflater_free(ws_inflater *z)
 
 long ws_inflate(ws_inflater *z, const unsigned char *in, size_t n, unsigned char *out, size_t cap)
 {
-    /* RFC 7692 7.2.2: the sender removed the final 00 00 ff ff. */
-    static const unsigned char tail[4] = { 0x00, 0x00, 0xff, 0xff };
-    if (inflateReset(&z->zs) != Z_OK)
+    static const unsigned char tail[4] = { 0x00, 0x00, 0xFF, 0xFF };
+    z_stream *s = &z->zs;
+    /* zlib counts in uInt: a message is at most 4 GiB either way. */
+    if (cap > UINT_MAX)
+        cap = UINT_MAX;
+    if (n > UINT_MAX)
+        return -EMSGSIZE;
+    /* The tail alone is no whole block; an empty payload can only mean the
+     * empty message (which compresses to the one byte 00). */
+    if (n == 0)
+        return 0;
+    if (inflateReset(s) != Z_OK)
         return -EPROTO;
-    size_t total = 0;
-    for (int part = 0; part < 2; part++) {
-        z->zs.next_in = (unsigned char *)(part ? tail : in);
-        z->zs.avail_in = (uInt)(part ? sizeof(tail) : n);
-        if (!part && n > UINT32_MAX)
-            return -EMSGSIZE;
-        while (z->zs.avail_in) {
-            unsigned char spare;
-            int full = total == cap;
-            z->zs.next_out = full ? &spare : out + total;
-            z->zs.avail_out = full ? 1 : (uInt)(cap - total > UINT32_MAX ? UINT32_MAX : cap - total);
-            uInt before = z->zs.avail_out;
-            int r = inflate(&z->zs, Z_SYNC_FLUSH);
-            size_t made = before - z->zs.avail_out;
-            if (full && made)
+    /* Output goes to out, then to one spare byte: a byte there proves the
+     * message is longer than cap without inflating any further. */
+    unsigned char spare;
+    int spilling = 0, in_tail = 0;
+    s->next_in = (unsigned char *)in;
+    s->avail_in = (uInt)n;
+    s->next_out = out;
+    s->avail_out = (uInt)cap;
+    for (;;) {
+        if (s->avail_out == 0) {
+            if (spilling)
                 return -EMSGSIZE;
-            total += full ? 0 : made;
-            if (r == Z_STREAM_END)
-                return part ? (long)total : (z->zs.avail_in ? -EPROTO : (long)total);
-            if (r == Z_BUF_ERROR && z->zs.avail_in && !made && !full)
-                return -EPROTO;
-            if (r != Z_OK && r != Z_BUF_ERROR)
-                return -EPROTO;
-            if (full && !made && z->zs.avail_in && r == Z_BUF_ERROR)
-                return -EPROTO;
+            spilling = 1;
+            s->next_out = &spare;
+            s->avail_out = 1;
         }
+        if (s->avail_in == 0) {
+            if (in_tail)
+                break;
+            in_tail = 1;
+            s->next_in = (unsigned char *)tail;
+            s->avail_in = sizeof tail;
+        }
+        int r = inflate(s, Z_SYNC_FLUSH);
+        if (r == Z_STREAM_END) {
+            /* A final block ends the message: nothing of the payload may
+             * follow it (the appended tail is then left unused). */
+            if (s->avail_out == 0 && spilling)
+                return -EMSGSIZE;
+            if (!in_tail && s->avail_in > 0)
+                return -EPROTO;
+            return (long)(cap - (spilling ? 0 : s->avail_out));
+        }
+        if (r == Z_MEM_ERROR)
+            return -ENOMEM;
+        if (r == Z_BUF_ERROR) {
+            /* No progress: fine only when the input is used up. */
+            if (s->avail_in > 0 && s->avail_out > 0)
+                return -EPROTO;
+            continue;
+        }
+        if (r != Z_OK)
+            return -EPROTO;
     }
-    return (long)total;
+    if (spilling && s->avail_out == 0)
+        return -EMSGSIZE;
+    /* The tail is an empty stored block: after it inflate stands at a block
+     * boundary unless the payload was cut inside a block. */
+    if (!(s->data_type & 128))
+        return -EPROTO;
+    return (long)(cap - (spilling ? 0 : s->avail_out));
 }

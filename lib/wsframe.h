@@ -65,7 +65,9 @@ ws_inflater *ws_inflater_new(void);
 void ws_inflater_free(ws_inflater *z);
 /* Inflates one whole compressed message into out (cap bytes). Returns the
  * inflated length, -EMSGSIZE when it would exceed cap (decompression bombs
- * stop there), -EPROTO for data that is not a deflate stream. */
+ * stop there), -EPROTO for data that is not a deflate stream (or stops
+ * inside a block), -ENOMEM when zlib could not have its window. An empty
+ * payload is the empty message. */
 long ws_inflate(ws_inflater *z, const unsigned char *in, size_t n, unsigned char *out, size_t cap);
 
 #endif

@@ -1,7 +1,8 @@
 """test_client_cli.py -- the C client SDK through the real `tether` CLI, against
 the real suite: what the client promises (issue "C client SDK and tether CLI").
 
-  - sub/pub basics, --help and exit codes;
+  - sub/pub basics, --help and exit codes; publishes whose frames take each
+    of the three length forms;
   - gateway SIGKILL and restart while a `tether sub` and a `tether pub` run:
     the subscriber prints every seq once, in order, and every publish is
     acknowledged (chaos marker: it kills a daemon);
@@ -150,6 +151,23 @@ def test_pub_sub_roundtrip(suite, tmp_path, clis):
     assert all(m["from"] == "pubber" and m["room"] == "lobby" and m["epoch"] for m in msgs)
     assert [m["id"] for m in msgs] == [a["id"] for a in acks]
     assert sub.states()[:2] == ["connecting", "connected"]
+
+
+@pytest.mark.suite_env(TETHER_MAX_FRAME="262144")
+def test_pub_frames_of_every_length_form(suite, tmp_path, clis):
+    """The SDK masks and frames what it sends itself (lib/wsframe): publishes
+    whose frames take the 7-bit, 16-bit and 64-bit length forms, around each
+    boundary, arrive intact."""
+    sizes = [1, 60, 90, 100, 65400, 65460, 65500]  # data stays within its 64 KiB
+    abc = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    datas = [{"s": "".join(abc[(i * 7 + n) % len(abc)] for i in range(n)) + "\u00e9\u20ac"} for n in sizes]
+    sub = start(clis, tmp_path, "sub", ["sub", "frames", "--url", suite.ws_url(), "--token", suite.token("alice"),
+                                        "--count", str(len(datas)), "--timeout", "30"])
+    wait_event(sub, "subscribed", room="frames")
+    acks = publish(suite, "frames", *datas)
+    assert [a["seq"] for a in acks] == list(range(1, len(datas) + 1))
+    assert sub.wait(30) == 0, sub.describe()
+    assert [m["data"] for m in sub.lines()] == datas
 
 
 def test_pub_invalid_json_fails_with_1(suite):
