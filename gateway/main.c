@@ -256,6 +256,7 @@ int main(void)
     ho.max_conns = G.cfg.max_preauth;
     ho.per_ip_conns = G.cfg.per_ip_conns;
     ho.max_body = G.cfg.lim.max_frame;
+    ho.timeout_ms = G.cfg.head_timeout_ms;
     G.http = http_server_new_opts(G.l, NULL, &ho, gw_http_handler, NULL);
     if (!G.http) {
         LOG_ERROR("out of memory at start", NULL);
