@@ -4,7 +4,7 @@
  * Every accepted socket first passes two per-source-address limits: open
  * sockets (TETHER_PER_IP_CONNS) and new sockets per second (a token bucket,
  * TETHER_PER_IP_RATE with a burst of twice that); beyond either it is closed
- * at once. The address table is bounded (PEERS_MAX entries; a full table
+ * at once. An IPv6 peer is its /64. The address table is bounded (PEERS_MAX entries; a full table
  * tracks no new addresses) and idle entries expire.
  *
  * A socket is then "pre-head" until its request head is complete: it counts
@@ -68,17 +68,22 @@ static char head[HEAD_MAX + 1];
 
 /* ---- per-address limits ------------------------------------------------------------- */
 
-static void addr_text(const struct sockaddr *sa, char *out, size_t n)
+/* The limits' key for a peer: its IPv4 address (IPv4-mapped ones too), or
+ * its IPv6 /64, the block one subscriber is given and picks addresses from. */
+static void peer_key(const struct sockaddr *sa, char *out, size_t n)
 {
     out[0] = 0;
     if (sa->sa_family == AF_INET) {
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
     } else if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a))
-            inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)n);
-        else
-            inet_ntop(AF_INET6, a, out, (socklen_t)n);
+        struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a)) {
+            inet_ntop(AF_INET, a.s6_addr + 12, out, (socklen_t)n);
+        } else {
+            memset(a.s6_addr + 8, 0, 8);
+            if (inet_ntop(AF_INET6, &a, out, (socklen_t)(n > 3 ? n - 3 : 0)))
+                strcat(out, "/64");
+        }
     }
 }
 
@@ -580,7 +585,7 @@ static void on_accept(loop *l, int fd, unsigned events, void *arg)
             return;
         }
         char key[64];
-        addr_text((struct sockaddr *)&ss, key, sizeof(key));
+        peer_key((struct sockaddr *)&ss, key, sizeof(key));
         peer_ent *e = peer_get(key, now);
         if (e) {
             peer_refill(e, now);
