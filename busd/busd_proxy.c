@@ -32,6 +32,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "zauth.h"
 
 #define CTL_ENDPOINT "inproc://busd-control"
 #define BUS_HWM 100000
@@ -106,9 +107,9 @@ static void *proxy_main(void *arg)
         /* Drops must stay possible: a slow subscriber loses messages (and
          * repairs from replayd) instead of stalling the whole bus. */
         set_int(xpub, ZMQ_XPUB_NODROP, 0);
-        if (zmq_bind(xsub, p->in_ep) < 0)
+        if (zauth_bind(xsub, p->in_ep) < 0)
             snprintf(msg, sizeof(msg), "ERR TETHER_BUS_IN %d", zmq_errno());
-        else if (zmq_bind(xpub, p->out_ep) < 0)
+        else if (zauth_bind(xpub, p->out_ep) < 0)
             snprintf(msg, sizeof(msg), "ERR TETHER_BUS_OUT %d", zmq_errno());
         /* Subscribe the XSUB side to everything. Publishers then never
          * filter (a PUB drops topics nobody has subscribed to yet, and a
@@ -117,6 +118,8 @@ static void *proxy_main(void *arg)
          * a gateway confirm its subscription before it reads history. */
         else if (zmq_send(xsub, "\x01", 1, 0) < 0)
             snprintf(msg, sizeof(msg), "ERR TETHER_BUS_IN subscribe %d", zmq_errno());
+        else if (zauth_monitor(xsub, "bus_in") < 0 || zauth_monitor(xpub, "bus_out") < 0)
+            snprintf(msg, sizeof(msg), "ERR - %d", zmq_errno());
     }
     zmq_send(ctl, msg, strlen(msg), 0);
     if (strcmp(msg, "OK") == 0 && zmq_proxy_steerable(xsub, xpub, NULL, ctl) != 0) {
@@ -340,6 +343,17 @@ busd_proxy *busd_proxy_start(loop *l, const char *in_ep, const char *out_ep, con
     p->ctx = zmq_ctx_new();
     if (!p->ctx)
         return NULL;
+    /* The ZAP handler lives in the proxy's context (ZAP is per context)
+     * and runs on the loop, before the proxy binds anything. */
+    int zr = zauth_start(l, p->ctx);
+    if (zr == 0)
+        zr = zauth_watch(l, p->ctx, "bus_in");
+    if (zr == 0)
+        zr = zauth_watch(l, p->ctx, "bus_out");
+    if (zr < 0) {
+        err = -zr;
+        goto out;
+    }
     p->ctl = zmq_socket(p->ctx, ZMQ_PAIR);
     if (!p->ctl || set_int(p->ctl, ZMQ_LINGER, 0) < 0 || zmq_bind(p->ctl, CTL_ENDPOINT) < 0 ||
         set_int(p->ctl, ZMQ_RCVTIMEO, START_WAIT_MS) < 0) {
@@ -394,6 +408,7 @@ out:
             p->started = 0;
             if (p->ctl)
                 zmq_close(p->ctl);
+            zauth_stop();
             zmq_ctx_term(p->ctx);
         }
         /* Without a join the context cannot be terminated; leave it. */
@@ -421,6 +436,7 @@ void busd_proxy_stop(busd_proxy *p)
     p->alive = 0;
     zmq_close(p->ctl);
     p->ctl = NULL;
+    zauth_stop();
     zmq_ctx_term(p->ctx);
     p->ctx = NULL;
     LOG_INFO("bus proxy joined", "{s:I,s:I}", "messages_published", (json_int_t)p->stats[ST_BE_SENT_N],

@@ -24,6 +24,7 @@
 #include "http.h"
 #include "log.h"
 #include "loop.h"
+#include "zauth.h"
 
 static int exit_code;
 
@@ -56,6 +57,8 @@ int main(void)
     const char *out_ep = cfg_str("TETHER_BUS_OUT", "tcp://127.0.0.1:5551");
     const char *http_addr = cfg_str("TETHER_HTTP", "127.0.0.1:9100");
     cfg_str("TETHER_LOG_LEVEL", "info");
+    zauth_require("TETHER_BUS_IN", in_ep);
+    zauth_require("TETHER_BUS_OUT", out_ep);
     cfg_print();
 
     /* Peers vanish mid-write all the time; that is an error return, not a

@@ -24,6 +24,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "zauth.h"
 #include "zsock.h"
 
 gw G;
@@ -222,6 +223,11 @@ int main(void)
     srand((unsigned)(time(NULL) ^ getpid()));
     load_config();
     load_jwt();
+    zauth_require("TETHER_BUS_IN", G.cfg.bus_in);
+    zauth_require("TETHER_BUS_OUT", G.cfg.bus_out);
+    zauth_require("TETHER_REPLAYD", G.cfg.replayd);
+    zauth_require("TETHER_SESSIOND", G.cfg.sessiond);
+    zauth_require("TETHER_MEDIAD", G.cfg.mediad);
     cfg_print();
 
     G.l = loop_new();
@@ -230,6 +236,10 @@ int main(void)
     G.sessions = hmap_new();
     if (!G.l || !G.rooms || !G.conns || !G.sessions) {
         LOG_ERROR("out of memory at start", NULL);
+        return 1;
+    }
+    if (zauth_start(G.l, zsock_ctx()) < 0) {
+        LOG_ERROR("cannot start the bus authentication handler", "{s:s}", "error", zmq_strerror(errno));
         return 1;
     }
     G.bus = bus_new(G.l, "gateway", G.cfg.bus_in, G.cfg.bus_out);
@@ -305,6 +315,7 @@ int main(void)
     gw_media_shutdown();
     bus_free(G.bus);
     jwtv_free(G.jwt);
+    zauth_stop();
     loop_free(G.l);
     zsock_ctx_term();
     LOG_INFO("gateway stopped", NULL);

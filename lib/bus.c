@@ -9,6 +9,7 @@
 #include "config.h"
 #include "hmap.h"
 #include "log.h"
+#include "zauth.h"
 #include "zsock.h"
 
 #define BUS_MAX_TOPIC 256
@@ -149,7 +150,15 @@ bus *bus_new(loop *l, const char *service, const char *pub_endpoint, const char 
         goto fail;
     if (pub_endpoint) {
         void *s = zsock_socket(ZMQ_PUB);
-        if (!s || zmq_connect(s, pub_endpoint) < 0) {
+        /* No queue for a busd that is not there: what is published during a
+         * busd outage is lost at once and found by the subscribers' sequence
+         * checks. Without it, the queue was flushed into the restarted busd
+         * before or after the subscribers were back, depending on how fast
+         * each side's (CURVE) handshake went. */
+        int one = 1;
+        if (s)
+            zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof(one));
+        if (!s || zauth_connect(s, pub_endpoint) < 0) {
             if (s)
                 zmq_close(s);
             goto fail;
@@ -162,7 +171,7 @@ bus *bus_new(loop *l, const char *service, const char *pub_endpoint, const char 
     }
     if (sub_endpoint) {
         void *s = zsock_socket(ZMQ_SUB);
-        if (!s || zmq_connect(s, sub_endpoint) < 0) {
+        if (!s || zauth_connect(s, sub_endpoint) < 0) {
             if (s)
                 zmq_close(s);
             goto fail;

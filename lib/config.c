@@ -55,6 +55,43 @@ const char *cfg_secret(const char *name, const char *def)
     return v;
 }
 
+const char *cfg_secret_file(const char *name)
+{
+    size_t nl = strlen(name);
+    char *fname = malloc(nl + sizeof("_FILE"));
+    if (!fname)
+        die(name, "", "cannot be read (out of memory)");
+    memcpy(fname, name, nl);
+    memcpy(fname + nl, "_FILE", sizeof("_FILE"));
+    const char *v = getenv(name);
+    const char *path = getenv(fname);
+    if (v && *v && path && *path)
+        die(fname, path, "is set together with the variable it replaces; set one of them");
+    if (!path || !*path) {
+        free(fname);
+        return cfg_secret(name, "");
+    }
+    FILE *f = fopen(path, "r");
+    if (!f)
+        die(fname, path, "cannot be opened");
+    char *buf = malloc(4097);
+    size_t n = buf ? fread(buf, 1, 4097, f) : 0;
+    int bad = !buf || ferror(f);
+    fclose(f);
+    if (bad)
+        die(fname, path, "cannot be read");
+    if (n > 4096)
+        die(fname, path, "is longer than 4096 bytes");
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = 0;
+    if (n == 0)
+        die(fname, path, "is empty");
+    record(fname, path, 0);
+    record(name, buf, 1);
+    return buf;
+}
+
 long long cfg_int(const char *name, long long def, long long min, long long max)
 {
     const char *v = getenv(name);

@@ -14,6 +14,11 @@
 const char *cfg_str(const char *name, const char *def);
 /* Like cfg_str, but the value is masked in cfg_print. */
 const char *cfg_secret(const char *name, const char *def);
+/* A secret given either as NAME or as the contents of the file NAME_FILE
+ * (at most 4 KiB; trailing whitespace removed). Both set, an unreadable or
+ * empty file end the process like a bad value. Returns "" when neither is
+ * set. Masked in cfg_print (the file's path is shown). */
+const char *cfg_secret_file(const char *name);
 /* Integer in [min, max]. */
 long long cfg_int(const char *name, long long def, long long min, long long max);
 /* "1/0/true/false/yes/no/on/off". */

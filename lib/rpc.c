@@ -9,6 +9,7 @@
 #include "config.h"
 #include "hmap.h"
 #include "log.h"
+#include "zauth.h"
 #include "zsock.h"
 
 typedef struct pending {
@@ -140,8 +141,8 @@ rpc_client *rpc_client_new(loop *l, const char *endpoints, const char *service)
             ep++;
         if (!*ep)
             continue;
-        if (zmq_connect(s, ep) < 0) {
-            LOG_ERROR("rpc: bad endpoint", "{s:s,s:s}", "endpoint", ep, "error", zmq_strerror(errno));
+        if (zauth_connect(s, ep) < 0) {
+            LOG_ERROR("rpc: cannot connect", "{s:s,s:s}", "endpoint", ep, "error", zmq_strerror(errno));
             goto fail;
         }
         nconn++;
@@ -319,7 +320,7 @@ rpc_server *rpc_server_new(loop *l, const char *endpoint, const char *service, r
     s->src.instance = s->instance;
     s->src.incarnation = cfg_incarnation();
     void *sock = zsock_socket(ZMQ_ROUTER);
-    if (!sock || zmq_bind(sock, endpoint) < 0) {
+    if (!sock || zauth_bind(sock, endpoint) < 0) {
         int e = errno;
         if (sock)
             zmq_close(sock);
@@ -333,6 +334,9 @@ rpc_server *rpc_server_new(loop *l, const char *endpoint, const char *service, r
         free(s);
         return NULL;
     }
+    /* Failed handshakes (strangers without the keys) show in /metrics. */
+    if (zauth_monitor(sock, service) < 0 || zauth_watch(l, zsock_ctx(), service) < 0)
+        LOG_WARN("rpc: cannot watch handshakes", "{s:s,s:s}", "service", service, "error", zmq_strerror(errno));
     return s;
 }
 

@@ -36,6 +36,7 @@
 #include "md_ice.h"
 #include "md_room.h"
 #include "md_srtp.h"
+#include "zauth.h"
 #include "zsock.h"
 
 #define FLUSH_MS 300
@@ -214,6 +215,9 @@ int main(int argc, char **argv)
     a.c.dtls = md_dtls_ctx_new(a.c.cfg.cert_path, err, sizeof(err));
     if (!a.c.dtls)
         fail("TETHER_MEDIA_CERT", a.c.cfg.cert_path, err);
+    zauth_require("TETHER_BUS_IN", bus_in);
+    zauth_require("TETHER_BUS_OUT", bus_out);
+    zauth_require("TETHER_MEDIAD", a.c.cfg.endpoint);
     cfg_print();
 
     int rc = 1;
@@ -222,6 +226,10 @@ int main(int argc, char **argv)
     a.c.l = loop_new();
     if (!a.ml || !a.c.l || !md_glib_attach(a.c.l)) {
         LOG_ERROR("mediad: cannot create the event loop", NULL);
+        return 1;
+    }
+    if (zauth_start(a.c.l, zsock_ctx()) < 0) {
+        LOG_ERROR("cannot start the bus authentication handler", "{s:s}", "error", zmq_strerror(errno));
         return 1;
     }
     md_metrics_register();
@@ -275,6 +283,7 @@ out:
     md_host_free(a.c.host);
     md_floor_free(a.c.floor);
     bus_free(a.c.b);
+    zauth_stop();
     zsock_ctx_term();
     /* Deferred session releases run before the loop goes. */
     loop_run_once(a.c.l, 0);

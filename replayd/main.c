@@ -28,6 +28,7 @@
 #include "rd_heads.h"
 #include "rd_store.h"
 #include "redis.h"
+#include "zauth.h"
 #include "zsock.h"
 
 #define DRAIN_MAX_MS 5000
@@ -121,6 +122,8 @@ int main(void)
         fail("TETHER_REDIS", redis_url, "expected redis://host[:port][/db] (no password in the URL)");
     if (strchr(endpoint, ','))
         fail("TETHER_REPLAYD", endpoint, "replayd binds one endpoint; the comma list is for clients");
+    zauth_require("TETHER_BUS_IN", bus_in);
+    zauth_require("TETHER_REPLAYD", endpoint);
     cfg_print();
 
     app a = { 0 };
@@ -128,6 +131,10 @@ int main(void)
     a.l = loop_new();
     if (!a.l) {
         LOG_ERROR("replayd: loop_new failed", "{s:s}", "error", strerror(errno));
+        return 1;
+    }
+    if (zauth_start(a.l, zsock_ctx()) < 0) {
+        LOG_ERROR("cannot start the bus authentication handler", "{s:s}", "error", zmq_strerror(errno));
         return 1;
     }
     a.st = rd_store_new(a.l, &scfg);
@@ -164,6 +171,7 @@ out:
     rd_heads_free(a.heads);
     rd_health_free(a.health);
     bus_free(a.b);
+    zauth_stop();
     zsock_ctx_term();
     loop_free(a.l);
     LOG_INFO("replayd: stopped", "{s:i}", "status", rc);

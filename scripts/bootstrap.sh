@@ -8,7 +8,7 @@ PKGS=(
   libzmq3-dev libwebsockets-dev libhiredis-dev libprotobuf-c-dev protobuf-c-compiler
   libjwt-dev libssl-dev libjansson-dev libglib2.0-dev libnice-dev libsrtp2-dev libopus-dev
   libcmocka-dev redis-server redis-tools
-  python3 python3-websockets python3-pytest
+  python3 python3-websockets python3-pytest python3-zmq
   yamllint python3-yaml nodejs iproute2
   chromium
   libmicrohttpd-dev libhttp-parser-dev zlib1g-dev lua-check shellcheck

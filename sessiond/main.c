@@ -29,6 +29,7 @@
 #include "ss_health.h"
 #include "ss_store.h"
 #include "ss_sweep.h"
+#include "zauth.h"
 #include "zsock.h"
 
 #define DRAIN_MAX_MS 5000
@@ -112,12 +113,19 @@ int main(void)
         fail("TETHER_REDIS", redis_url, "expected redis://host[:port][/db] (no password in the URL)");
     if (strchr(endpoint, ','))
         fail("TETHER_SESSIOND", endpoint, "sessiond binds one endpoint; the comma list is for clients");
+    zauth_require("TETHER_BUS_IN", bus_in);
+    zauth_require("TETHER_BUS_OUT", bus_out);
+    zauth_require("TETHER_SESSIOND", endpoint);
     cfg_print();
 
     int rc = 1;
     a.c.l = loop_new();
     if (!a.c.l) {
         LOG_ERROR("sessiond: loop_new failed", "{s:s}", "error", strerror(errno));
+        return 1;
+    }
+    if (zauth_start(a.c.l, zsock_ctx()) < 0) {
+        LOG_ERROR("cannot start the bus authentication handler", "{s:s}", "error", zmq_strerror(errno));
         return 1;
     }
     ss_metrics_register();
@@ -162,6 +170,7 @@ out:
     ss_health_free(a.health);
     ss_gw_free(a.c.gw);
     bus_free(a.c.b);
+    zauth_stop();
     zsock_ctx_term();
     loop_free(a.c.l);
     LOG_INFO("sessiond: stopped", "{s:i}", "status", rc);

@@ -2,7 +2,7 @@
 # run.sh -- the local runner behind `make run` / `make stop`: the whole Tether
 # suite on one machine, on loopback, with the DESIGN.md default ports.
 #
-#   deploy/local/run.sh start    dev secret, Redis (AOF), busd, replayd,
+#   deploy/local/run.sh start    dev secrets, Redis (AOF), busd, replayd,
 #                                sessiond, mediad (those built), gateway, and a
 #                                supervisor that restarts a daemon that exits
 #                                or stops answering /healthz (as a kubelet
@@ -11,7 +11,8 @@
 #                                SIGKILL after a deadline), then our Redis
 #   deploy/local/run.sh status   what runs
 #
-# State lives in run/ (git-ignored): run/dev-secret, run/logs/<name>.log,
+# State lives in run/ (git-ignored): run/dev-secret (JWT), run/bus-secret
+# (the bus's CURVE secret, given to every daemon), run/logs/<name>.log,
 # run/pids/<name>.pid, run/redis/ (Redis data). TETHER_* variables in the
 # environment are passed through (TETHER_REDIS also picks the Redis port);
 # each daemon's HTTP address can be moved with TETHER_<NAME>_HTTP, e.g.
@@ -25,6 +26,7 @@ LOGS=$RUN/logs
 PIDS=$RUN/pids
 BIN=$ROOT/${TETHER_BUILD:-build}/bin
 SECRET_FILE=$RUN/dev-secret
+BUS_SECRET_FILE=$RUN/bus-secret
 ORDER=(busd replayd sessiond mediad gateway)
 STOP_DEADLINE_S=${TETHER_STOP_DEADLINE_S:-15}
 HEALTH_EVERY_S=5        # liveness probe period
@@ -128,6 +130,10 @@ start_redis() {
 launch() {
   local d=$1 secret=${TETHER_JWT_SECRET:-}
   log "supervisor: starting $d (TETHER_HTTP=$(http_addr "$d"))"
+  # Every daemon gets the bus secret (CURVE), unless the environment brings one.
+  if [ -z "${TETHER_BUS_SECRET:-}" ] && [ -z "${TETHER_BUS_SECRET_FILE:-}" ]; then
+    export TETHER_BUS_SECRET_FILE=$BUS_SECRET_FILE
+  fi
   # Only the gateway checks tokens, so only it gets the secret.
   [ "$d" = gateway ] && [ -z "$secret" ] && secret=$(cat "$SECRET_FILE")
   if [ "$d" = gateway ]; then
@@ -215,6 +221,11 @@ cmd_start() {
     (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SECRET_FILE")
     chmod 600 "$SECRET_FILE"
     say "secret:   generated run/dev-secret (HS256, mode 600)"
+  fi
+  if [ ! -s "$BUS_SECRET_FILE" ]; then
+    (umask 077; head -c 32 /dev/urandom | base64 >"$BUS_SECRET_FILE")
+    chmod 600 "$BUS_SECRET_FILE"
+    say "secret:   generated run/bus-secret (bus CURVE keys, mode 600)"
   fi
   start_redis
   setsid bash "$0" __supervise </dev/null >>"$LOGS/supervisor.log" 2>&1 &

@@ -48,6 +48,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "rpc.h"
+#include "zauth.h"
 #include "zsock.h"
 
 #define ROOM_IDLE_MS (10 * 60 * 1000) /* forget a room's position after this */
@@ -487,6 +488,8 @@ int main(int argc, char **argv)
     const char *replayd = cfg_str("TETHER_REPLAYD", "tcp://127.0.0.1:5560");
     const char *http = cfg_str("TETHER_HTTP", "off");
     cfg_str("TETHER_LOG_LEVEL", "info");
+    zauth_require("TETHER_BUS_OUT", bus_out);
+    zauth_require("TETHER_REPLAYD", replayd);
     cfg_print();
     signal(SIGPIPE, SIG_IGN);
 
@@ -507,6 +510,10 @@ int main(int argc, char **argv)
     }
     if (loop_signal(S.l, SIGTERM, on_signal, NULL) < 0 || loop_signal(S.l, SIGINT, on_signal, NULL) < 0) {
         LOG_ERROR("cannot watch signals", "{s:s}", "error", strerror(errno));
+        goto out;
+    }
+    if (zauth_start(S.l, zsock_ctx()) < 0) {
+        LOG_ERROR("cannot start the bus authentication handler", "{s:s}", "error", zmq_strerror(errno));
         goto out;
     }
     S.b = bus_new(S.l, "example-subscriber", NULL, bus_out);
@@ -550,6 +557,7 @@ out:
     http_server_free(hs);
     rpc_client_free(S.replayd);
     bus_free(S.b);
+    zauth_stop();
     zsock_ctx_term();
     if (S.rooms) {
         hmap_iter it = { 0 };

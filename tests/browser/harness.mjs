@@ -198,6 +198,8 @@ export class Suite {
       TETHER_SESSIOND: `tcp://127.0.0.1:${p.sessiond}`,
       TETHER_MEDIAD: `tcp://127.0.0.1:${p.mediad}`,
       TETHER_JWT_SECRET: this.secret,
+      // The bus with CURVE on, as in the integration harness.
+      ...(process.env.TETHER_TEST_BUS_CLEAR === '1' ? {} : { TETHER_BUS_SECRET: randomBytes(32).toString('base64') }),
       TETHER_LOG_LEVEL: process.env.TETHER_TEST_LOG_LEVEL || 'info',
       TETHER_MEDIA_IFACES: 'lo',
       TETHER_WEB_ROOT: path.join(REPO, 'web'),

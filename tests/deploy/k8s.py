@@ -30,7 +30,7 @@ BIN = BUILD / "bin"
 
 # Secrets the base references but never ships (an overlay or the operator
 # creates them; docs/operations.md says how).
-OPERATOR_SECRETS = {"tether-jwt", "tether-mediad-dtls"}
+OPERATOR_SECRETS = {"tether-jwt", "tether-bus", "tether-mediad-dtls"}
 DAEMONS = ("gateway", "replayd", "sessiond", "busd", "mediad")
 # Which daemon binds each endpoint variable (DESIGN.md configuration table).
 BINDS = {"TETHER_BUS_IN": "busd", "TETHER_BUS_OUT": "busd", "TETHER_REPLAYD": "replayd",

@@ -52,6 +52,8 @@ def pick_variant():
     objs = list(vs["base"][0])
     objs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tether-jwt"},
                  "stringData": {"TETHER_JWT_SECRET": "rehearsal-secret-0123456789abcdef"}})
+    objs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tether-bus"},
+                 "stringData": {"TETHER_BUS_SECRET": "rehearsal-bus-secret-0123456789abcdef"}})
     return "base", objs
 
 

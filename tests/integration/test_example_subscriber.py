@@ -36,6 +36,8 @@ class Subscriber:
         base = suite.base_env()
         e.update({"TETHER_BUS_OUT": base["TETHER_BUS_OUT"], "TETHER_REPLAYD": base["TETHER_REPLAYD"],
                   "TETHER_HTTP": self.http, "TETHER_LOG_LEVEL": "info"})
+        if "TETHER_BUS_SECRET" in base:
+            e["TETHER_BUS_SECRET"] = base["TETHER_BUS_SECRET"]
         e.update(env or {})
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen([str(th.binary("example-subscriber"))] + list(prefixes), env=e,

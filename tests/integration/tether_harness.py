@@ -390,6 +390,15 @@ def parse_metrics(text):
     return out
 
 
+def apply_env(env, overrides):
+    """Sets overrides in env; a value of None removes the variable."""
+    for k, v in overrides.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = str(v)
+
+
 class Suite:
     """Redis plus every built daemon on free ports, in `workdir`.
 
@@ -404,6 +413,9 @@ class Suite:
         self.redis = redis or Redis(self.dir / "redis", aof=aof)
         self._own_redis = redis is None
         self.secret = secrets.token_hex(24)
+        # The bus runs with CURVE on, a secret per suite, unless
+        # TETHER_TEST_BUS_CLEAR=1 (then in the clear, loopback only).
+        self.bus_secret = None if os.environ.get("TETHER_TEST_BUS_CLEAR") == "1" else secrets.token_urlsafe(32)
         want = components or START_ORDER
         self.components = [n for n in START_ORDER if n in want and have(n)]
         self.ports = {k: free_port() for k in ("bus_in", "bus_out", "replayd", "sessiond", "mediad")}
@@ -426,7 +438,9 @@ class Suite:
             "TETHER_LOG_LEVEL": os.environ.get("TETHER_TEST_LOG_LEVEL", "info"),
             "TETHER_MEDIA_IFACES": "lo",
         })
-        env.update({k: str(v) for k, v in self.overrides.items()})
+        if self.bus_secret:
+            env["TETHER_BUS_SECRET"] = self.bus_secret
+        apply_env(env, self.overrides)
         return env
 
     def _daemon(self, name, kind):
@@ -471,7 +485,7 @@ class Suite:
         self._gw_count += 1
         d = self._daemon("gateway%d" % self._gw_count, "gateway")
         if env:
-            d.env.update({k: str(v) for k, v in env.items()})
+            apply_env(d.env, env)
         d.start()
         d.wait_healthy()
         self.wait_ready(d)
