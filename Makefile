@@ -26,6 +26,10 @@ endif
 PKGS := libzmq libwebsockets hiredis libprotobuf-c libjwt jansson openssl zlib libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The gateway owns its sockets (lib/loop, lib/wsframe): no libwebsockets,
+# which only the client SDK uses; http-parser reads its upgrade requests.
+GW_PKGS := $(filter-out libwebsockets,$(PKGS))
+GW_LIBS := $(shell pkg-config --libs $(GW_PKGS) 2>/dev/null) -lhttp_parser
 MEDIA_PKGS := glib-2.0 nice libsrtp2 opus
 MEDIA_CFLAGS = $(shell pkg-config --cflags $(MEDIA_PKGS) 2>/dev/null)
 MEDIA_LIBS = $(shell pkg-config --libs $(MEDIA_PKGS) 2>/dev/null)
@@ -113,7 +117,7 @@ $(B)/bin/mediad: $$(call objs_of,mediad) $(LIBA)
 # build/bin/example-* or build/bin/tether.
 $(filter-out $(B)/bin/mediad,$(DAEMON_BINS)): $(B)/bin/%: $$(call objs_of,$$*) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) $(if $(filter gateway,$*),-lev) -lm
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(if $(filter gateway,$*),$(GW_LIBS),$(PKG_LIBS)) -lm
 
 $(B)/bin/tether: $(CLIENT_CLI_O) $(CLIENTA) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -1,19 +1,20 @@
 /* gw.h -- the gateway's state shared by its modules.
  *
- * The gateway terminates client WebSockets (gw_ws.c), authenticates them and
- * runs the client protocol (gw_conn.c), and keeps one gw_room per room that
- * has local subscribers (gw_room.c): the room's epoch and head, a ring of
- * recent messages, and the ordering, gap repair and resume logic. Plain HTTP
- * (health, metrics, REST API) is gw_http.c. main.c wires config, the loop,
- * libwebsockets, the bus and the replayd client together.
+ * The gateway accepts TCP on its public port itself (gw_listen.c): WebSocket
+ * upgrades are answered there and their connections framed by gw_ws.c (RFC
+ * 6455 on lib/wsframe); every other request is handed, unread, to lib/http,
+ * which gw_http.c serves (health, metrics, REST API). gw_conn.c authenticates
+ * connections and runs the client protocol, and gw_room.c keeps one gw_room
+ * per room that has local subscribers: the room's epoch and head, a ring of
+ * recent messages, and the ordering, gap repair and resume logic. main.c
+ * wires config, the loop, the bus and the replayd client together.
  *
- * Everything runs on one thread: libwebsockets' service loop, into which the
- * process's lib/loop is embedded through its epoll fd.
+ * Everything runs on one thread: lib/loop, one epoll loop.
  */
 #ifndef TETHER_GW_H
 #define TETHER_GW_H
 
-#include <libwebsockets.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bus.h"
@@ -22,6 +23,7 @@
 #include "jwtcheck.h"
 #include "loop.h"
 #include "rpc.h"
+#include "wsframe.h"
 
 typedef struct gw_conn gw_conn;
 typedef struct gw_room gw_room;
@@ -42,6 +44,13 @@ typedef struct gw_config {
     uint32_t max_inflight_publish;
     uint32_t publish_timeout_ms;
     uint32_t publish_attempts;
+    const char *admin_http;   /* TETHER_ADMIN_HTTP: the standard routes there, /metrics not public */
+    uint32_t per_ip_conns;    /* concurrent sockets from one address */
+    uint32_t per_ip_rate;     /* new sockets per second from one address (burst 2x) */
+    uint32_t max_preauth;     /* sockets before their head, plus upgraded ones before hello */
+    uint32_t head_timeout_ms; /* the request head must be complete by then */
+    char **origins;           /* TETHER_ALLOWED_ORIGINS; NULL: any */
+    size_t norigins;
     const char *web_root;     /* static files served at / (the web console) */
     int dev_tokens;           /* GET /dev/token mints tokens: local dev only */
     int sessiond_enabled;
@@ -51,13 +60,15 @@ typedef struct gw_config {
 typedef struct gw_stats {
     unsigned long long conns_opened, conns_closed, frames_in, frames_out, bytes_out, writes, malformed, publishes,
         acks, publish_errors, delivered, gaps_repaired, gaps_unrepaired, resumes, slow_closes, auth_failures,
-        range_requests, epoch_changes;
+        range_requests, epoch_changes, refused_per_ip, refused_rate, refused_preauth, head_timeouts,
+        upgrades_refused, protocol_closes;
 } gw_stats;
 
 typedef struct gw {
     loop *l;
-    struct lws_context *ctx;
-    struct lws_vhost *vh;
+    struct http_server *http;      /* serves what gw_listen.c hands over */
+    struct http_server *admin;     /* TETHER_ADMIN_HTTP, or NULL */
+    ws_inflater *inflater;         /* one for every connection */
     bus *bus;
     rpc_client *replayd;
     rpc_client *sessiond;
@@ -69,7 +80,9 @@ typedef struct gw {
     gw_conn *conn_list;
     gw_conn *dirty;                /* connections with frames to write */
     int flush_deferred;
-    unsigned nconns;
+    unsigned nconns;               /* every WebSocket connection */
+    unsigned nhello;               /* those past hello (TETHER_MAX_CONNS) */
+    unsigned npreauth;             /* pre-head sockets + upgraded before hello */
     uint64_t next_conn_id;
     int draining;
     uint64_t drain_deadline;
@@ -86,7 +99,7 @@ extern gw G;
 /* ---- connections (gw_conn.c) ------------------------------------------------- */
 
 struct gw_conn {
-    struct lws *wsi;
+    int fd;
     uint64_t id;
     unsigned proto : 1;       /* tether.v1.proto */
     unsigned authed : 1;      /* a valid token was seen (header or hello) */
@@ -118,19 +131,71 @@ struct gw_conn {
     gw_conn *next, *prev;
     gw_conn *dnext, *dprev;   /* on G.dirty: frames queued, not yet written */
     unsigned dirty : 1;
-    unsigned rx_paused : 1;   /* lws holds an unsent tail: not reading (gw_conn.c) */
+    unsigned rx_paused : 1;   /* the hello is pending: not reading */
+    unsigned deflate : 1;     /* permessage-deflate negotiated */
+    unsigned preauth : 1;     /* counted in G.npreauth (before hello) */
+    unsigned counted : 1;     /* counted in G.nhello */
+    unsigned close_sent : 1;  /* our close frame is queued or out */
+    unsigned close_rcvd : 1;  /* the peer's close frame arrived */
+    unsigned close_wait : 1;  /* our close frame is out: waiting for the peer's */
+    unsigned dying : 1;       /* the socket is closed at the next chance */
+    unsigned events;          /* what the loop watches on fd */
+    char peer[64];            /* the source address (gw_listen.c's key) */
+    /* Receiving (gw_ws.c): the frame being read, the message it belongs to. */
+    unsigned char hdr[WS_MAX_HDR];
+    size_t hdrlen;
+    ws_hdr fh;                /* valid while in_frame */
+    unsigned in_frame : 1;
+    unsigned msg_open : 1;    /* a fragmented message is in progress */
+    unsigned msg_first : 1;   /* the next data chunk starts the message */
+    unsigned msg_binary : 1;
+    unsigned msg_deflated : 1;
+    int utf8;                 /* ws_utf8_step state of a text message */
+    uint64_t fpos;            /* payload bytes of the frame read so far */
+    unsigned char ctl[WS_MAX_CONTROL];
+    unsigned char *z;         /* a compressed message being gathered */
+    size_t zlen, zcap;
+    /* Sending: the bytes one send() could not take; nothing else is written
+     * and nothing read until they are out. */
+    unsigned char *tail;
+    size_t taillen, tailoff;
+    loop_timer close_timer;
 };
 
 /* Called by gw_ws.c. */
-gw_conn *gw_conn_open(struct lws *wsi, int proto);
+gw_conn *gw_conn_open(int fd, int proto);
 void gw_conn_closed(gw_conn *c);
 void gw_conn_rx(gw_conn *c, const void *in, size_t len, int first, int final, int binary);
-/* The writable callback: writes what is queued; returns -1 when the
- * connection must close. */
-int gw_conn_writable(gw_conn *c);
+/* The socket is writable again: writes what is queued. */
+void gw_conn_writable(gw_conn *c);
 /* Writes the queued frames of every connection that has some. Called at the
  * end of each batch of work (gw_ws.c), and deferred from gw_conn_send. */
 void gw_conn_flush_all(void);
+/* Stops (paused 1) or resumes reading from c's client (the hello wait). */
+void gw_conn_rx_pause(gw_conn *c, int paused);
+
+/* ---- sockets (gw_listen.c, gw_ws.c) ---------------------------------------------- */
+
+/* Listens on TETHER_HTTP. Returns 0 or -errno. */
+int gw_listen_start(void);
+void gw_listen_stop(void);
+/* A socket from peer has gone (WebSocket closed): the per-address count. */
+void gw_listen_release(const char *peer);
+/* Once a second: expires idle per-address entries. */
+void gw_listen_sweep(void);
+/* Takes over fd, an upgraded WebSocket (the 101 is sent). Returns the new
+ * connection or NULL (fd closed). */
+gw_conn *gw_ws_adopt(int fd, const char *peer, int proto, int deflate);
+/* Sends p[0..n) now, keeping what the socket does not take as c's tail.
+ * Returns 0, or -1 when the socket failed (c is then dying). */
+int gw_ws_write(gw_conn *c, const void *p, size_t n);
+/* Re-evaluates what the loop watches on c's socket. */
+void gw_ws_events(gw_conn *c);
+/* Closes c's socket at the next safe point (a zero timer): never frees c
+ * from under its caller. */
+void gw_ws_kill(gw_conn *c);
+/* Re-arms c's close deadline: the socket goes ms from now whatever happens. */
+void gw_ws_deadline(gw_conn *c, uint64_t ms);
 
 /* Queues b (a new reference is taken); it is written at the end of the
  * current batch of work, coalesced with the other frames queued for c.

@@ -13,6 +13,7 @@
  * Rolling upgrades: replayd must know AppendBatchReq before gateways send it
  * (upgrade replayd first; docs/operations.md).
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 

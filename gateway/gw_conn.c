@@ -3,8 +3,8 @@
  *
  * Frames from the client arrive (possibly fragmented) through gw_conn_rx; the
  * reassembled frame is decoded by gw_frame.c and dispatched here. Frames to the
- * client are refcounted gw_bufs queued on the connection and written one per
- * writable callback, as libwebsockets requires. The queue is bounded in bytes:
+ * client are refcounted gw_bufs queued on the connection and written in
+ * batches through gw_ws.c's socket. The queue is bounded in bytes:
  * a client that does not read is closed with 4002 and resumes on reconnect,
  * instead of making the gateway hold an unbounded backlog.
  */
@@ -24,6 +24,7 @@
 #define MALFORMED_WINDOW_MS 60000
 #define DEAD_PEER_GRACE_MS 10000
 #define SKIP_CLOSE_FACTOR 16
+#define CLOSE_WAIT_MS 1000      /* for the peer's close frame, once ours is out */
 
 static void dirty_del(gw_conn *c);
 
@@ -36,12 +37,13 @@ gw_conn *gw_conn_find(uint64_t id)
     return hmap_get(G.conns, k);
 }
 
-gw_conn *gw_conn_open(struct lws *wsi, int proto)
+gw_conn *gw_conn_open(int fd, int proto)
 {
     gw_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    c->wsi = wsi;
+    c->fd = fd;
+    c->msg_first = 1;
     c->id = ++G.next_conn_id;
     c->proto = proto ? 1 : 0;
     c->created_ms = c->last_rx_ms = c->last_ping_ms = loop_now_ms(G.l);
@@ -89,6 +91,10 @@ void gw_conn_closed(gw_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     G.nconns--;
+    if (c->counted)
+        G.nhello--;
+    if (c->preauth)
+        G.npreauth--;
     G.st.conns_closed++;
     LOG_DEBUG("connection closed", "{s:I,s:s,s:s,s:i}", "conn", (json_int_t)c->id, "user", c->claims.sub,
               "session", c->session, "code", c->close_code);
@@ -98,6 +104,8 @@ void gw_conn_closed(gw_conn *c)
     free(c->q);
     free(c->subs);
     free(c->rx);
+    free(c->z);
+    free(c->tail);
     jwt_claims_clear(&c->claims);
     free(c);
 }
@@ -112,9 +120,9 @@ void gw_conn_closed(gw_conn *c)
  * unmasked, and never compressed (RFC 7692 lets a sender leave RSV1 clear on
  * any message; compressing per connection would cost CPU per delivery and
  * zlib state per connection, and frames are encoded once per message for all
- * connections). lws_write(LWS_WRITE_HTTP) sends the bytes as they are and
- * keeps any unsent tail itself; while it holds one, frames stay in our
- * bounded queue and the writable callback resumes the flush.
+ * connections). gw_ws_write sends the bytes and keeps any unsent tail; while
+ * there is one, frames stay in our bounded queue, the client is not read
+ * (back-pressure both ways) and the writable callback resumes the flush.
  */
 
 #define FLUSH_BATCH (64u << 10) /* bytes per send(), unless one frame is larger */
@@ -160,31 +168,11 @@ static void dirty_add(gw_conn *c)
         G.flush_deferred = 1;
 }
 
-/* Writes the WebSocket header of an unmasked, final, uncompressed frame. */
-static size_t ws_header(unsigned char *h, size_t len, int binary)
-{
-    h[0] = (unsigned char)(0x80 | (binary ? 0x2 : 0x1));
-    if (len < 126) {
-        h[1] = (unsigned char)len;
-        return 2;
-    }
-    if (len <= 0xffff) {
-        h[1] = 126;
-        h[2] = (unsigned char)(len >> 8);
-        h[3] = (unsigned char)len;
-        return 4;
-    }
-    h[1] = 127;
-    for (int i = 0; i < 8; i++)
-        h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    return 10;
-}
-
 static int scratch_fit(size_t n)
 {
     if (n <= scratch_cap)
         return 0;
-    size_t cap = scratch_cap ? scratch_cap : LWS_PRE + FLUSH_BATCH + 16;
+    size_t cap = scratch_cap ? scratch_cap : FLUSH_BATCH + 16;
     while (cap < n)
         cap *= 2;
     unsigned char *p = realloc(scratch, cap);
@@ -195,21 +183,24 @@ static int scratch_fit(size_t n)
     return 0;
 }
 
-/* Writes queued frames while lws holds no unsent tail. -1: the connection
- * is unusable (write error, out of memory). */
+/* Writes queued frames while the socket holds no unsent tail, then the close
+ * frame once the queue is empty. -1: the connection is unusable (write
+ * error, out of memory). */
 static int conn_flush(gw_conn *c)
 {
-    while (c->qlen && !lws_partial_buffered(c->wsi)) {
+    if (c->dying)
+        return -1;
+    while (c->qlen && !c->taillen) {
         size_t n = 0;
         uint32_t k = 0;
         while (k < c->qlen) {
             gw_buf *b = c->q[(c->qhead + k) % c->qcap];
             if (k > 0 && n + b->len + 10 > FLUSH_BATCH)
                 break;
-            if (scratch_fit(LWS_PRE + n + b->len + 10) < 0)
+            if (scratch_fit(n + b->len + 10) < 0)
                 return -1;
-            n += ws_header(scratch + LWS_PRE + n, b->len, (int)b->binary);
-            memcpy(scratch + LWS_PRE + n, gw_buf_payload(b), b->len);
+            n += ws_encode_hdr(scratch + n, 1, b->binary ? WS_OP_BINARY : WS_OP_TEXT, 0, b->len, NULL);
+            memcpy(scratch + n, gw_buf_payload(b), b->len);
             n += b->len;
             k++;
         }
@@ -223,28 +214,40 @@ static int conn_flush(gw_conn *c)
             gw_buf_unref(b);
         }
         G.st.writes++;
-        if (lws_write(c->wsi, scratch + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n)
+        if (gw_ws_write(c, scratch, n) < 0)
             return -1;
     }
-    /* While lws holds an unsent tail, stop reading from the client. A
-     * client that does not read gets no say until it does (back-pressure
-     * both ways), and libwebsockets 4.1 must not see its end of stream
-     * then: closing a connection with a tail only marks it "flushing", and
-     * its service loop retries the same read-ready slot forever (100 % CPU).
-     * A peer that went away shows up as a write error or a hang-up instead,
-     * which closes at once. */
-    if (lws_partial_buffered(c->wsi)) {
-        if (!c->rx_paused && lws_rx_flow_control(c->wsi, 0) == 0)
-            c->rx_paused = 1;
-    } else if (c->rx_paused) {
-        lws_rx_flow_control(c->wsi, 1);
-        c->rx_paused = 0;
+    if (c->close_code && !c->qlen && !c->taillen && !c->close_sent) {
+        /* Our close frame: the code (1005 is never sent) and the reason. */
+        unsigned char f[2 + 2 + sizeof(c->close_reason)];
+        size_t rl = c->close_code == 1005 || c->close_code == 1006 ? 0 : strlen(c->close_reason);
+        size_t pl = c->close_code == 1005 || c->close_code == 1006 ? 0 : 2 + rl;
+        f[0] = 0x88;
+        f[1] = (unsigned char)pl;
+        if (pl) {
+            f[2] = (unsigned char)(c->close_code >> 8);
+            f[3] = (unsigned char)c->close_code;
+            memcpy(f + 4, c->close_reason, rl);
+        }
+        c->close_sent = 1;
+        if (gw_ws_write(c, f, 2 + pl) < 0)
+            return -1;
     }
+    /* The handshake is done once both close frames are through: the socket
+     * goes (the server closes TCP first, RFC 6455 7.1.1). */
+    if (c->close_sent && c->close_rcvd && !c->taillen)
+        gw_ws_kill(c);
+    else if (c->close_sent && !c->taillen && !c->close_wait) {
+        /* Our close frame is out: the peer has a moment to answer it. */
+        c->close_wait = 1;
+        gw_ws_deadline(c, CLOSE_WAIT_MS);
+    }
+    gw_ws_events(c);
     return 0;
 }
 
-/* Flushes c outside the writable callback: what cannot be written now, and a
- * pending close, continue from the writable callback. */
+/* Flushes c outside the writable callback: what cannot be written now
+ * continues from the writable callback. */
 static void conn_flush_now(gw_conn *c)
 {
     dirty_del(c);
@@ -254,11 +257,8 @@ static void conn_flush_now(gw_conn *c)
             c->close_code = 1006;
             snprintf(c->close_reason, sizeof(c->close_reason), "write failed");
         }
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        return;
+        gw_ws_kill(c);
     }
-    if (c->qlen || c->close_code)
-        lws_callback_on_writable(c->wsi);
 }
 
 void gw_conn_flush_all(void)
@@ -266,6 +266,12 @@ void gw_conn_flush_all(void)
     gw_append_flush();
     while (G.dirty)
         conn_flush_now(G.dirty);
+}
+
+void gw_conn_rx_pause(gw_conn *c, int paused)
+{
+    c->rx_paused = paused ? 1 : 0;
+    gw_ws_events(c);
 }
 
 void gw_conn_send(gw_conn *c, gw_buf *b)
@@ -317,27 +323,23 @@ void gw_conn_close(gw_conn *c, int code, const char *reason)
         return;
     c->close_code = code;
     snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
-    lws_callback_on_writable(c->wsi);
-    /* A peer that never lets us write still goes away. */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 5);
+    /* Cut at a character boundary: the reason is UTF-8 on the wire. */
+    size_t rl = strlen(c->close_reason);
+    while (rl && ((unsigned char)c->close_reason[rl - 1] & 0xc0) == 0x80)
+        rl--;
+    if (rl && (unsigned char)c->close_reason[rl - 1] >= 0xc0)
+        rl--;
+    if (ws_utf8_step(0, (const unsigned char *)c->close_reason, strlen(c->close_reason)) != 0)
+        c->close_reason[rl] = 0;
+    dirty_add(c);
+    /* A peer that never lets us write, or never answers our close, still
+     * goes away. */
+    gw_ws_deadline(c, 5000);
 }
 
-int gw_conn_writable(gw_conn *c)
+void gw_conn_writable(gw_conn *c)
 {
-    dirty_del(c);
-    if (conn_flush(c) < 0)
-        return -1;
-    if (c->qlen || (c->close_code && lws_partial_buffered(c->wsi))) {
-        /* lws holds an unsent tail: it calls back when it is gone. */
-        lws_callback_on_writable(c->wsi);
-        return 0;
-    }
-    if (c->close_code) {
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
-                         strlen(c->close_reason));
-        return -1;
-    }
-    return 0;
+    conn_flush_now(c);
 }
 
 /* ---- publish ------------------------------------------------------------------------ */
@@ -431,7 +433,7 @@ int gw_conn_auth_header(gw_conn *c, const char *token)
 
 static void do_hello(gw_conn *c, gw_cframe *f)
 {
-    if (c->ready) {
+    if (c->ready || c->hello_pending) {
         gw_conn_error(c, GW_E_INVALID, "hello already received", NULL);
         return;
     }
@@ -444,6 +446,20 @@ static void do_hello(gw_conn *c, gw_cframe *f)
     } else if (!c->authed) {
         gw_conn_close(c, GW_E_AUTH, "authentication failed: no token");
         return;
+    }
+    /* Only an authenticated hello makes a connection count against TETHER_MAX_CONNS:
+     * sockets that never say hello lock nobody out. */
+    if (!c->counted) {
+        if (G.nhello >= G.cfg.max_conns) {
+            gw_conn_close(c, GW_E_TOO_MANY, "too many connections");
+            return;
+        }
+        c->counted = 1;
+        G.nhello++;
+        if (c->preauth) {
+            c->preauth = 0;
+            G.npreauth--;
+        }
     }
     gw_sess_choose(c, f->session);
     snprintf(c->client, sizeof(c->client), "%s", f->client);

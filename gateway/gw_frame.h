@@ -4,7 +4,7 @@
  * Decoding turns one frame into a gw_cframe whatever the sub-protocol, with
  * every field validated against the protocol's limits; the rest of the gateway
  * never sees raw input. Encoding produces ready-to-send gw_buf frames with
- * LWS_PRE bytes of headroom, shareable between connections (refcounted), so a
+ * GW_PRE bytes of headroom, shareable between connections (refcounted), so a
  * room message is encoded once per format and fanned out.
  *
  * Pure functions of their input: no I/O, no globals besides the limits, so the
@@ -128,9 +128,9 @@ int gw_valid_session(const char *s);
 
 /* ---- server frames ---------------------------------------------------------- */
 
-/* A frame ready for lws_write: 'len' payload bytes at data + GW_PRE.
+/* A frame ready to send: 'len' payload bytes at data + GW_PRE.
  * Refcounted: gw_buf_ref / gw_buf_unref. binary: send as a binary frame. */
-#define GW_PRE 16   /* >= LWS_PRE; checked at compile time in gw_ws.c */
+#define GW_PRE 16   /* headroom before the payload */
 typedef struct gw_buf {
     unsigned refs;
     unsigned binary;

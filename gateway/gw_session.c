@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "config.h"
 #include "log.h"
@@ -218,7 +219,7 @@ static void hello_finish(gw_conn *c, int resumed, int64_t disconnected_ms, gw_ro
 {
     c->hello_pending = 0;
     c->ready = 1;
-    lws_rx_flow_control(c->wsi, 1);
+    gw_conn_rx_pause(c, 0);
     int64_t exp_in = (c->claims.exp - (int64_t)time(NULL)) * 1000;
     gw_conn_send_take(c, gw_enc_welcome(c->proto, c->session, c->claims.sub, resumed, disconnected_ms,
                                         G.cfg.heartbeat_ms, G.cfg.session_ttl_ms, exp_in > 0 ? exp_in : 0));
@@ -310,7 +311,7 @@ void gw_sess_hello(gw_conn *c, gw_room_pos *rooms, size_t nrooms)
     /* Frames the client sends after hello wait in the socket until welcome
      * is out, so nothing it asks for is answered before it. */
     c->hello_pending = 1;
-    lws_rx_flow_control(c->wsi, 0);
+    gw_conn_rx_pause(c, 1);
     hello_send(x, c);
 }
 

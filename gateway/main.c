@@ -1,14 +1,14 @@
-/* main.c -- the gateway: configuration, libwebsockets, bus and replayd wiring.
+/* main.c -- the gateway: configuration, the public port, bus and replayd wiring.
  *
  * Startup: read and validate the TETHER_* configuration, load the JWT keys,
  * create the loop, connect the bus (publish to busd's XSUB, subscribe from its
- * XPUB) and the replayd request client, then run libwebsockets' service loop
- * with the process loop embedded as a raw file descriptor. SIGTERM drains:
+ * XPUB) and the replayd request client, listen on TETHER_HTTP (gw_listen.c)
+ * and on TETHER_ADMIN_HTTP if set, then run lib/loop: one epoll loop for
+ * every socket and timer of the process. SIGTERM drains:
  * upgrades are refused, every client gets a `reconnect` hint and a 4000 close,
  * and the process exits when they are gone or the drain window is over.
  */
 #include <errno.h>
-#include <ev.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +21,7 @@
 #include "gw_http.h"
 #include "gw_media.h"
 #include "gw_session.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "zauth.h"
@@ -29,22 +30,45 @@
 gw G;
 static int g_stop;
 
-static const struct lws_extension exts[] = {
-    { "permessage-deflate", lws_extension_callback_pm_deflate, "permessage-deflate; client_no_context_takeover" },
-    { NULL, NULL, NULL },
-};
-
-/* rx_buffer_size is allocated per connection: keep it small and reassemble
- * larger frames ourselves (gw_conn_rx). */
-#define RX_CHUNK 2048
-
-static struct lws_protocols protocols[] = {
-    { "http", gw_lws_cb, sizeof(gw_pss), RX_CHUNK, 0, NULL, 0 },
-    { "tether.v1.json", gw_lws_cb, sizeof(gw_pss), RX_CHUNK, 0, NULL, 0 },
-    { "tether.v1.proto", gw_lws_cb, sizeof(gw_pss), RX_CHUNK, 0, NULL, 0 },
-    { "tether-loop", gw_lws_cb, sizeof(gw_pss), 0, 0, NULL, 0 },
-    { NULL, NULL, 0, 0, 0, NULL, 0 },
-};
+/* TETHER_ALLOWED_ORIGINS: "*" (any), or origins separated by commas. */
+static void load_origins(gw_config *c, const char *v)
+{
+    c->origins = NULL;
+    c->norigins = 0;
+    char *dup = strdup(v), *save = NULL;
+    if (!dup) {
+        fprintf(stderr, "TETHER_ALLOWED_ORIGINS: out of memory\n");
+        exit(2);
+    }
+    size_t cap = 1;
+    for (const char *p = v; *p; p++)
+        cap += *p == ',';
+    char **list = calloc(cap, sizeof(*list));
+    int any = 0;
+    for (char *t = strtok_r(dup, ",", &save); list && t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ' || *t == '\t')
+            t++;
+        size_t n = strlen(t);
+        while (n && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+            t[--n] = 0;
+        if (!n)
+            continue;
+        if (!strcmp(t, "*"))
+            any = 1;
+        list[c->norigins++] = t;
+    }
+    if (!list || (!any && !c->norigins)) {
+        fprintf(stderr, "TETHER_ALLOWED_ORIGINS: '%s' names no origin (use * for any)\n", v);
+        exit(2);
+    }
+    if (any) {
+        free(list);
+        free(dup);
+        c->norigins = 0;
+        return;
+    }
+    c->origins = list; /* dup holds the strings for the process's life */
+}
 
 static void load_config(void)
 {
@@ -72,6 +96,14 @@ static void load_config(void)
     c->publish_timeout_ms = (uint32_t)cfg_int("TETHER_PUBLISH_TIMEOUT_MS", 1000, 50, 60000);
     c->publish_attempts = (uint32_t)cfg_int("TETHER_PUBLISH_ATTEMPTS", 10, 1, 1000);
     c->lim.max_frame = (size_t)cfg_int("TETHER_MAX_FRAME", 65536, 1024, 16 << 20);
+    c->admin_http = cfg_str("TETHER_ADMIN_HTTP", "");
+    if (!*c->admin_http)
+        c->admin_http = NULL;
+    c->per_ip_conns = (uint32_t)cfg_int("TETHER_PER_IP_CONNS", 256, 1, 10000000);
+    c->per_ip_rate = (uint32_t)cfg_int("TETHER_PER_IP_RATE", 100, 1, 1000000);
+    c->max_preauth = (uint32_t)cfg_int("TETHER_MAX_PREAUTH", 4096, 1, 10000000);
+    c->head_timeout_ms = (uint32_t)cfg_int("TETHER_HEAD_TIMEOUT_MS", 5000, 100, 600000);
+    load_origins(c, cfg_str("TETHER_ALLOWED_ORIGINS", "*"));
     c->web_root = cfg_str("TETHER_WEB_ROOT", "web");
     c->dev_tokens = cfg_bool("TETHER_DEV_TOKENS", 0);
     c->lim.max_rooms = (size_t)cfg_int("TETHER_MAX_ROOMS", 256, 1, 100000);
@@ -159,10 +191,11 @@ static void sweep_cb(loop *l, loop_timer *t, void *arg)
     (void)t;
     (void)arg;
     gw_conn_sweep();
+    gw_listen_sweep();
     if (G.draining && (G.nconns == 0 || loop_now_ms(l) >= G.drain_deadline)) {
         LOG_INFO("drained", "{s:i}", "remaining", (int)G.nconns);
         g_stop = 1;
-        lws_cancel_service(G.ctx);
+        loop_stop(l);
     }
 }
 
@@ -172,7 +205,7 @@ static void on_signal(loop *l, int signo, void *arg)
     if (G.draining) {
         if (signo == SIGINT) {
             g_stop = 1;
-            lws_cancel_service(G.ctx);
+            loop_stop(l);
         }
         return;
     }
@@ -181,15 +214,6 @@ static void on_signal(loop *l, int signo, void *arg)
     G.draining = 1;
     G.drain_deadline = loop_now_ms(l) + G.cfg.drain_ms + 2000;
     gw_conn_drain_all();
-}
-
-static void on_prepare(struct ev_loop *evl, ev_prepare *w, int revents)
-{
-    (void)evl;
-    (void)w;
-    (void)revents;
-    loop_prepare(G.l);
-    gw_conn_flush_all();
 }
 
 int main(void)
@@ -237,49 +261,30 @@ int main(void)
     gw_media_init();
     gw_metrics_init();
 
-    lws_set_log_level(LLL_ERR, NULL);
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof(info));
-    info.port = G.cfg.http_port;
-    info.protocols = protocols;
-    info.extensions = exts;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
-    /* LIBNOTES: an IPv4 literal as iface silently binds every interface
-     * unless IPv6 is off; loopback must really mean loopback. */
-    if (strcmp(G.cfg.http_host, "0.0.0.0") == 0 || strcmp(G.cfg.http_host, "*") == 0) {
-        info.iface = NULL;
-    } else {
-        info.iface = G.cfg.http_host;
-        if (!strchr(G.cfg.http_host, ':'))
-            info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-    }
-    info.timeout_secs = 10;
-    info.ka_time = 0;
-    info.max_http_header_data = 8192 + 1024;
-    info.pt_serv_buf_size = 16384;
-    /* lws on libev (epoll), on a loop we own: lws's default poll() loop
-     * scans every connection on every wake-up, which at 10,000 connections
-     * was 61 % of the gateway's CPU (bench/compare). The process loop's fd
-     * is still adopted below, so it stays one loop per process. */
-    struct ev_loop *evl = ev_loop_new(EVBACKEND_EPOLL);
-    void *foreign[1] = { evl };
-    if (!evl) {
-        LOG_ERROR("cannot create the event loop", NULL);
+    http_opts ho;
+    memset(&ho, 0, sizeof(ho));
+    ho.max_conns = G.cfg.max_preauth;
+    ho.per_ip_conns = G.cfg.per_ip_conns;
+    ho.max_body = G.cfg.lim.max_frame;
+    ho.timeout_ms = G.cfg.head_timeout_ms;
+    G.http = http_server_new_opts(G.l, NULL, &ho, gw_http_handler, NULL);
+    if (!G.http) {
+        LOG_ERROR("out of memory at start", NULL);
         return 1;
     }
-    info.options |= LWS_SERVER_OPTION_LIBEV;
-    info.foreign_loops = foreign;
-    G.ctx = lws_create_context(&info);
-    if (!G.ctx) {
-        LOG_ERROR("cannot listen", "{s:s}", "http", cfg_str("TETHER_HTTP", ""));
-        fprintf(stderr, "TETHER_HTTP: cannot listen on %s:%d\n", G.cfg.http_host, G.cfg.http_port);
-        return 1;
+    if (G.cfg.admin_http) {
+        G.admin = http_server_new_opts(G.l, G.cfg.admin_http, NULL, gw_http_admin_handler, NULL);
+        if (!G.admin) {
+            LOG_ERROR("cannot listen", "{s:s,s:s}", "admin_http", G.cfg.admin_http, "error", strerror(errno));
+            fprintf(stderr, "TETHER_ADMIN_HTTP: cannot listen on %s (%s)\n", G.cfg.admin_http, strerror(errno));
+            return 1;
+        }
     }
-    G.vh = lws_get_vhost_by_name(G.ctx, "default");
-    lws_sock_file_fd_type fd;
-    fd.filefd = loop_fd(G.l);
-    if (!lws_adopt_descriptor_vhost(G.vh, LWS_ADOPT_RAW_FILE_DESC, fd, "tether-loop", NULL)) {
-        LOG_ERROR("cannot embed the process loop", NULL);
+    int lr = gw_listen_start();
+    if (lr < 0) {
+        LOG_ERROR("cannot listen", "{s:s,s:s}", "http", cfg_str("TETHER_HTTP", ""), "error", strerror(-lr));
+        fprintf(stderr, "TETHER_HTTP: cannot listen on %s:%d (%s)\n", G.cfg.http_host, G.cfg.http_port,
+                strerror(-lr));
         return 1;
     }
     loop_signal(G.l, SIGTERM, on_signal, NULL);
@@ -289,16 +294,20 @@ int main(void)
     LOG_INFO("gateway listening", "{s:s,s:i}", "host", G.cfg.http_host, "port", G.cfg.http_port);
 
     /* Deferred work (frame flushes, append batches, ZeroMQ re-checks) runs
-     * right before libev waits, instead of waking it through loop_fd(). */
-    ev_prepare prep;
-    ev_prepare_init(&prep, on_prepare);
-    ev_prepare_start(evl, &prep);
-    loop_embed_prepared(G.l);
+     * at the end of every iteration. */
     while (!g_stop)
-        ev_run(evl, EVRUN_ONCE);
-    ev_prepare_stop(evl, &prep);
-    lws_context_destroy(G.ctx);
-    ev_loop_destroy(evl);
+        loop_run(G.l);
+    gw_listen_stop();
+    for (gw_conn *c = G.conn_list, *nx; c; c = nx) {
+        nx = c->next;
+        loop_timer_stop(G.l, &c->close_timer);
+        loop_del_fd(G.l, c->fd);
+        close(c->fd);
+        gw_conn_closed(c);
+    }
+    http_server_free(G.http);
+    http_server_free(G.admin);
+    ws_inflater_free(G.inflater);
     /* Every ZeroMQ socket must be closed before zsock_ctx_term(), which
      * otherwise waits for them forever. */
     rpc_client_free(G.replayd);

@@ -1,8 +1,8 @@
 /* loop.h -- the one event loop of a Tether process.
  *
  * An epoll set plus a timer heap driven by a timerfd. Daemons without a
- * foreign loop call loop_run(). The gateway (libwebsockets owns its poll) and
- * mediad (GLib owns its main context) embed it instead: loop_fd() is readable
+ * foreign loop, the gateway included, call loop_run(). mediad (GLib owns its
+ * main context) embeds it instead: loop_fd() is readable
  * whenever a watched fd or a timer is due, so the outer loop watches that one
  * fd and calls loop_run_once(l, 0). Either way there is one thread and one
  * place where callbacks run.
@@ -74,7 +74,7 @@ int loop_defer(loop *l, loop_defer_cb *cb, void *arg);
  * callbacks run, or -errno. */
 int loop_run_once(loop *l, int timeout_ms);
 /* For an embedding loop that calls loop_prepare(l) every time before it
- * waits (a libev prepare watcher): deferred calls then run there and need no
+ * waits (a prepare hook): deferred calls then run there and need no
  * wake-up through loop_fd(). */
 void loop_embed_prepared(loop *l);
 /* Runs the deferred calls (those they defer too, a few rounds; past that,
