@@ -42,6 +42,12 @@ GEN_C := $(patsubst protos/%.proto,$(B)/gen/%.pb-c.c,$(PROTOS))
 GEN_H := $(GEN_C:.c=.h)
 GEN_O := $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(GEN_C))
 
+# Redis scripts: <daemon>/lua/<name>.lua, each embedded as the bytes of an
+# initializer in $(B)/gen/<daemon>/lua/<name>.lua.h (the C file that runs it
+# #includes that into a char array and adds the terminating NUL).
+LUA_SRC := $(wildcard */lua/*.lua)
+LUA_H := $(patsubst %,$(B)/gen/%.h,$(LUA_SRC))
+
 LIB_SRC := $(wildcard lib/*.c)
 LIB_O := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC))
 LIBA := $(B)/lib/libtether.a
@@ -83,12 +89,18 @@ $(B)/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -w -c $< -o $@
 
+# ---- embedded Lua ----------------------------------------------------------------
+$(B)/gen/%.lua.h: %.lua
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from $< by the Makefile: its bytes, without a NUL */'; \
+	  od -An -v -tx1 $< | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g' -e 's/^/    /'; } >$@.tmp && mv $@.tmp $@
+
 # ---- our objects (all depend on generated headers existing) ------------------
-$(B)/obj/mediad/%.o: mediad/%.c | $(GEN_H)
+$(B)/obj/mediad/%.o: mediad/%.c | $(GEN_H) $(LUA_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(MEDIA_CFLAGS) -c $< -o $@
 
-$(B)/obj/%.o: %.c | $(GEN_H)
+$(B)/obj/%.o: %.c | $(GEN_H) $(LUA_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
@@ -143,7 +155,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 FUZZ_LIB_SRC := $(LIB_SRC) $(wildcard gateway/gw_frame*.c)
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. -Ilib -Igateway -Ibuild/gen $(PKG_CFLAGS)
 
-build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) $(GEN_C) $(GEN_H)
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) $(GEN_C) $(GEN_H) $(LUA_H)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -DTETHER_FUZZ $< $(FUZZ_LIB_SRC) $(GEN_C) -o $@ $(PKG_LIBS) -lm
 
