@@ -5,6 +5,9 @@
 #   make stop       stop what 'make run' started
 #   make test       bootstrap, build, run every test (unit, fuzz smoke, integration)
 #   make SANITIZE=address,undefined   an instrumented tree in build-san/
+#   make test-san   that tree, then the unit and integration tests against it
+#   make lint       clang-tidy, cppcheck, luacheck, shellcheck (LINT_EXCLUDE=files)
+#   make format     clang-format -i the C sources; make format-check only checks
 #
 # Sources are discovered: lib/*.c is the shared library, <daemon>/*.c a daemon,
 # client/*.c the SDK + CLI, tests/unit/test_*.c one cmocka binary each.
@@ -71,7 +74,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-.PHONY: all bootstrap run stop test test-unit test-integration test-fuzz test-chaos test-browser test-deploy soak bench clean
+.PHONY: all bootstrap run stop test test-unit test-integration test-fuzz test-chaos test-browser test-deploy soak bench clean \
+        test-san lint lint-tidy lint-cppcheck lint-lua lint-sh format format-check
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -197,6 +201,57 @@ test-deploy: all
 # SOAK_MINUTES=3 make soak for a short one.
 soak: all
 	@SOAK_MINUTES=$${SOAK_MINUTES:-30} /usr/bin/python3 tests/chaos/chaos.py soak
+
+# ---- sanitizers -------------------------------------------------------------------
+# The unit and integration tests against an ASan+UBSan build in build-san/
+# (tests/run_all.sh san: every sanitizer report fails its test).
+test-san:
+	@bash scripts/bootstrap.sh
+	@$(MAKE) --no-print-directory -j$$(nproc) SANITIZE=address,undefined all
+	@TETHER_BUILD=build-san bash tests/run_all.sh san
+
+# ---- lint and format -------------------------------------------------------------
+# Every C file we build (bench/compare's too), every Lua script, every shell
+# script. LINT_EXCLUDE: files to leave out of clang-tidy and cppcheck.
+LINT_EXCLUDE ?=
+C_DIRS := lib $(DAEMONS) client tests/unit tests/fuzz bench bench/compare/gen $(sort $(dir $(EXAMPLE_SRC)))
+FORMAT_SRC := $(wildcard $(addsuffix /*.c,$(C_DIRS)) $(addsuffix /*.h,$(C_DIRS)))
+LINT_C := $(filter-out $(LINT_EXCLUDE),$(wildcard $(addsuffix /*.c,$(C_DIRS))))
+SH_SRC := $(shell find . \( -name .git -o -name node_modules -o -name 'build*' \) -prune -o -name '*.sh' -print) .ci/run
+
+# clang-tidy (.clang-tidy) per file, two at a time under `make lint`, with
+# the flags the file is built with.
+TIDY_FLAGS := -std=c11 -D_GNU_SOURCE -I. -Ilib -I$(B)/gen $(PKG_CFLAGS) $(WARN)
+TIDY_T := $(addprefix tidy/,$(LINT_C))
+.PHONY: $(TIDY_T)
+$(TIDY_T): tidy/%: | $(GEN_H) $(LUA_H)
+	@clang-tidy --quiet $* -- $(TIDY_FLAGS) $(if $(filter mediad/%,$*),$(MEDIA_CFLAGS)) \
+	  $(if $(filter tests/fuzz/%,$*),-DTETHER_FUZZ -Igateway) 2>&1 | grep -v ' warnings\? generated\.$$' >&2; \
+	  exit $${PIPESTATUS[0]}
+
+lint-tidy: $(TIDY_T)
+
+# cppcheck: .cppcheck-suppressions says why each suppression is there.
+lint-cppcheck: | $(GEN_H) $(LUA_H)
+	cppcheck --quiet --std=c11 --enable=warning,performance,portability --error-exitcode=1 --inline-suppr \
+	  --suppressions-list=.cppcheck-suppressions -D_GNU_SOURCE -D__GNUC__ -I. -Ilib -I$(B)/gen -Igateway \
+	  --template='{file}:{line}: {severity}: {message} [{id}]' $(LINT_C)
+
+lint-lua:
+	luacheck --quiet --no-color $(LUA_SRC)
+
+lint-sh:
+	shellcheck $(SH_SRC)
+
+# -k: every linter reports, whatever the others found.
+lint:
+	@$(MAKE) --no-print-directory -k -j2 lint-tidy lint-cppcheck lint-lua lint-sh && echo "lint: clean"
+
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SRC) && echo "format-check: clean"
 
 clean:
 	rm -rf build build-san build-fuzz
