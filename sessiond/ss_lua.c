@@ -4,64 +4,54 @@
  * consistent state).
  *
  * The scripts are sessiond/lua/<name>.lua, each run with
- * sessiond/lua/prelude.lua (shared helpers) in front of it; each file says
- * its ARGV and reply. docs/architecture.md ("Redis key layout") describes
- * the keys, how presence changes are collected and which clocks are used.
+ * sessiond/lua/prelude.lua (shared helpers) in front of it (the build puts
+ * it there); each file says its ARGV and reply. docs/architecture.md
+ * ("Redis key layout") describes the keys, how presence changes are
+ * collected and which clocks are used.
  */
 #include "ss_lua.h"
 
 const char ss_lua_open[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/open.lua.h"
     0
 };
 const char ss_lua_close[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/close.lua.h"
     0
 };
 const char ss_lua_room[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/room.lua.h"
     0
 };
 const char ss_lua_quality[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/quality.lua.h"
     0
 };
 const char ss_lua_presence[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/presence.lua.h"
     0
 };
 const char ss_lua_get[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/get.lua.h"
     0
 };
 const char ss_lua_heartbeat[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/heartbeat.lua.h"
     0
 };
 const char ss_lua_sweep[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/sweep.lua.h"
     0
 };
 const char ss_lua_snap_part[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/snap_part.lua.h"
     0
 };
 const char ss_lua_snap_finish[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/snap_finish.lua.h"
     0
 };
 const char ss_lua_stats[] = {
-#include "sessiond/lua/prelude.lua.h"
 #include "sessiond/lua/stats.lua.h"
     0
 };
