@@ -300,6 +300,7 @@ static void learn(rd_store *s, batch *b, const rd_op *op, const rd_append_res *r
  * then recycles its batches and the call. */
 static void call_done(rd_store *s, call *c, int status, const redisReply *rep)
 {
+    /* cppcheck-suppress nullPointer ; status 0 always comes with a reply */
     if (status == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != c->nmsgs))
         status = reply_error(s, "append", rep);
     size_t i = 0;
@@ -310,6 +311,7 @@ static void call_done(rd_store *s, call *c, int status, const redisReply *rep)
             nx = op->next;
             rd_append_res res;
             int st = status;
+            /* cppcheck-suppress nullPointer ; as above */
             if (st == 0 && parse_result(rep->element[i], &res) < 0)
                 st = reply_error(s, "append", rep->element[i]);
             if (st == 0)

@@ -107,7 +107,7 @@ run_unit() {
   echo "== unit tests"
   local p=0 f=0 s=0 n=0 t name log rc cp cf cs t0 secs
   for t in "$BUILD"/tests/test_*; do
-    [ -f "$t" ] && [ -x "$t" ] || continue
+    if [ ! -f "$t" ] || [ ! -x "$t" ]; then continue; fi
     n=$((n + 1))
     name=$(basename "$t")
     log=$RES/unit-$name.log
@@ -254,7 +254,7 @@ run_chaos() {
   fi
   local found=0
   for t in tests/chaos/*; do
-    [ -f "$t" ] && [ -x "$t" ] || continue
+    if [ ! -f "$t" ] || [ ! -x "$t" ]; then continue; fi
     case $t in *.py) continue ;; esac
     found=1
     log=$RES/chaos-$(basename "$t").log
