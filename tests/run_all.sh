@@ -53,6 +53,7 @@ esac
 # (tests/integration/tether_harness.py: reports on their stderr, which the
 # harness reads after every test).
 SAN_DIR=$RES/san
+case $SAN_DIR in /*) ;; *) SAN_DIR=$PWD/$SAN_DIR ;; esac
 SAN_MARK='ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior|Leak)Sanitizer'
 san_options() { # <log_path>
   export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$1"
@@ -62,7 +63,7 @@ san_options() { # <log_path>
 if [ "$PART" = san ]; then
   rm -rf "$SAN_DIR"
   mkdir -p "$SAN_DIR"
-  export TETHER_SAN_DIR=$PWD/$SAN_DIR
+  export TETHER_SAN_DIR=$SAN_DIR
   # Instrumented daemons start and answer several times slower.
   export TETHER_TEST_START_TIMEOUT=${TETHER_TEST_START_TIMEOUT:-60}
   export TETHER_TEST_STOP_TIMEOUT=${TETHER_TEST_STOP_TIMEOUT:-10}
@@ -112,7 +113,7 @@ run_unit() {
     name=$(basename "$t")
     log=$RES/unit-$name.log
     t0=$SECONDS
-    [ "$PART" = san ] && san_options "$PWD/$SAN_DIR/unit-$name"
+    [ "$PART" = san ] && san_options "$SAN_DIR/unit-$name"
     timeout "$UNIT_TIMEOUT" "$t" >"$log" 2>&1
     rc=$?
     if [ "$PART" = san ] && { san_reports "$SAN_DIR/unit-$name" >>"$log" || grep -Eq "$SAN_MARK" "$log"; }; then
@@ -313,7 +314,7 @@ run_san() {
   run_unit
   # Processes the tests start themselves report into $SAN_DIR/proc.*;
   # tests/integration/conftest.py fails the test during which one appeared.
-  san_options "$PWD/$SAN_DIR/proc"
+  san_options "$SAN_DIR/proc"
   run_integration
 }
 
