@@ -218,7 +218,7 @@ test-san:
 # Every C file we build (bench/compare's too), every Lua script, every shell
 # script. LINT_EXCLUDE: files to leave out of clang-tidy and cppcheck.
 LINT_EXCLUDE ?=
-C_DIRS := lib $(DAEMONS) client tests/unit tests/fuzz bench bench/compare/gen $(sort $(dir $(EXAMPLE_SRC)))
+C_DIRS := lib $(DAEMONS) client tests/unit tests/fuzz bench bench/compare/gen $(patsubst %/,%,$(sort $(dir $(EXAMPLE_SRC))))
 FORMAT_SRC := $(wildcard $(addsuffix /*.c,$(C_DIRS)) $(addsuffix /*.h,$(C_DIRS)))
 LINT_C := $(filter-out $(LINT_EXCLUDE),$(wildcard $(addsuffix /*.c,$(C_DIRS))))
 SH_SRC := $(shell find . \( -name .git -o -name node_modules -o -name 'build*' \) -prune -o -name '*.sh' -print) .ci/run
