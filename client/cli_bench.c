@@ -372,7 +372,7 @@ static json_t *timeline(const uint32_t *tl, int64_t from_bucket, unsigned width_
         uint64_t n = 0;
         for (int64_t k = b; k < b + width_buckets && k < BT_BUCKETS; k++)
             n += tl[k];
-        json_array_append_new(a, json_pack("[I,I]", (json_int_t)((b - from_bucket) * BT_BUCKET_MS), (json_int_t)n));
+        json_array_append_new(a, json_pack("[I,I]", (json_int_t)(b - from_bucket) * BT_BUCKET_MS, (json_int_t)n));
     }
     return a;
 }

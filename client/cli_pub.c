@@ -123,7 +123,7 @@ static int make_next(pub_app *a)
 {
     char num[24], idbuf[80];
     size_t tl = strlen(a->templ);
-    int nl = snprintf(num, sizeof(num), "%llu", (unsigned long long)(a->made + 1));
+    int nl = snprintf(num, sizeof(num), "%llu", (unsigned long long)a->made + 1);
     char *out = malloc(tl * (size_t)(nl + 1) + 1), *o = out;
     if (!out)
         return -ENOMEM;
@@ -138,7 +138,7 @@ static int make_next(pub_app *a)
     }
     *o = 0;
     if (a->id && a->count > 1)
-        snprintf(idbuf, sizeof(idbuf), "%s-%llu", a->id, (unsigned long long)(a->made + 1));
+        snprintf(idbuf, sizeof(idbuf), "%s-%llu", a->id, (unsigned long long)a->made + 1);
     int r = enqueue(a, out, strlen(out), a->id ? (a->count > 1 ? idbuf : a->id) : NULL);
     free(out);
     if (r == 0 && ++a->made == a->count)

@@ -181,7 +181,8 @@ tc_loop *tc_loop_new(void)
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.timeout_secs = 10;
     info.connect_timeout_secs = 10;
-    int deflate = getenv("TETHER_CLIENT_DEFLATE") && !strcmp(getenv("TETHER_CLIENT_DEFLATE"), "1");
+    const char *deflate_env = getenv("TETHER_CLIENT_DEFLATE");
+    int deflate = deflate_env && !strcmp(deflate_env, "1");
     if (deflate)
         info.extensions = exts;
     /* lws logs to stderr by itself; the CLI's stderr carries JSON events,

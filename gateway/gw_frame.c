@@ -164,7 +164,7 @@ static int decode_fields(dec *d, json_t *o, const gw_limits *lim, gw_cframe *f)
             get_str(d, o, "session", f->session, GW_MAX_SESSION, 0, gw_valid_session, "invalid session") < 0)
             return -1;
         json_t *cl = json_object_get(o, "client");
-        if (cl && json_is_string(cl))
+        if (json_is_string(cl))
             snprintf(f->client, sizeof(f->client), "%s", json_string_value(cl));
         json_t *rooms = json_object_get(o, "rooms");
         if (rooms && !json_is_null(rooms)) {
@@ -249,7 +249,7 @@ static int decode_fields(dec *d, json_t *o, const gw_limits *lim, gw_cframe *f)
             if (get_dup(d, o, "candidate", &f->candidate, 1024, 0, "candidate must be a string") < 0)
                 return -1;
             json_t *mid = json_object_get(o, "mid");
-            if (mid && json_is_string(mid) && json_string_length(mid) < sizeof(f->mid))
+            if (json_is_string(mid) && json_string_length(mid) < sizeof(f->mid))
                 strcpy(f->mid, json_string_value(mid));
             return 0;
         }
@@ -289,7 +289,7 @@ int gw_decode_json_slow(const char *buf, size_t len, const gw_limits *lim, gw_cf
     }
     /* Read the id early: an error about a publish should name it. */
     json_t *idv = json_object_get(o, "id");
-    if (idv && json_is_string(idv) && json_string_length(idv) <= GW_MAX_ID)
+    if (json_is_string(idv) && json_string_length(idv) <= GW_MAX_ID)
         strcpy(out->id, json_string_value(idv));
     json_t *t = json_object_get(o, "type");
     if (!t || !json_is_string(t) || strlen(json_string_value(t)) != json_string_length(t)) {

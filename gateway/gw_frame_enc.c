@@ -94,10 +94,12 @@ static gw_buf *from_pb(const Tether__V1__ServerFrame *f)
     return b;
 }
 
+/* NOLINTBEGIN(bugprone-macro-parentheses): var and field are names, not expressions */
 #define PB_FRAME(var, kind, field, ptr)                                    \
     Tether__V1__ServerFrame var = TETHER__V1__SERVER_FRAME__INIT;          \
     var.frame_case = TETHER__V1__SERVER_FRAME__FRAME_##kind;              \
     var.field = (ptr)
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 /* ---- encoders ------------------------------------------------------------------------ */
 

@@ -159,13 +159,13 @@ static int copy_value(scan *s);
 
 /* Opens a container: copies its opening byte and skips whitespace. Returns
  * 1 when it closes at once (copied too), 0 when an item follows. */
-static int open_container(scan *s, char close)
+static int open_container(scan *s, unsigned char close)
 {
     *s->o++ = *s->p++;
     skip_ws(s);
     if (s->p < s->end && *s->p == close) {
         s->p++;
-        *s->o++ = close;
+        *s->o++ = (char)close;
         return 1;
     }
     return 0;
@@ -173,14 +173,14 @@ static int open_container(scan *s, char close)
 
 /* After an item: 1 at the container's end (copied), 0 after a comma (the
  * next item follows), -1 on anything else. */
-static int after_item(scan *s, char close)
+static int after_item(scan *s, unsigned char close)
 {
     skip_ws(s);
     if (s->p >= s->end)
         return -1;
     if (*s->p == close) {
         s->p++;
-        *s->o++ = close;
+        *s->o++ = (char)close;
         return 1;
     }
     if (*s->p != ',')

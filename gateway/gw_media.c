@@ -779,7 +779,7 @@ void gw_media_init(void)
     M.m_up = metrics_gauge("tether_gateway_mediad_up", "1 when a mediad answered within 3 s.", NULL);
     metrics_gauge_fn("tether_gateway_media_sessions", "Client audio sessions relayed by this gateway.", NULL,
                      sessions_fn, NULL);
-    if (!M.enabled)
+    if (!M.enabled || !eps)
         return;
     M.pool = rpc_client_new(G.l, eps, "gateway");
     if (!M.pool) {

@@ -185,10 +185,8 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     case BIO_CTRL_DGRAM_QUERY_MTU:
     case BIO_CTRL_DGRAM_GET_FALLBACK_MTU:
         return MTU;
-    case BIO_CTRL_WPENDING:
-    case BIO_CTRL_PENDING:
-        return 0;
     default:
+        /* BIO_CTRL_(W)PENDING included: nothing is ever buffered here. */
         return 0;
     }
 }

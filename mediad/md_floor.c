@@ -1,17 +1,7 @@
 /* md_floor.c -- push-to-talk floors in Redis (see md_floor.h).
  *
- * Data model, per room:
- *   tether:ptt:<room>  hash {holder, session, gw, conn, deadline, grace, max, seq}
- *                      holder "" when idle; deadline = grant time + max talk
- *                      time; grace = 0, or when a disconnected holder's floor
- *                      is given up. Kept a day after the last change so seq
- *                      keeps growing across quiet periods.
- *   tether:ptt:due     sorted set: room -> the next time its floor must be
- *                      looked at (min of deadline and grace).
- *   tether:pttgw:<gw>  set of the rooms whose holder is connected through
- *                      gateway instance gw: when that gateway dies, its
- *                      holders' floors enter their grace period at once
- *                      (md_floor_gw_dead), as if each had disconnected.
+ * The keys (tether:ptt:<room>, tether:ptt:due, tether:pttgw:<gw>):
+ * docs/architecture.md, "Redis key layout"; the script: mediad/lua/floor.lua.
  * Time is Redis's TIME, one clock for every replica.
  */
 #include "md_floor.h"
@@ -27,137 +17,17 @@
 
 #define SWEEP_MS 100
 #define SWEEP_LIMIT "64"
-#define FLOOR_TTL_S "86400"
 #define KEY_PREFIX "tether:ptt:"
 #define DUE_KEY "tether:ptt:due"
 #define MAX_ROOM 128
 #define MAX_USER 128
 
-/* Every reply: {state, holder, max_left_ms, seq, gw, conn, events}; events is
- * a flat list of 8-tuples (room, state, holder, gw, conn, max_ms, reason, seq). */
-static const char lua[] =
-    "local op = ARGV[1]\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local ev = {}\n"
-    "local ttl = " FLOOR_TTL_S "\n"
-    "local function emit(room, state, holder, gw, conn, max_ms, reason, seq)\n"
-    "  for _, v in ipairs({room, state, holder, gw, tostring(conn), tostring(max_ms), reason, tostring(seq)}) do\n"
-    "    ev[#ev + 1] = v\n"
-    "  end\n"
-    "end\n"
-    "local function load(key)\n"
-    "  local h = redis.call('HMGET', key, 'holder', 'session', 'gw', 'conn', 'deadline', 'grace', 'seq')\n"
-    "  return { holder = h[1] or '', session = h[2] or '', gw = h[3] or '', conn = h[4] or '0',\n"
-    "           deadline = tonumber(h[5] or '0'), grace = tonumber(h[6] or '0'), seq = tonumber(h[7] or '0') }\n"
-    "end\n"
-    "local function gwset(gw) return 'tether:pttgw:' .. gw end\n"
-    "local function free(key, room, f, state, reason)\n"
-    "  if f.gw ~= '' then redis.call('SREM', gwset(f.gw), room) end\n"
-    "  f.seq = f.seq + 1\n"
-    "  redis.call('HSET', key, 'holder', '', 'session', '', 'gw', '', 'conn', '0', 'deadline', '0', 'grace', '0',\n"
-    "             'seq', f.seq)\n"
-    "  redis.call('EXPIRE', key, ttl)\n"
-    "  redis.call('ZREM', KEYS[2], room)\n"
-    "  emit(room, state, f.holder, f.gw, f.conn, 0, reason, f.seq)\n"
-    "  f.holder = ''\n"
-    "end\n"
-    "local function expire(key, room, f)\n"
-    "  if f.holder == '' then return end\n"
-    "  if f.grace > 0 and f.grace <= now then free(key, room, f, 'idle', 'holder disconnected')\n"
-    "  elseif f.deadline <= now then free(key, room, f, 'revoked', 'max talk time') end\n"
-    "end\n"
-    "local function left(f) if f.holder == '' then return 0 end return math.max(0, f.deadline - now) end\n"
-    "local function reply(state, f) return { state, f.holder, left(f), f.seq, f.gw, f.conn, ev } end\n"
-    "if op == 'sweep' then\n"
-    "  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))\n"
-    "  for _, room in ipairs(due) do\n"
-    "    local key = ARGV[2] .. room\n"
-    "    local f = load(key)\n"
-    "    expire(key, room, f)\n"
-    "    if f.holder == '' then redis.call('ZREM', KEYS[2], room)\n"
-    "    else\n"
-    "      local d = f.deadline\n"
-    "      if f.grace > 0 and f.grace < d then d = f.grace end\n"
-    "      redis.call('ZADD', KEYS[2], d, room)\n"
-    "    end\n"
-    "  end\n"
-    "  return { 'ok', '', 0, 0, '', '0', ev }\n"
-    "end\n"
-    "if op == 'gw_dead' then\n"
-    "  local set = gwset(ARGV[2])\n"
-    "  for _, room in ipairs(redis.call('SMEMBERS', set)) do\n"
-    "    local key = ARGV[4] .. room\n"
-    "    local f = load(key)\n"
-    "    expire(key, room, f)\n"
-    "    if f.holder ~= '' and f.gw == ARGV[2] and f.grace == 0 then\n"
-    "      f.grace = now + tonumber(ARGV[3])\n"
-    "      redis.call('HSET', key, 'grace', f.grace)\n"
-    "      local d = f.deadline\n"
-    "      if f.grace < d then d = f.grace end\n"
-    "      redis.call('ZADD', KEYS[2], d, room)\n"
-    "    elseif f.holder == '' or f.gw ~= ARGV[2] then\n"
-    "      redis.call('SREM', set, room)\n"
-    "    end\n"
-    "  end\n"
-    "  return { 'ok', '', 0, 0, '', '0', ev }\n"
-    "end\n"
-    "local key, room = KEYS[1], ARGV[2]\n"
-    "local f = load(key)\n"
-    "expire(key, room, f)\n"
-    "if op == 'get' then\n"
-    "  if f.holder == '' then return reply('idle', f) end\n"
-    "  return reply('taken', f)\n"
-    "elseif op == 'request' then\n"
-    "  local user, session, gw, conn, max_ms = ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])\n"
-    "  if f.holder == '' then\n"
-    "    f.seq = f.seq + 1\n"
-    "    f.holder, f.session, f.gw, f.conn, f.deadline, f.grace = user, session, gw, conn, now + max_ms, 0\n"
-    "    redis.call('HSET', key, 'holder', user, 'session', session, 'gw', gw, 'conn', conn,\n"
-    "               'deadline', f.deadline, 'grace', 0, 'seq', f.seq, 'max', max_ms, 'since', now)\n"
-    "    redis.call('EXPIRE', key, ttl)\n"
-    "    redis.call('ZADD', KEYS[2], f.deadline, room)\n"
-    "    redis.call('SADD', gwset(gw), room)\n"
-    "    redis.call('EXPIRE', gwset(gw), ttl)\n"
-    "    emit(room, 'taken', user, gw, conn, max_ms, 'granted', f.seq)\n"
-    "    return reply('granted', f)\n"
-    "  end\n"
-    "  if f.holder == user then\n"
-    "    if f.gw ~= gw or f.conn ~= conn or f.grace > 0 then\n"
-    "      if f.gw ~= gw then\n"
-    "        redis.call('SREM', gwset(f.gw), room)\n"
-    "        redis.call('SADD', gwset(gw), room)\n"
-    "        redis.call('EXPIRE', gwset(gw), ttl)\n"
-    "      end\n"
-    "      f.seq = f.seq + 1\n"
-    "      f.session, f.gw, f.conn, f.grace = session, gw, conn, 0\n"
-    "      redis.call('HSET', key, 'session', session, 'gw', gw, 'conn', conn, 'grace', 0, 'seq', f.seq)\n"
-    "      redis.call('EXPIRE', key, ttl)\n"
-    "      redis.call('ZADD', KEYS[2], f.deadline, room)\n"
-    "      emit(room, 'taken', user, gw, conn, left(f), 'resumed', f.seq)\n"
-    "    end\n"
-    "    return reply('granted', f)\n"
-    "  end\n"
-    "  return reply('denied', f)\n"
-    "elseif op == 'release' then\n"
-    "  if f.holder ~= '' and f.holder == ARGV[3] then\n"
-    "    free(key, room, f, 'idle', 'released')\n"
-    "    return reply('idle', f)\n"
-    "  end\n"
-    "  return reply('none', f)\n"
-    "elseif op == 'disconnect' then\n"
-    "  local user, gw, conn, grace = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])\n"
-    "  if f.holder == user and f.gw == gw and f.conn == conn and f.grace == 0 then\n"
-    "    f.grace = now + grace\n"
-    "    redis.call('HSET', key, 'grace', f.grace)\n"
-    "    local d = f.deadline\n"
-    "    if f.grace < d then d = f.grace end\n"
-    "    redis.call('ZADD', KEYS[2], d, room)\n"
-    "    return reply('suspended', f)\n"
-    "  end\n"
-    "  return reply('none', f)\n"
-    "end\n"
-    "return redis.error_reply('unknown op')\n";
+/* The floor script: mediad/lua/floor.lua says its operations, KEYS, ARGV and
+ * reply (it keeps a floor a day after its last change). */
+static const char lua[] = {
+#include "mediad/lua/floor.lua.h"
+    0
+};
 
 const char *md_floor_lua(void) { return lua; }
 

@@ -15,32 +15,20 @@
 #define KEY_PREFIX "tether:media:host:"
 #define REFRESH_BATCH 200
 
-/* KEYS[1]: the room's claim. ARGV: me, my endpoint, ttl_ms, take_over.
- * Returns {1, endpoint} when the room is (now) ours, {0, owner endpoint}. */
-static const char claim_lua[] =
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[3]) return { 1, ARGV[2] } end\n"
-    "local ep = v and string.match(v, '^([^|]*)|') or nil\n"
-    "if not v or ep == ARGV[2] or ARGV[4] == '1' then\n"
-    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])\n"
-    "  return { 1, ARGV[2] }\n"
-    "end\n"
-    "return { 0, ep or '' }\n";
-
-/* KEYS: claims we think we hold. ARGV: me, ttl_ms. Re-takes expired ones
- * (a Redis hiccup) and returns the 1-based indexes of those taken by others. */
-static const char refresh_lua[] =
-    "local lost = {}\n"
-    "for i, k in ipairs(KEYS) do\n"
-    "  local v = redis.call('GET', k)\n"
-    "  if not v or v == ARGV[1] then redis.call('SET', k, ARGV[1], 'PX', ARGV[2])\n"
-    "  else lost[#lost + 1] = i end\n"
-    "end\n"
-    "return lost\n";
-
-static const char release_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
-    "return 0\n";
+/* The claim scripts: mediad/lua/host_{claim,refresh,release}.lua say their
+ * KEYS, ARGV and replies. */
+static const char claim_lua[] = {
+#include "mediad/lua/host_claim.lua.h"
+    0
+};
+static const char refresh_lua[] = {
+#include "mediad/lua/host_refresh.lua.h"
+    0
+};
+static const char release_lua[] = {
+#include "mediad/lua/host_release.lua.h"
+    0
+};
 
 struct md_host {
     md_ctx *c;

@@ -152,7 +152,7 @@ static void on_state(NiceAgent *agent, guint stream, guint comp, guint state, gp
     md_ice *t = arg;
     if (stream != t->stream)
         return;
-    int s = t->state;
+    int s;
     switch (state) {
     case NICE_COMPONENT_STATE_CONNECTED:
         s = MD_ICE_CONNECTED;

@@ -71,6 +71,22 @@ static int copy(char *out, size_t cap, const char *s, size_t n)
     return 0;
 }
 
+/* The value of a decimal number that sscanf's %N[0-9] put into s (a buffer
+ * of N + 1 bytes), if it is at most max; -1 otherwise, or if it filled all
+ * N digits (it may have been cut short). sscanf's own %u and %d wrap around
+ * on overflow ("4294967297" is 1), so a hostile number could pass a range
+ * check. */
+static long long digits_value(const char *s, size_t n, unsigned long long max)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len >= n - 1)
+        return -1;
+    unsigned long long v = 0;
+    for (const char *p = s; *p; p++)
+        v = v * 10 + (unsigned long long)(*p - '0');
+    return v <= max ? (long long)v : -1;
+}
+
 /* ---- fingerprints and base64 ----------------------------------------------------------- */
 
 int md_sdp_fp_normalise(const char *alg, const char *in, char *out, size_t cap)
@@ -276,9 +292,10 @@ static int parse_crypto(parse_state *st, md_sdp_media *m, const char *v)
     if (m->ncrypto == MD_SDP_MAX_CRYPTO)
         FAIL(st, "too many a=crypto lines");
     md_sdp_crypto *c = &m->crypto[m->ncrypto];
-    char suite[40], params[200];
-    unsigned tag;
-    if (sscanf(v, "%u %39s %199s", &tag, suite, params) != 3 || tag > 999999999)
+    char suite[40], params[200], tag_s[12];
+    long long tag;
+    if (sscanf(v, "%11[0-9] %39s %199s", tag_s, suite, params) != 3 ||
+        (tag = digits_value(tag_s, sizeof(tag_s), 999999999)) < 0)
         FAIL(st, "malformed a=crypto");
     if (strncmp(params, "inline:", 7) != 0)
         FAIL(st, "a=crypto key method must be inline");
@@ -293,7 +310,7 @@ static int parse_crypto(parse_state *st, md_sdp_media *m, const char *v)
     for (const char *p = c->key; *p; p++)
         if (!strchr(b64chars, *p) && *p != '=')
             FAIL(st, "a=crypto key is not base64");
-    c->tag = tag;
+    c->tag = (unsigned)tag;
     snprintf(c->suite, sizeof(c->suite), "%s", suite);
     m->ncrypto++;
     return 0;
@@ -301,15 +318,16 @@ static int parse_crypto(parse_state *st, md_sdp_media *m, const char *v)
 
 static int parse_rtpmap(md_sdp_media *m, const char *v)
 {
-    int pt;
-    char enc[64];
-    unsigned clock = 0, ch = 1;
-    int n = sscanf(v, "%d %63[^/]/%u/%u", &pt, enc, &clock, &ch);
-    if (n < 3 || pt < 0 || pt > 127)
+    char pt_s[5], enc[64], clock_s[12], ch_s[5] = "1";
+    int n = sscanf(v, "%4[0-9] %63[^/]/%11[0-9]/%4[0-9]", pt_s, enc, clock_s, ch_s);
+    long long pt = n >= 1 ? digits_value(pt_s, sizeof(pt_s), 127) : -1;
+    long long clock = n >= 3 ? digits_value(clock_s, sizeof(clock_s), 0xffffffffu) : -1;
+    long long ch = digits_value(ch_s, sizeof(ch_s), 255);
+    if (n < 3 || pt < 0 || clock < 0 || ch < 0)
         return 0;   /* not ours to judge: ignored */
     if (!strcasecmp(enc, "opus") && clock == 48000 && m->opus_pt < 0) {
-        m->opus_pt = pt;
-        m->opus_channels = n == 4 ? ch : 1;
+        m->opus_pt = (int)pt;
+        m->opus_channels = n == 4 ? (unsigned)ch : 1;
     }
     return 0;
 }
@@ -353,11 +371,14 @@ static int parse_attr(parse_state *st, const char *a)
     } else if (!strcmp(name, "rtpmap")) {
         return parse_rtpmap(m, v);
     } else if (!strcmp(name, "fmtp")) {
-        int pt, used = 0;
-        if (sscanf(v, "%d %n", &pt, &used) == 1 && used && st->nfmtp < sizeof(st->fmtp) / sizeof(st->fmtp[0])) {
+        char pt_s[5];
+        int used = 0;
+        long long pt;
+        if (sscanf(v, "%4[0-9] %n", pt_s, &used) == 1 && used && (pt = digits_value(pt_s, sizeof(pt_s), 127)) >= 0 &&
+            st->nfmtp < sizeof(st->fmtp) / sizeof(st->fmtp[0])) {
             fmtp_seen *f = &st->fmtp[st->nfmtp];
             if (copy(f->params, sizeof(f->params), v + used, strlen(v + used)) == 0 && all_of(f->params, printable)) {
-                f->pt = pt;
+                f->pt = (int)pt;
                 st->nfmtp++;
             }
         }
@@ -555,12 +576,11 @@ int md_sdp_candidate(const char *in, char *out, size_t cap)
     if (strncmp(in, "candidate:", 10) != 0 || n > MD_SDP_MAX_CAND_LEN || n >= cap || !all_of(in, printable))
         return -EINVAL;
     /* foundation component transport priority address port "typ" type */
-    char found[40], transport[16], addr[80], typ[8], type[16];
-    unsigned comp, port;
-    unsigned long long prio;
-    if (sscanf(in + 10, "%39s %u %15s %llu %79s %u %7s %15s", found, &comp, transport, &prio, addr, &port, typ,
-               type) != 8 ||
-        strcmp(typ, "typ") != 0 || port > 65535 || comp < 1 || comp > 256)
+    char found[40], transport[16], addr[80], typ[8], type[16], comp[5], prio[12], port[7];
+    if (sscanf(in + 10, "%39s %4[0-9] %15s %11[0-9] %79s %6[0-9] %7s %15s", found, comp, transport, prio, addr, port,
+               typ, type) != 8 ||
+        strcmp(typ, "typ") != 0 || digits_value(port, sizeof(port), 65535) < 0 ||
+        digits_value(comp, sizeof(comp), 256) < 1 || digits_value(prio, sizeof(prio), 0xffffffffu) < 0)
         return -EINVAL;
     memcpy(out, in, n + 1);
     return 0;

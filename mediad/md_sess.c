@@ -13,12 +13,11 @@
 
 static void rnd(void *p, size_t n)
 {
+    /* getrandom on Linux >= 3.17 does not fail for small sizes. If it ever
+     * does, rand() would make ICE credentials and SSRCs guessable: stop. */
     if (getrandom(p, n, 0) != (ssize_t)n) {
-        /* getrandom on Linux >= 3.17 does not fail for small sizes; keep
-         * something unpredictable-ish rather than zeros if it ever does. */
-        uint8_t *b = p;
-        for (size_t i = 0; i < n; i++)
-            b[i] = (uint8_t)(rand() ^ (int)i);
+        LOG_ERROR("getrandom failed", "{s:s}", "error", strerror(errno));
+        abort();
     }
 }
 

@@ -195,7 +195,7 @@ static void append_put(rd_api *a, append_req *q)
 static char *copy_in(char **p, const char *s, size_t n)
 {
     char *d = *p;
-    memcpy(d, s, n);
+    memcpy(d, s, n); /* NOLINT(clang-analyzer-core.NonNullParamChecker): *p is q->buf, q->cap >= need bytes */
     d[n] = '\0';
     *p += n + 1;
     return d;

@@ -1,69 +1,8 @@
 /* rd_store.c -- replayd's Redis data model (see rd_store.h for the API).
  *
- * Keys, all tagged with {room} so that Redis Cluster (or our own consistent
- * hashing) keeps one room's keys on one shard and a script may touch them all:
- *
- *   tether:{room}:meta   hash {epoch, top}. epoch: 20 hex digits, the
- *                        creation time (Redis clock, ms, 12 digits) then 8
- *                        random ones from the replayd that created it: unique,
- *                        and a later epoch sorts after an earlier one (fixed
- *                        width), which is how subscribers tell a stale event
- *                        of the old epoch from the new epoch. top: the last
- *                        seq handed out; exp: Redis time (ms) when the TTLs
- *                        were last set; ddb: the dedup bucket whose TTL was
- *                        set; ots: at most the ts of the log's oldest entry
- *                        (while it is younger than TETHER_HISTORY_MIN_AGE_MS
- *                        nothing can be old enough to trim, so an append at
- *                        the burst cap needs no LINDEX to look). TTL
- *                        max(history TTL, 24 h), refreshed by an append once a tenth of the history TTL has passed
- *                        since the last refresh (two EXPIREs per batch were
- *                        a sixth of the script's calls): a room whose messages
- *                        expired still knows its epoch and top, so a resume
- *                        reports a trim ("first_available" > position + 1)
- *                        instead of a new epoch. Only a lost meta (flush,
- *                        eviction, a day of silence) starts a new epoch.
- *   tether:{room}:log    list of the last TETHER_HISTORY_SIZE messages (more,
- *                        up to TETHER_HISTORY_BURST, while they are younger
- *                        than TETHER_HISTORY_MIN_AGE_MS: a burst right after
- *                        an outage must not trim what a gateway is about to
- *                        repair, e.g. publications lost with a killed replayd),
- *                        oldest first (TTL: as the meta's, so a log outlives
- *                        its last append by 0.9 to 1 x the history TTL),
- *                        each one string
- *                          "<seq> <ts> <len(id)> <len(from)>\n<id>|<from>|<data>"
- *                        (ts: ms since the Unix epoch, Redis clock; the two '|'
- *                        sit at offsets the lengths give, so the reader can
- *                        make id and from NUL-terminated in place). The
- *                        list always holds the contiguous seqs ending at top,
- *                        so seq s is at index s - (top - LLEN + 1): reads need
- *                        no search, and first_available is top - LLEN + 1.
- *                        (A stream with "<seq>-0" ids was measured first: its
- *                        exact MAXLEN trim made an append cost ~37 us of Redis
- *                        CPU against ~30 us for RPUSH + LTRIM of one string.)
- *   tether:{room}:dd:<bucket>
- *                        hash "<len(user)>:<user>:<id>" -> "epoch:seq:ts": the
- *                        result of the first append of (room, user, id).
- *                        bucket = Redis time / TETHER_DEDUP_TTL_S; an append
- *                        looks in its bucket and the one before and writes
- *                        to its own, and a bucket lives 2 x TTL + 1 s from
- *                        its first write, so an id is remembered at least
- *                        TETHER_DEDUP_TTL_S and at most twice that. (One key
- *                        per id, with its own TTL, cost a GET and a SET EX
- *                        per message inside the script: ~1/3 of Redis's CPU
- *                        per append; a bucket costs two HMGETs and one HSET
- *                        per batch.) The user's length is in the field
- *                        because both user and id may contain ':' ("a:b"+"c"
- *                        must not meet "a"+"b:c").
- *
- * Invariants kept by the append script (one script = atomic in Redis): a
- * stored message's seq is top at the time it was stored; seqs of an epoch
- * have no holes (the entry is pushed before top moves, so a failing push
- * leaves nothing half done); a new epoch deletes any stale log, which
- * belongs to the old numbering. The reader checks the seqs it gets are the
- * ones it asked for, so a broken invariant is an error, never a wrong answer.
- *
- * Timestamps come from Redis's clock (TIME inside the script), so that the
- * ts of a room's messages follow seq order whichever replica sequenced them.
+ * The keys (meta, log, dedup buckets), their TTLs and the invariants the
+ * append script keeps: docs/architecture.md, "Redis key layout". The
+ * scripts: replayd/lua/append.lua and range.lua.
  *
  * One script call appends the batches of one loop iteration, several rooms
  * at once (up to RD_CALL_MSGS messages): the per-call cost (EVALSHA itself,
@@ -93,135 +32,18 @@
 /* Rooms whose floors a replayd remembers (~200 bytes each). */
 #define RD_KNOWN_ROOMS 100000
 
-/* Appends the batches of several rooms. KEYS: per batch, meta, log and the
- * dedup key prefix ("tether:{room}:dd", the bucket is appended here, from
- * Redis's clock). ARGV: epoch suffix, "size:burst:min_age_ms", history TTL,
- * dedup TTL, meta TTL, the number of batches G, G message counts, G floors
- * (epoch, seq: a seq known to have been handed out in that epoch; "" and 0
- * for none), then per message its dedup field and its entry tail. A meta
- * whose epoch is the floor's but whose top is below the floor's seq was
- * rolled back (Redis came back older than what it acknowledged): the room
- * starts a new epoch, exactly as when its meta is gone, instead of handing
- * those seqs out again to other messages. Returns one {epoch, seq, ts,
- * duplicate[, stored entry]} per message, in order. A duplicate of a message
- * still in the log comes with the stored entry, so that replayd can publish
- * it again: the first attempt's publication may never have left (replayd
- * died between Redis and the bus), and re-publishing at once closes that
- * hole before the history moves past it. A message repeated within a batch,
- * or in a later batch of the same call, is a duplicate of its first
- * occurrence. A room's log is pushed before its dedup records and meta are
- * written, so a failing push leaves no trace of that room's batch; an error
- * fails the whole call (each op gets it). */
-static const char APPEND_LUA[] =
-    "local now = redis.call('TIME')\n"
-    "local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)\n"
-    "local size, cap, age = string.match(ARGV[2], '^(%d+):(%d+):(%d+)$')\n"
-    "size, cap, age = tonumber(size), tonumber(cap), tonumber(age)\n"
-    "if age == 0 then cap = size end\n"
-    "local httl, dttl = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-    "local bucket = math.floor(ts / (dttl * 1000))\n"
-    "local bs, bps = string.format('%d', bucket), string.format('%d', bucket - 1)\n"
-    "local tss, capneg, ddttl = string.format('%d', ts), string.format('%d', -cap), string.format('%d', 2 * dttl + 1)\n"
-    "local every = httl * 100\n"
-    "local G = tonumber(ARGV[6])\n"
-    "local out = {}\n"
-    "local ki, ai = 1, 7 + 3 * G\n"
-    "for g = 1, G do\n"
-    "  local n = tonumber(ARGV[6 + g])\n"
-    "  local fe, fs = ARGV[5 + G + 2 * g], tonumber(ARGV[6 + G + 2 * g])\n"
-    "  local mk, lk, dk = KEYS[ki], KEYS[ki + 1], KEYS[ki + 2]\n"
-    "  ki = ki + 3\n"
-    "  local dcur = dk .. ':' .. bs\n"
-    "  local m = redis.call('HMGET', mk, 'epoch', 'top', 'exp', 'ddb', 'ots')\n"
-    "  local epoch, top = m[1], tonumber(m[2])\n"
-    "  local fresh = not epoch or not top\n"
-    "  if not fresh and fe == epoch and fs and top < fs then fresh = true end\n"
-    "  if fresh then\n"
-    "    epoch = string.format('%012x', ts) .. ARGV[1]\n"
-    "    top = 0\n"
-    "  end\n"
-    "  local fields = {}\n"
-    "  for i = 1, n do fields[i] = ARGV[ai + 2 * i - 2] end\n"
-    "  local cur = redis.call('HMGET', dcur, unpack(fields))\n"
-    "  local prev = redis.call('HMGET', dk .. ':' .. bps, unpack(fields))\n"
-    "  local top0, llen = top, nil\n"
-    "  local push, seen, rec = {}, {}, {}\n"
-    "  for i = 1, n do\n"
-    "    local f = fields[i]\n"
-    "    local d = seen[f] or cur[i] or prev[i]\n"
-    "    local e, s, t\n"
-    "    if d then e, s, t = string.match(d, '^([^:]*):(%d+):(%d+)$') end\n"
-    "    if e then\n"
-    "      local entry = ''\n"
-    "      local sn = tonumber(s)\n"
-    "      if not seen[f] and not fresh and e == epoch then\n"
-    "        llen = llen or redis.call('LLEN', lk)\n"
-    "        local first = top0 - llen + 1\n"
-    "        if sn >= first and sn <= top0 then\n"
-    "          entry = redis.call('LINDEX', lk, sn - first) or ''\n"
-    "        end\n"
-    "      end\n"
-    "      out[#out + 1] = {e, sn, tonumber(t), 1, entry}\n"
-    "    else\n"
-    "      top = top + 1\n"
-    "      push[#push + 1] = string.format('%d %d ', top, ts) .. ARGV[ai + 2 * i - 1]\n"
-    "      local v = string.format('%s:%d:%d', epoch, top, ts)\n"
-    "      seen[f] = v\n"
-    "      rec[#rec + 1] = f\n"
-    "      rec[#rec + 1] = v\n"
-    "      out[#out + 1] = {epoch, top, ts, 0}\n"
-    "    end\n"
-    "  end\n"
-    "  ai = ai + 2 * n\n"
-    "  if #push > 0 then\n"
-    "    if fresh then redis.call('DEL', lk) end\n"
-    "    local len = redis.call('RPUSH', lk, unpack(push))\n"
-    "    local created = len == #push\n"
-    "    if len > cap then redis.call('LTRIM', lk, capneg, '-1'); len = cap end\n"
-    "    local ots0 = (not fresh and not created) and tonumber(m[5]) or nil\n"
-    "    local ots = (fresh or created) and ts or ots0\n"
-    "    if len > size and not (ots and ots > ts - age) then\n"
-    "      local drop = 0\n"
-    "      while len - drop > size do\n"
-    "        local e = redis.call('LINDEX', lk, string.format('%d', drop))\n"
-    "        local ets = tonumber(string.match(e, '^%d+ (%d+) '))\n"
-    "        if ets then ots = ets end\n"
-    "        if ets and ets > ts - age then break end\n"
-    "        drop = drop + 1\n"
-    "      end\n"
-    "      if drop > 0 then redis.call('LTRIM', lk, string.format('%d', drop), '-1') end\n"
-    "    end\n"
-    "    redis.call('HSET', dcur, unpack(rec))\n"
-    "    local exp = tonumber(m[3])\n"
-    "    local ttls = fresh or created or not exp or ts - exp >= every or ts < exp\n"
-    "    local ddb = fresh or m[4] ~= bs\n"
-    "    if ddb then redis.call('EXPIRE', dcur, ddttl) end\n"
-    "    local hs = {'epoch', epoch, 'top', string.format('%d', top)}\n"
-    "    if ttls then hs[#hs + 1] = 'exp'; hs[#hs + 1] = tss end\n"
-    "    if ddb then hs[#hs + 1] = 'ddb'; hs[#hs + 1] = bs end\n"
-    "    if ots and ots ~= ots0 then hs[#hs + 1] = 'ots'; hs[#hs + 1] = string.format('%d', ots) end\n"
-    "    redis.call('HSET', mk, unpack(hs))\n"
-    "    if ttls then\n"
-    "      redis.call('EXPIRE', lk, ARGV[3])\n"
-    "      redis.call('EXPIRE', mk, ARGV[5])\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "return out\n";
+/* The append script: replayd/lua/append.lua says its KEYS, ARGV and reply
+ * (the floors, duplicates, the order of writes). */
+static const char APPEND_LUA[] = {
+#include "replayd/lua/append.lua.h"
+    0
+};
 
-/* KEYS: meta, log. ARGV: after_seq, limit, from_oldest.
- * Returns {epoch, top, first_available, more, {entries}}. */
-static const char RANGE_LUA[] =
-    "local m = redis.call('HMGET', KEYS[1], 'epoch', 'top')\n"
-    "local epoch, top = m[1], tonumber(m[2])\n"
-    "if not epoch or not top then return {'', 0, 1, 0, {}} end\n"
-    "local first = top - redis.call('LLEN', KEYS[2]) + 1\n"
-    "local after = tonumber(ARGV[1])\n"
-    "if ARGV[3] == '1' or after < first - 1 then after = first - 1 end\n"
-    "if after >= top then return {epoch, top, first, 0, {}} end\n"
-    "local last = math.min(top, after + tonumber(ARGV[2]))\n"
-    "local es = redis.call('LRANGE', KEYS[2], after + 1 - first, last - first)\n"
-    "return {epoch, top, first, last < top and 1 or 0, es}\n";
+/* A page of a room's history: replayd/lua/range.lua. */
+static const char RANGE_LUA[] = {
+#include "replayd/lua/range.lua.h"
+    0
+};
 
 typedef struct batch batch;
 struct batch {
@@ -478,6 +300,7 @@ static void learn(rd_store *s, batch *b, const rd_op *op, const rd_append_res *r
  * then recycles its batches and the call. */
 static void call_done(rd_store *s, call *c, int status, const redisReply *rep)
 {
+    /* cppcheck-suppress nullPointer ; status 0 always comes with a reply */
     if (status == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != c->nmsgs))
         status = reply_error(s, "append", rep);
     size_t i = 0;
@@ -488,6 +311,7 @@ static void call_done(rd_store *s, call *c, int status, const redisReply *rep)
             nx = op->next;
             rd_append_res res;
             int st = status;
+            /* cppcheck-suppress nullPointer ; as above */
             if (st == 0 && parse_result(rep->element[i], &res) < 0)
                 st = reply_error(s, "append", rep->element[i]);
             if (st == 0)

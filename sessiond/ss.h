@@ -6,7 +6,7 @@
  *   ss_sweep   timers: dead gateways, session expiry, rejoin grace, gauges
  *   ss_events  bus (TETHER_BUS_IN): presence.<room> events
  *   ss_health  HTTP (TETHER_HTTP): /healthz /readyz /metrics /v1/sessions
- *   ss_store   Redis (TETHER_REDIS) through the scripts of ss_lua.c
+ *   ss_store   Redis (TETHER_REDIS) through the scripts of sessiond/lua/
  */
 #ifndef TETHER_SS_H
 #define TETHER_SS_H

@@ -1,5 +1,5 @@
-/* ss_lua.h -- the Lua scripts of sessiond's Redis data model (ss_lua.c
- * documents the keys and each script's arguments and results). */
+/* ss_lua.h -- the Lua scripts of sessiond's Redis data model (sessiond/lua/
+ * says each script's arguments and results). */
 #ifndef TETHER_SS_LUA_H
 #define TETHER_SS_LUA_H
 

@@ -11,7 +11,7 @@ static double dbl(const char *s) { return s ? strtod(s, NULL) : 0; }
 static ss_room_pos *room_slot(ss_record *rec, size_t cap, const char *room)
 {
     for (size_t i = 0; i < rec->nrooms; i++)
-        if (!strcmp(rec->rooms[i].room, room))
+        if (!strcmp(rec->rooms[i].room, room)) /* NOLINT(clang-analyzer-core.NonNullParamChecker): set below */
             return &rec->rooms[i];
     if (rec->nrooms == cap)
         return NULL;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run_all.sh -- every Tether test behind one command and one summary line.
 #
-#   tests/run_all.sh [unit|fuzz|integration|chaos|all]     (default: all)
+#   tests/run_all.sh [unit|fuzz|integration|chaos|browser|deploy|san|all]
+#                                                             (default: all)
 #
 #   unit         every build/tests/test_* binary (cmocka)
 #   fuzz         each tests/fuzz/fuzz_<name>.c built with clang libFuzzer
@@ -12,6 +13,9 @@
 #                chaos.py rounds, full when this part is asked for alone
 #                (`make test-chaos`), short inside a whole run (`make test`);
 #                TETHER_CHAOS_LEVEL=short|full overrides
+#   san          unit and integration against an ASan+UBSan build
+#                (TETHER_BUILD=build-san, as `make test-san` runs it): any
+#                sanitizer report fails the test that caused it (not in all)
 #
 # Prints a result line per part and finally exactly "N passed, N failed"
 # (", N skipped" when some were). Exits 1 if anything failed.
@@ -34,9 +38,51 @@ PASSED=0 FAILED=0 SKIPPED=0
 SUMMARY=()
 
 case $PART in
-  unit|fuzz|integration|chaos|browser|deploy|all) ;;
-  *) echo "usage: $0 [unit|fuzz|integration|chaos|browser|deploy|all]" >&2; exit 2 ;;
+  unit|fuzz|integration|chaos|browser|deploy|san|all) ;;
+  *) echo "usage: $0 [unit|fuzz|integration|chaos|browser|deploy|san|all]" >&2; exit 2 ;;
 esac
+
+# ---- sanitizer options (part san) --------------------------------------------------
+# Every report stops the process that made it (halt_on_error: UBSan would
+# otherwise print and go on) and fails its test. Reports go to files,
+# log_path=$SAN_DIR/<who>.<pid>, so that one made by a process a test
+# started (a daemon a unit test spawns, the CLI an integration test runs)
+# is found whatever that process's stderr was connected to. Leaks are
+# reported at exit (detect_leaks=1); tests/lsan.supp lists the libraries'
+# own. The integration harness gives the daemons it starts their options
+# (tests/integration/tether_harness.py: reports on their stderr, which the
+# harness reads after every test).
+SAN_DIR=$RES/san
+case $SAN_DIR in /*) ;; *) SAN_DIR=$PWD/$SAN_DIR ;; esac
+SAN_MARK='ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior|Leak)Sanitizer'
+san_options() { # <log_path>
+  export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$1"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$1"
+  export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
+}
+if [ "$PART" = san ]; then
+  rm -rf "$SAN_DIR"
+  mkdir -p "$SAN_DIR"
+  export TETHER_SAN_DIR=$SAN_DIR
+  # Instrumented daemons start and answer several times slower.
+  export TETHER_TEST_START_TIMEOUT=${TETHER_TEST_START_TIMEOUT:-60}
+  export TETHER_TEST_STOP_TIMEOUT=${TETHER_TEST_STOP_TIMEOUT:-10}
+  UNIT_TIMEOUT=${SAN_UNIT_TIMEOUT:-600}
+  INTEGRATION_TIMEOUT=${SAN_INTEGRATION_TIMEOUT:-2400}
+fi
+
+# san_reports <prefix> -- prints the reports written to <prefix>.* (and
+# returns 0) if there are any.
+san_reports() {
+  local f found=1
+  for f in "$1".*; do
+    [ -f "$f" ] || continue
+    found=0
+    echo "---- sanitizer report $f:"
+    head -n 40 "$f" | sed 's/^/    /'
+  done
+  return $found
+}
 
 # record <part> <passed> <failed> <skipped> [note]
 record() {
@@ -62,13 +108,18 @@ run_unit() {
   echo "== unit tests"
   local p=0 f=0 s=0 n=0 t name log rc cp cf cs t0 secs
   for t in "$BUILD"/tests/test_*; do
-    [ -f "$t" ] && [ -x "$t" ] || continue
+    if [ ! -f "$t" ] || [ ! -x "$t" ]; then continue; fi
     n=$((n + 1))
     name=$(basename "$t")
     log=$RES/unit-$name.log
     t0=$SECONDS
+    [ "$PART" = san ] && san_options "$SAN_DIR/unit-$name"
     timeout "$UNIT_TIMEOUT" "$t" >"$log" 2>&1
     rc=$?
+    if [ "$PART" = san ] && { san_reports "$SAN_DIR/unit-$name" >>"$log" || grep -Eq "$SAN_MARK" "$log"; }; then
+      [ "$rc" -eq 0 ] && rc=1
+      echo "   (sanitizer report: $log)"
+    fi
     secs=$((SECONDS - t0))
     cp=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
     cf=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
@@ -204,7 +255,7 @@ run_chaos() {
   fi
   local found=0
   for t in tests/chaos/*; do
-    [ -f "$t" ] && [ -x "$t" ] || continue
+    if [ ! -f "$t" ] || [ ! -x "$t" ]; then continue; fi
     case $t in *.py) continue ;; esac
     found=1
     log=$RES/chaos-$(basename "$t").log
@@ -254,6 +305,19 @@ run_deploy() {
   record deploy "$p" "$f" "${s:-0}"
 }
 
+# Unit and integration tests against $BUILD, which is an instrumented tree.
+run_san() {
+  if [ ! -x "$BUILD/bin/gateway" ] || ! nm "$BUILD/bin/gateway" 2>/dev/null | grep __asan_init >/dev/null; then
+    record san 0 1 0 "$BUILD is not an ASan build: make test-san"
+    return
+  fi
+  run_unit
+  # Processes the tests start themselves report into $SAN_DIR/proc.*;
+  # tests/integration/conftest.py fails the test during which one appeared.
+  san_options "$SAN_DIR/proc"
+  run_integration
+}
+
 start=$(date +%s)
 case $PART in
   unit) run_unit ;;
@@ -262,6 +326,7 @@ case $PART in
   chaos) run_chaos ;;
   browser) run_browser ;;
   deploy) run_deploy ;;
+  san) run_san ;;
   all) run_unit; run_fuzz; run_integration; run_chaos; run_browser; run_deploy ;;
 esac
 

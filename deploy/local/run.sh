@@ -54,6 +54,7 @@ http_status() {
     curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$hp$path" 2>/dev/null || true
     return
   fi
+  # shellcheck disable=SC2016  # the inner script expands its own arguments
   timeout 2 bash -c '
     exec 3<>"/dev/tcp/${1%:*}/${1##*:}" || exit 1
     printf "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" "$2" "$1" >&3
@@ -90,6 +91,7 @@ redis_ping() {
   if command -v redis-cli >/dev/null 2>&1; then
     [ "$(timeout 2 redis-cli -h "$host" -p "$port" ping 2>/dev/null)" = PONG ]
   else
+    # shellcheck disable=SC2016  # the inner script expands its own arguments
     timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "PING\r\n" >&3 && read -r r <&3 && [ "${r%$'"'\r'"'}" = "+PONG" ]' _ "$host" "$port" 2>/dev/null
   fi
 }

@@ -34,6 +34,7 @@ if ! "${ns[@]}" true 2>/dev/null || ! command -v ip >/dev/null; then
   exit 77
 fi
 # Not exec: the trap removes the hosts file afterwards.
+# shellcheck disable=SC2016  # the inner script expands its own variables
 TETHER_DEPLOY_NETNS=1 "${ns[@]}" bash -c '
   set -e
   ip link set lo up

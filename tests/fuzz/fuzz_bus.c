@@ -68,7 +68,7 @@ static size_t walk(const bus_env *e)
     case TETHER__BUS__ENVELOPE__PAYLOAD_ERROR:
         n += strlen(e->error->reason);
         break;
-    case TETHER__BUS__ENVELOPE__PAYLOAD_PING_REQ:
+    case TETHER__BUS__ENVELOPE__PAYLOAD_PING_REQ: /* NOLINT(bugprone-branch-clone): listed, not forgotten */
     case TETHER__BUS__ENVELOPE__PAYLOAD_PING_REP:
     case TETHER__BUS__ENVELOPE__PAYLOAD_HEARTBEAT:
     case TETHER__BUS__ENVELOPE__PAYLOAD__NOT_SET:

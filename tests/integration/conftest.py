@@ -13,10 +13,14 @@ Markers:
   chaos                      kills daemons; run_all.sh runs these as "chaos"
 
 When a test fails, the tail of every daemon's log is attached to its report.
+Under `tests/run_all.sh san`, a test also fails (in its teardown) when a
+daemon it started printed a sanitizer report on stderr, or a process it ran
+wrote one into $TETHER_SAN_DIR, even if the test itself passed.
 The tests are plain functions that drive asyncio through tether_client.run()
 (no pytest-asyncio in Debian 12's default install).
 """
 
+import os
 import shutil
 
 import pytest
@@ -57,6 +61,27 @@ def pytest_runtest_makereport(item, call):
     if rep.failed and rep.when in ("setup", "call"):
         for i, suite in enumerate(getattr(item, "_tether_suites", [])):
             rep.sections.append(("tether daemon logs (suite %d, %s)" % (i, suite.dir), suite.log_tails()))
+
+
+@pytest.fixture(autouse=True)
+def _sanitizer_reports():
+    """Fails the test if a sanitizer reported during it (part san)."""
+    if not th.SAN_DIR:
+        yield
+        return
+    first = len(th.DAEMONS)
+    before = set(os.listdir(th.SAN_DIR))
+    yield
+    found = []
+    for d in th.DAEMONS[first:]:
+        rep = th.sanitizer_report(d.err)
+        if rep:
+            found.append("%s (%s):\n%s" % (d.name, d.err, rep))
+    for name in sorted(set(os.listdir(th.SAN_DIR)) - before):
+        path = os.path.join(th.SAN_DIR, name)
+        found.append("%s:\n%s" % (path, th.sanitizer_report(path) or open(path, errors="replace").read(4000)))
+    if found:
+        pytest.fail("sanitizer report(s):\n" + "\n\n".join(found), pytrace=False)
 
 
 def _need_core():

@@ -16,6 +16,7 @@ import random
 import secrets
 import signal
 import socket
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +36,36 @@ START_TIMEOUT = float(os.environ.get("TETHER_TEST_START_TIMEOUT", "15"))
 STOP_TIMEOUT = float(os.environ.get("TETHER_TEST_STOP_TIMEOUT", "3"))
 # (daemon name, suite dir) of every teardown SIGTERM that had to become a SIGKILL.
 STOP_KILLED = []
+
+# Under `tests/run_all.sh san` (TETHER_SAN_DIR set): the sanitizer options of
+# the daemons started here. A report stops the daemon (halt_on_error) and is
+# written to its stderr (<name>.err), where conftest.py looks for one after
+# every test (SAN_MARK); leaks are reported when a daemon exits (SIGTERM at
+# teardown). Processes a test starts itself inherit run_all.sh's options,
+# which write reports into TETHER_SAN_DIR instead.
+SAN_DIR = os.environ.get("TETHER_SAN_DIR")
+SAN_ENV = {
+    "ASAN_OPTIONS": "halt_on_error=1:detect_leaks=1",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+    "LSAN_OPTIONS": "suppressions=%s:print_suppressions=0" % (REPO / "tests" / "lsan.supp"),
+} if SAN_DIR else {}
+SAN_MARK = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior|Leak)Sanitizer")
+# Every Daemon made, in order: conftest.py reads the stderr of those a test made.
+DAEMONS = []
+
+
+def sanitizer_report(path):
+    """The first lines of a sanitizer report in the file at path, or None."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+    m = SAN_MARK.search(text)
+    if not m:
+        return None
+    start = text.rfind("\n==", 0, m.start())
+    start = text.rfind("\n", 0, m.start()) if start < 0 else start
+    return "\n".join(text[start + 1:].splitlines()[:40])
 
 
 def binary(name):
@@ -271,13 +302,14 @@ class Daemon:
         self.err = Path(logdir) / ("%s.err" % name)
         self.proc = None
         self.starts = 0
+        DAEMONS.append(self)
 
     def start(self):
         self.starts += 1
         with open(self.log, "ab") as out, open(self.err, "ab") as err:
             err.write(b"--- harness: start #%d of %s\n" % (self.starts, self.name.encode()))
             err.flush()
-            self.proc = subprocess.Popen([str(binary(self.kind))], env=self.env,
+            self.proc = subprocess.Popen([str(binary(self.kind))], env=dict(self.env, **SAN_ENV),
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                          cwd=str(self.log.parent), start_new_session=True)
         return self

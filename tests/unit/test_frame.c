@@ -553,10 +553,12 @@ static void test_json_malformed(void **state)
 /* Protobuf-c string fields are char *; literals are const here (-Wwrite-strings). */
 #define S(lit) ((char *)(lit))
 
+/* NOLINTBEGIN(bugprone-macro-parentheses): var and field are names, not expressions */
 #define CF(var, kind, field, ptr)                                  \
     Tether__V1__ClientFrame var = TETHER__V1__CLIENT_FRAME__INIT; \
     var.frame_case = TETHER__V1__CLIENT_FRAME__FRAME_##kind;      \
     var.field = (ptr)
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 /* ---- the publish fast path --------------------------------------------------------- */
 

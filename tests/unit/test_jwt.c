@@ -166,7 +166,7 @@ static char *raw_token(const char *header, const char *payload, const char *hs_k
         b64url(md, mdlen, out + n);
     } else {
         out[n++] = '.';
-        strcpy(out + n, sig_text);
+        strcpy(out + n, sig_text ? sig_text : "");
     }
     return out;
 }

@@ -169,6 +169,7 @@ static void test_answer_to_chrome_offer(void **state)
     assert_int_equal((size_t)n, strlen(buf));
     const char *must[] = {
         "v=0\r\n", "a=group:BUNDLE 0\r\n", "a=ice-lite\r\n", "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+        /* NOLINTNEXTLINE(bugprone-suspicious-missing-comma): the fingerprint line is one string */
         "a=ice-ufrag:UFRG\r\n", "a=ice-pwd:0123456789012345678901\r\n", "a=fingerprint:sha-256 " FP256 "\r\n",
         "a=setup:passive\r\n", "a=mid:0\r\n", "a=sendrecv\r\n", "a=rtcp-mux\r\n", "a=rtpmap:111 opus/48000/2\r\n",
         "a=fmtp:111 minptime=10;useinbandfec=1\r\n", "a=ssrc:12345 cname:cn\r\n", "a=msid:tether audio-1\r\n",
@@ -383,6 +384,12 @@ static void test_candidates(void **state)
     assert_int_equal(md_sdp_candidate("candidate:1 0 udp 1 127.0.0.1 9 typ host", out, sizeof(out)), -EINVAL);
     assert_int_equal(md_sdp_candidate("candidate:1 1 udp 1 127.0.0.1 70000 typ host", out, sizeof(out)), -EINVAL);
     assert_int_equal(md_sdp_candidate("cand:1 1 udp 1 127.0.0.1 9 typ host", out, sizeof(out)), -EINVAL);
+    /* Numbers that wrap around to a valid value in 32 bits, signs. */
+    assert_int_equal(md_sdp_candidate("candidate:1 1 udp 1 127.0.0.1 4294967305 typ host", out, sizeof(out)), -EINVAL);
+    assert_int_equal(md_sdp_candidate("candidate:1 1 udp 1 127.0.0.1 -4294901761 typ host", out, sizeof(out)),
+                     -EINVAL);
+    assert_int_equal(md_sdp_candidate("candidate:1 4294967297 udp 1 127.0.0.1 9 typ host", out, sizeof(out)), -EINVAL);
+    assert_int_equal(md_sdp_candidate("candidate:1 1 udp 99999999999 127.0.0.1 9 typ host", out, sizeof(out)), -EINVAL);
     assert_int_equal(md_sdp_candidate("candidate:1 1 udp 1 127.0.0.1 9 typ host\x01", out, sizeof(out)), -EINVAL);
     char longc[400];
     snprintf(longc, sizeof(longc), "candidate:1 1 udp 1 127.0.0.1 9 typ host %0300d", 0);

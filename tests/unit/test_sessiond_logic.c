@@ -225,7 +225,7 @@ typedef struct scenario {
     tstep steps[24];
 } scenario;
 
-#define ANY -1
+#define ANY (-1)
 
 static const scenario SCENARIOS[] = {
     { "one session: online, reconnecting, online again, offline after bye",

@@ -92,7 +92,7 @@ int main(int argc, char **argv)
         { "help", 0, NULL, 'z' },         { NULL, 0, NULL, 0 },
     };
     pb_cfg *c = &PB_CFG;
-    double v;
+    double v = 0;
     c->host = "127.0.0.1";
     c->secret = getenv("TETHER_JWT_SECRET");
     c->subs = 1000;
