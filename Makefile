@@ -151,7 +151,7 @@ FUZZ_SAN := -fsanitize=address,undefined
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP -DTETHER_FUZZ -I. -Ilib -Igateway -Ibuild/gen $(PKG_CFLAGS)
 fuzz_objs = $(patsubst %.c,build-fuzz/obj/%.o,$(1))
 
-FUZZ_EXTRA_fuzz_rtp := mediad/md_rtp.c mediad/md_srtp.c
+FUZZ_EXTRA_fuzz_rtp := mediad/md_rtp.c
 FUZZ_LIBS_fuzz_rtp = $(MEDIA_LIBS)
 FUZZ_EXTRA_fuzz_replayd := replayd/rd_reply.c
 FUZZ_EXTRA_fuzz_sessiond := sessiond/ss_reply.c sessiond/ss_record.c

@@ -2,6 +2,7 @@
  * RFC 7983 demultiplexer, the RTP header parser and the SRTP/SRTCP layer in
  * front of it (mediad/md_rtp.c, mediad/md_srtp.c over libsrtp2), and the
  * switching context that renumbers a talker's packets for each listener.
+ * md_srtp.c is compiled in (the target resets libsrtp's per-SSRC state).
  *
  * An input is one datagram, handled as mediad's session does (md_sess.c:
  * classify, bound to MD_RTP_MAX, unprotect with the peer's key). STUN goes to
@@ -28,7 +29,8 @@
 #include <string.h>
 
 #include "mediad/md_rtp.h"
-#include "mediad/md_srtp.h"
+/* Compiled in, for the session handle inside an md_srtp. */
+#include "mediad/md_srtp.c"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -41,11 +43,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                               \
     } while (0)
 
-static const md_srtp_suite suites[] = { MD_SRTP_AES_CM_128_SHA1_80, MD_SRTP_AES_CM_128_SHA1_32,
-                                        MD_SRTP_AEAD_AES_128_GCM, MD_SRTP_AEAD_AES_256_GCM };
-#define NSUITES (sizeof(suites) / sizeof(suites[0]))
+/* Every suite md_srtp.c knows: its suites[] and NSUITES. */
 
 static uint8_t key[MD_SRTP_MAX_KEY];
+/* One inbound and one outbound context per suite, made once (making them
+ * costs more than all the rest of an input). The state libsrtp keeps per
+ * SSRC (rollover counter, replay window) is dropped after each input, or it
+ * would make one input's verdict depend on the ones before it. */
+static md_srtp *in_ctx[NSUITES], *out_ctx[NSUITES];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -54,7 +59,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     CHECK(md_srtp_init() == 0);
     for (size_t i = 0; i < sizeof key; i++)
         key[i] = (uint8_t)(i * 7 + 1);
+    for (size_t i = 0; i < NSUITES; i++)
+        CHECK((in_ctx[i] = md_srtp_new(suites[i].suite, key, 0)) && (out_ctx[i] = md_srtp_new(suites[i].suite, key, 1)));
     return 0;
+}
+
+static void forget(md_srtp *c, const uint8_t *ssrc_be)
+{
+    uint32_t ssrc;
+    memcpy(&ssrc, ssrc_be, 4);  /* libsrtp takes it in network order */
+    srtp_remove_stream(c->s, ssrc);
 }
 
 static void check_classify(const uint8_t *buf, size_t len, md_pkt_kind k)
@@ -110,9 +124,7 @@ static int check_parse(const uint8_t *buf, size_t len, md_rtp_hdr *h)
 }
 
 /* What md_sess.c does with a datagram from the peer, then the round trip,
- * in the suite the last byte picks. Both contexts are new for each input:
- * their replay windows and rollover counters would otherwise make one
- * input's verdict depend on the ones before it. */
+ * in the suite the last byte picks. */
 static void check_srtp(const uint8_t *buf, size_t len, md_pkt_kind k)
 {
     static uint8_t pkt[MD_RTP_MAX + MD_SRTP_TRAILER], enc[MD_RTP_MAX + MD_SRTP_TRAILER];
@@ -120,15 +132,15 @@ static void check_srtp(const uint8_t *buf, size_t len, md_pkt_kind k)
 
     if ((k != MD_PKT_RTP && !rtcp) || len > MD_RTP_MAX)
         return;
-    md_srtp_suite suite = suites[buf[len - 1] % NSUITES];
-    md_srtp *in = md_srtp_new(suite, key, 0), *out = md_srtp_new(suite, key, 1);
-    CHECK(in && out);
+    size_t si = buf[len - 1] % NSUITES;
+    md_srtp *in = in_ctx[si], *out = out_ctx[si];
     /* The datagram as received: forged, so refused, never a crash. */
     memcpy(pkt, buf, len);
     int n = (int)len;
     int r = rtcp ? md_srtp_unprotect_rtcp(in, pkt, &n) : md_srtp_unprotect(in, pkt, &n);
     CHECK(r == 0 || r == -EBADMSG || r == -EALREADY || r == -EINVAL);
     CHECK(n >= 0 && n <= (int)len);
+    forget(in, buf + (rtcp ? 4 : 8));
     /* As if the peer had sent it with the right key. */
     memcpy(enc, buf, len);
     n = (int)len;
@@ -141,8 +153,8 @@ static void check_srtp(const uint8_t *buf, size_t len, md_pkt_kind k)
         CHECK(r == 0);
         CHECK(n == (int)len && memcmp(enc, buf, len) == 0);
     }
-    md_srtp_free(in);
-    md_srtp_free(out);
+    forget(in, buf + (rtcp ? 4 : 8));
+    forget(out, buf + (rtcp ? 4 : 8));
 }
 
 /* The bytes as (source, seq, ts, elapsed ms) steps through one listener's
