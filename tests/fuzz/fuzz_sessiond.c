@@ -41,11 +41,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * count; a session has at most a few hundred fields. */
 #define MAX_ELEMENTS 4096
 
+/* Whether every "*<count>" at a line start is -1 (nil) or 0..MAX_ELEMENTS, as
+ * hiredis reads it (optional sign, digits up to the CR). */
 static int counts_ok(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '*' && (i == 0 || s[i - 1] == '\n') && strtoll(s + i + 1, NULL, 10) > MAX_ELEMENTS)
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '*' || (i > 0 && s[i - 1] != '\n'))
+            continue;
+        size_t j = i + 1, digits = 0;
+        int neg = j < n && s[j] == '-';
+        unsigned long long v = 0;
+        if (j < n && (s[j] == '-' || s[j] == '+'))
+            j++;
+        for (; j < n && s[j] >= '0' && s[j] <= '9' && digits < 19; j++, digits++)
+            v = v * 10 + (unsigned)(s[j] - '0');
+        if (digits == 19 || (neg ? v != 1 : v > MAX_ELEMENTS))
             return 0;
+    }
     return 1;
 }
 
