@@ -44,12 +44,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * an append call's RD_CALL_MSGS results. */
 #define MAX_ELEMENTS 4096
 
-/* Whether every "*<count>" at a line start is -1 (nil) or 0..MAX_ELEMENTS, as
- * hiredis reads it (optional sign, digits up to the CR). */
+/* Whether every "*<count>" is -1 (nil) or 0..MAX_ELEMENTS, as hiredis reads
+ * it (optional sign, digits up to the CR). Anywhere, not only at line starts:
+ * hiredis 0.14 does not check the CRLF after a bulk string, so what it takes
+ * for the next reply may start in the middle of a line. */
 static int counts_ok(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (s[i] != '*' || (i > 0 && s[i - 1] != '\n'))
+        if (s[i] != '*')
             continue;
         size_t j = i + 1, digits = 0;
         int neg = j < n && s[j] == '-';
