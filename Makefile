@@ -147,7 +147,8 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(if $(CLIENT_LIB_O),$(CLIENTA)) $(LIBA)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 FUZZ_LIB_SRC := $(LIB_SRC) $(wildcard gateway/gw_frame*.c)
-FUZZ_SAN := -fsanitize=address,undefined
+# Undefined behaviour stops the run like a crash does.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP -DTETHER_FUZZ -I. -Ilib -Igateway -Ibuild/gen $(PKG_CFLAGS)
 fuzz_objs = $(patsubst %.c,build-fuzz/obj/%.o,$(1))
 # Harnesses get the project's warnings, reported but not fatal: clang's set
@@ -158,12 +159,13 @@ FUZZ_EXTRA_fuzz_rtp := mediad/md_rtp.c
 FUZZ_LIBS_fuzz_rtp = $(MEDIA_LIBS)
 FUZZ_EXTRA_fuzz_replayd := replayd/rd_reply.c
 FUZZ_EXTRA_fuzz_sessiond := sessiond/ss_reply.c sessiond/ss_record.c
+FUZZ_EXTRA_fuzz_client := client/tc_frame.c
 
-build-fuzz/obj/tests/fuzz/%.o: tests/fuzz/%.c | $(GEN_H)
+build-fuzz/obj/tests/fuzz/%.o: tests/fuzz/%.c Makefile | $(GEN_H)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) $(FUZZ_WARN) $(MEDIA_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -c $< -o $@
 
-build-fuzz/obj/%.o: %.c | $(GEN_H)
+build-fuzz/obj/%.o: %.c Makefile | $(GEN_H)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) $(MEDIA_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -w -c $< -o $@
 
