@@ -539,10 +539,14 @@ int tc_sframe_parse_message_fast(const char *buf, size_t len, tc_sframe *f)
         }
 #undef KEY
         i = skip_ws(s, vb, len);
-        if (i < len && s[i] == ',')
+        if (i < len && s[i] == ',') {
+            /* A member must follow: no trailing comma (jansson has none). */
             i = skip_ws(s, i + 1, len);
-        else if (i >= len || s[i] != '}')
+            if (i >= len || s[i] != '"')
+                goto bad;
+        } else if (i >= len || s[i] != '}') {
             goto bad;
+        }
     }
     if (i >= len || skip_ws(s, i + 1, len) != len || !is_message || !f->room || !have_seq || f->seq == 0)
         goto bad;

@@ -228,6 +228,7 @@ static void test_fast_path_matches_jansson(void **state)
         "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"ts\":-9223372036854775808}",
         "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":1e400}",
         "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":[99999999999999999999]}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":\"x\" ,}",
     };
     for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++) {
         tc_sframe f;
