@@ -351,7 +351,7 @@ static size_t skip_string(const char *s, size_t i, size_t n, int *escaped)
                     i += 6;
                 }
                 i += 4;
-            } else if (!strchr("\"\\/bfnrt", s[i])) {
+            } else if (!s[i] || !strchr("\"\\/bfnrt", s[i])) { /* strchr finds the NUL too */
                 return 0;
             }
         }

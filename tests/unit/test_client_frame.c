@@ -235,6 +235,11 @@ static void test_fast_path_matches_jansson(void **state)
         assert_int_equal(tc_sframe_parse_message_fast(declined[i], strlen(declined[i]), &f), -EINVAL);
         assert_null(f.own);
     }
+    /* A backslash before a NUL byte is no escape (found by fuzz_client). */
+    static const char nul_esc[] = "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":{\"\\\0\":1}}";
+    tc_sframe g;
+    assert_int_equal(tc_sframe_parse_message_fast(nul_esc, sizeof(nul_esc) - 1, &g), -EINVAL);
+    assert_int_equal(tc_sframe_parse(nul_esc, sizeof(nul_esc) - 1, &g), -EINVAL);
     /* The escaped name still parses, through jansson, unescaped. */
     tc_sframe f;
     const char *esc = "{\"type\":\"message\",\"room\":\"r\",\"from\":\"\\u0041\",\"seq\":1,\"epoch\":\"E\"}";
