@@ -8,6 +8,7 @@
 #   make test-san   that tree, then the unit and integration tests against it
 #   make lint       clang-tidy, cppcheck, luacheck, shellcheck (LINT_EXCLUDE=files)
 #   make format     clang-format -i the C sources; make format-check only checks
+#   make fuzz       every libFuzzer target (tests/fuzz/), FUZZ_SECONDS (60) each
 #
 # Sources are discovered: lib/*.c is the shared library, <daemon>/*.c a daemon,
 # client/*.c the SDK + CLI, tests/unit/test_*.c one cmocka binary each.
@@ -81,7 +82,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-.PHONY: all bootstrap run stop test test-unit test-integration test-fuzz test-chaos test-browser test-deploy soak bench clean \
+.PHONY: all bootstrap run stop test test-unit test-integration test-fuzz fuzz fuzz-build test-chaos test-browser test-deploy soak bench clean \
         test-san lint lint-tidy lint-cppcheck lint-lua lint-sh format format-check
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -162,14 +163,46 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(if $(CLIENT_LIB_O),$(CLIENTA)) $(LIBA)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(PKG_LIBS) -lm
 
 # ---- fuzzing (libFuzzer via clang) ---------------------------------------------
+# Every tests/fuzz/fuzz_<name>.c is a target, build-fuzz/fuzz_<name>. The shared
+# sources (lib/, the gateway's frame codecs, the generated protobuf code) are
+# compiled once into build-fuzz/obj/ with coverage and sanitizers; a target
+# that needs more names them in FUZZ_EXTRA_fuzz_<name> (sources) and
+# FUZZ_LIBS_fuzz_<name> (link flags).
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 FUZZ_LIB_SRC := $(LIB_SRC) $(wildcard gateway/gw_frame*.c)
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. -Ilib -Igateway -Ibuild/gen $(PKG_CFLAGS)
+# Undefined behaviour stops the run like a crash does.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -MMD -MP -DTETHER_FUZZ -I. -Ilib -Igateway -Ibuild/gen $(PKG_CFLAGS)
+fuzz_objs = $(patsubst %.c,build-fuzz/obj/%.o,$(1))
+# Harnesses get the project's warnings, reported but not fatal: clang's set
+# differs from gcc's, and a warning must not hide a crash from make test.
+FUZZ_WARN := $(filter-out -Werror,$(WARN))
 
-build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) $(GEN_C) $(GEN_H) $(LUA_H)
-	@mkdir -p build-fuzz
-	clang $(FUZZ_FLAGS) -DTETHER_FUZZ $< $(FUZZ_LIB_SRC) $(GEN_C) -o $@ $(PKG_LIBS) -lm
+FUZZ_EXTRA_fuzz_rtp := mediad/md_rtp.c
+FUZZ_LIBS_fuzz_rtp = $(MEDIA_LIBS)
+FUZZ_EXTRA_fuzz_replayd := replayd/rd_reply.c
+FUZZ_EXTRA_fuzz_sessiond := sessiond/ss_reply.c sessiond/ss_record.c
+FUZZ_EXTRA_fuzz_client := client/tc_frame.c
+FUZZ_EXTRA_fuzz_route := gateway/gw_route.c
+
+build-fuzz/obj/tests/fuzz/%.o: tests/fuzz/%.c Makefile | $(GEN_H) $(LUA_H)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) $(FUZZ_WARN) $(MEDIA_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -c $< -o $@
+
+build-fuzz/obj/%.o: %.c Makefile | $(GEN_H) $(LUA_H)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) $(MEDIA_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -w -c $< -o $@
+
+build-fuzz/%: build-fuzz/obj/tests/fuzz/%.o $(call fuzz_objs,$(FUZZ_LIB_SRC) $(GEN_C)) $$(call fuzz_objs,$$(FUZZ_EXTRA_$$*))
+	clang -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@ $(FUZZ_LIBS_$*) $(PKG_LIBS) -lm
+
+fuzz-build: $(FUZZ_BINS)
+
+# Every target for FUZZ_SECONDS each (make fuzz FUZZ_SECONDS=600 for a long run).
+fuzz:
+	@$(MAKE) --no-print-directory -j$$(nproc) fuzz-build
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash tests/run_all.sh fuzz
 
 # ---- running and testing -------------------------------------------------------
 # run and test bootstrap first, then build in a fresh make: on a new machine
@@ -265,3 +298,4 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find build-fuzz/obj -name '*.d' 2>/dev/null)

@@ -6,6 +6,8 @@
  * assembled directly, because it is the frame sent most often.
  */
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,13 +264,61 @@ static size_t skip_ws(const char *s, size_t i, size_t n)
     return i;
 }
 
-static int is_hex(char c)
+static int hex_val(char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The code unit of the four hex digits at s[i] (i + 4 <= n), or -1. */
+static long hex4(const char *s, size_t i, size_t n)
+{
+    long v = 0;
+    if (i + 4 > n)
+        return -1;
+    for (size_t k = i; k < i + 4; k++) {
+        int h = hex_val(s[k]);
+        if (h < 0)
+            return -1;
+        v = v << 4 | h;
+    }
+    return v;
+}
+
+/* The length of the UTF-8 sequence at p (avail bytes), 0 when it is not one
+ * jansson accepts: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static size_t utf8_seq(const unsigned char *p, size_t avail)
+{
+    unsigned c = p[0];
+    size_t len;
+    uint32_t v;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        v = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        v = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        v = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (avail < len)
+        return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (p[k] & 0x3f);
+    }
+    if ((len == 3 && v < 0x800) || (len == 4 && v < 0x10000) || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    return len;
 }
 
 /* A JSON string starting at s[i] == '"'. Returns the index after the closing
- * quote, or 0 when malformed; *escaped tells whether it had escapes. */
+ * quote, or 0 when malformed or when jansson would refuse it (invalid UTF-8,
+ * "\u0000", a lone surrogate): the fast path must accept nothing jansson
+ * does not. *escaped tells whether it had escapes. */
 static size_t skip_string(const char *s, size_t i, size_t n, int *escaped)
 {
     i++;
@@ -278,16 +328,30 @@ static size_t skip_string(const char *s, size_t i, size_t n, int *escaped)
             return i + 1;
         if (c < 0x20)
             return 0;
+        if (c >= 0x80) {
+            size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+            if (!k)
+                return 0;
+            i += k;
+            continue;
+        }
         if (c == '\\') {
             if (escaped)
                 *escaped = 1;
             if (++i >= n)
                 return 0;
             if (s[i] == 'u') {
-                if (i + 4 >= n || !is_hex(s[i + 1]) || !is_hex(s[i + 2]) || !is_hex(s[i + 3]) || !is_hex(s[i + 4]))
+                long u = hex4(s, i + 1, n), lo;
+                if (u <= 0 || (u >= 0xdc00 && u <= 0xdfff))
                     return 0;
+                if (u >= 0xd800 && u <= 0xdbff) {
+                    if (i + 6 >= n || s[i + 5] != '\\' || s[i + 6] != 'u' || (lo = hex4(s, i + 7, n)) < 0xdc00 ||
+                        lo > 0xdfff)
+                        return 0;
+                    i += 6;
+                }
                 i += 4;
-            } else if (!strchr("\"\\/bfnrt", s[i])) {
+            } else if (!s[i] || !strchr("\"\\/bfnrt", s[i])) { /* strchr finds the NUL too */
                 return 0;
             }
         }
@@ -296,10 +360,13 @@ static size_t skip_string(const char *s, size_t i, size_t n, int *escaped)
     return 0;
 }
 
-/* JSON's number grammar exactly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+/* JSON's number grammar exactly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+ * and what jansson can hold: an integer within int64, a real that does not
+ * overflow a double. (s is NUL-terminated after n.) */
 static size_t skip_number(const char *s, size_t i, size_t n)
 {
-    size_t start;
+    size_t start, first = i;
+    int real = 0;
     if (i < n && s[i] == '-')
         i++;
     if (i < n && s[i] == '0') {
@@ -312,6 +379,7 @@ static size_t skip_number(const char *s, size_t i, size_t n)
             return 0;
     }
     if (i < n && s[i] == '.') {
+        real = 1;
         start = ++i;
         while (i < n && s[i] >= '0' && s[i] <= '9')
             i++;
@@ -319,6 +387,7 @@ static size_t skip_number(const char *s, size_t i, size_t n)
             return 0;
     }
     if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        real = 1;
         i++;
         if (i < n && (s[i] == '+' || s[i] == '-'))
             i++;
@@ -326,6 +395,16 @@ static size_t skip_number(const char *s, size_t i, size_t n)
         while (i < n && s[i] >= '0' && s[i] <= '9')
             i++;
         if (i == start)
+            return 0;
+    }
+    errno = 0;
+    if (real) {
+        double d = strtod(s + first, NULL);
+        if (errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL))
+            return 0;
+    } else {
+        strtoll(s + first, NULL, 10);
+        if (errno == ERANGE)
             return 0;
     }
     return i;
@@ -378,6 +457,7 @@ static size_t skip_value(const char *s, size_t i, size_t n, int depth)
     }
 }
 
+/* Digits at s[a..b) as a number up to INT64_MAX (what jansson holds). */
 static int parse_u64(const char *s, size_t a, size_t b, uint64_t *v)
 {
     uint64_t x = 0;
@@ -388,6 +468,8 @@ static int parse_u64(const char *s, size_t a, size_t b, uint64_t *v)
             return -1;
         x = x * 10 + (uint64_t)(s[i] - '0');
     }
+    if (x > INT64_MAX)
+        return -1;
     *v = x;
     return 0;
 }
@@ -457,10 +539,14 @@ int tc_sframe_parse_message_fast(const char *buf, size_t len, tc_sframe *f)
         }
 #undef KEY
         i = skip_ws(s, vb, len);
-        if (i < len && s[i] == ',')
+        if (i < len && s[i] == ',') {
+            /* A member must follow: no trailing comma (jansson has none). */
             i = skip_ws(s, i + 1, len);
-        else if (i >= len || s[i] != '}')
+            if (i >= len || s[i] != '"')
+                goto bad;
+        } else if (i >= len || s[i] != '}') {
             goto bad;
+        }
     }
     if (i >= len || skip_ws(s, i + 1, len) != len || !is_message || !f->room || !have_seq || f->seq == 0)
         goto bad;

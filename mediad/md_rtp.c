@@ -76,6 +76,10 @@ void md_rw_map(md_rw *rw, uint64_t src, uint16_t seq, uint32_t ts, uint64_t now_
             uint64_t adv = gap * (MD_RTP_CLOCK / 1000);
             if (adv < MD_RTP_CLOCK / 50)
                 adv = MD_RTP_CLOCK / 50;
+            /* RTP timestamps compare modulo 2^32: an advance of 2^31 or more
+             * (a silence over 12.4 hours) would read as a step back. */
+            if (adv > MD_RW_MAX_ADVANCE)
+                adv = MD_RW_MAX_ADVANCE;
             next_ts += (uint32_t)adv;
         }
         rw->seq_off = (uint16_t)(next_seq - seq);

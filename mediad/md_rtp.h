@@ -16,6 +16,10 @@
 
 #define MD_RTP_CLOCK 48000u   /* Opus's RTP clock, always (RFC 7587) */
 #define MD_RTP_MAX 1500
+/* The most a listener's timestamp advances across a source change: 2^30
+ * ticks, 6.2 hours at 48 kHz, well inside the half of the 32-bit space
+ * that reads as "later". */
+#define MD_RW_MAX_ADVANCE (1u << 30)
 
 /* Demultiplexing of a datagram on the ICE transport (RFC 7983). */
 typedef enum md_pkt_kind { MD_PKT_OTHER = 0, MD_PKT_DTLS, MD_PKT_RTP, MD_PKT_RTCP } md_pkt_kind;

@@ -28,6 +28,7 @@
 #include "hmap.h"
 #include "log.h"
 #include "rd_known.h"
+#include "rd_reply.h"
 
 /* Rooms whose floors a replayd remembers (~200 bytes each). */
 #define RD_KNOWN_ROOMS 100000
@@ -238,29 +239,6 @@ static int scratch_reserve(rd_store *s, size_t need)
     return 0;
 }
 
-static int parse_entry(redisReply *e, rd_msg *m);
-
-static int parse_result(const redisReply *e, rd_append_res *res)
-{
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 4 || e->elements > 5 ||
-        e->element[0]->type != REDIS_REPLY_STRING ||
-        e->element[0]->len > RD_MAX_EPOCH || e->element[1]->type != REDIS_REPLY_INTEGER ||
-        e->element[2]->type != REDIS_REPLY_INTEGER || e->element[3]->type != REDIS_REPLY_INTEGER)
-        return -EPROTO;
-    memcpy(res->epoch, e->element[0]->str, e->element[0]->len);
-    res->epoch[e->element[0]->len] = '\0';
-    res->seq = (uint64_t)e->element[1]->integer;
-    res->ts = (int64_t)e->element[2]->integer;
-    res->duplicate = e->element[3]->integer != 0;
-    res->has_stored = 0;
-    if (e->elements == 5 && e->element[4]->type == REDIS_REPLY_STRING && e->element[4]->len > 0) {
-        /* The reply is ours until the callback returns; parse in place. */
-        if (parse_entry((redisReply *)e->element[4], &res->stored) == 0 && res->stored.seq == res->seq)
-            res->has_stored = 1;
-    }
-    return 0;
-}
-
 static void batch_put(rd_store *s, batch *b)
 {
     b->next = s->free_batches;
@@ -312,7 +290,7 @@ static void call_done(rd_store *s, call *c, int status, const redisReply *rep)
             rd_append_res res;
             int st = status;
             /* cppcheck-suppress nullPointer ; as above */
-            if (st == 0 && parse_result(rep->element[i], &res) < 0)
+            if (st == 0 && rd_reply_append(rep->element[i], &res) < 0)
                 st = reply_error(s, "append", rep->element[i]);
             if (st == 0)
                 learn(s, b, op, &res);
@@ -561,100 +539,6 @@ int rd_store_append(rd_store *s, rd_op *op, const char *room, size_t room_len, c
 
 /* ---- range --------------------------------------------------------------------- */
 
-void rd_range_res_free(rd_range_res *res)
-{
-    if (!res)
-        return;
-    freeReplyObject(res->rep);
-    free(res->msgs);
-    free(res);
-}
-
-static int is_int(const redisReply *e) { return e->type == REDIS_REPLY_INTEGER; }
-static int is_str(const redisReply *e) { return e->type == REDIS_REPLY_STRING; }
-
-/* Parses one stored entry in place (see the data model above): the '|'
- * after id and from become NULs. Returns 0 or -EPROTO. */
-static int parse_entry(redisReply *e, rd_msg *m)
-{
-    char *p = e->str, *end = e->str + e->len, *q;
-    unsigned long long seq, idlen, ulen;
-    long long ts;
-    errno = 0;
-    seq = strtoull(p, &q, 10);
-    if (q == p || *q != ' ')
-        return -EPROTO;
-    p = q + 1;
-    ts = strtoll(p, &q, 10);
-    if (q == p || *q != ' ')
-        return -EPROTO;
-    p = q + 1;
-    idlen = strtoull(p, &q, 10);
-    if (q == p || *q != ' ')
-        return -EPROTO;
-    p = q + 1;
-    ulen = strtoull(p, &q, 10);
-    if (q == p || *q != '\n' || errno)
-        return -EPROTO;
-    p = q + 1;
-    if (idlen > RD_MAX_ID || ulen > RD_MAX_USER || (size_t)(end - p) < idlen + ulen + 2 || p[idlen] != '|' ||
-        p[idlen + 1 + ulen] != '|')
-        return -EPROTO;
-    m->seq = seq;
-    m->ts = ts;
-    m->id = p;
-    p[idlen] = '\0';
-    m->from = p + idlen + 1;
-    p[idlen + 1 + ulen] = '\0';
-    m->data = p + idlen + ulen + 2;
-    m->data_len = (size_t)(end - m->data);
-    return 0;
-}
-
-/* Checks the reply's shape and builds the result, taking the reply over. */
-static int parse_range(redisReply *rep, const rd_op *op, rd_range_res **out)
-{
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 || !is_str(rep->element[0]) ||
-        !is_int(rep->element[1]) || !is_int(rep->element[2]) || !is_int(rep->element[3]) ||
-        rep->element[4]->type != REDIS_REPLY_ARRAY)
-        return -EPROTO;
-    redisReply *es = rep->element[4];
-    size_t n = es->elements;
-    for (size_t i = 0; i < n; i++)
-        if (!is_str(es->element[i]))
-            return -EPROTO;
-    rd_range_res *res = calloc(1, sizeof(*res));
-    rd_msg *msgs = n ? calloc(n, sizeof(*msgs)) : NULL;
-    redisReply *own = res && (msgs || !n) ? redis_reply_take(rep) : NULL;
-    if (!own) {
-        free(msgs);
-        free(res);
-        return -ENOMEM;
-    }
-    res->rep = own;
-    res->msgs = msgs;
-    res->n = n;
-    res->epoch = own->element[0]->str;
-    res->top = (uint64_t)own->element[1]->integer;
-    res->first_available = (uint64_t)own->element[2]->integer;
-    res->more = own->element[3]->integer != 0;
-    es = own->element[4];
-    for (size_t i = 0; i < n; i++) {
-        /* The seqs must be contiguous and end where asked: a list that lost
-         * its invariant is reported, never served as if it were right. */
-        if (parse_entry(es->element[i], &msgs[i]) < 0 || (i > 0 && msgs[i].seq != msgs[i - 1].seq + 1) ||
-            msgs[i].seq < res->first_available || msgs[i].seq > res->top ||
-            (i == 0 && msgs[0].seq != (op->from_oldest || op->after + 1 < res->first_available
-                                           ? res->first_available
-                                           : op->after + 1))) {
-            rd_range_res_free(res);
-            return -EPROTO;
-        }
-    }
-    *out = res;
-    return 0;
-}
-
 static void on_range(redis *r, int status, redisReply *rep, void *arg)
 {
     (void)r;
@@ -662,7 +546,7 @@ static void on_range(redis *r, int status, redisReply *rep, void *arg)
     rd_store *s = op->s;
     rd_range_res *res = NULL;
     s->inflight--;
-    if (status == 0 && parse_range(rep, op, &res) < 0)
+    if (status == 0 && rd_reply_range(rep, op, &res) < 0)
         status = reply_error(s, "range", rep);
     op->cb.range(status, res, op->arg);
 }
@@ -705,17 +589,8 @@ static void on_head(redis *r, int status, redisReply *rep, void *arg)
     const char *epoch = "";
     uint64_t top = 0;
     s->inflight--;
-    if (status == 0) {
-        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
-            redisReply *e = rep->element[0], *t = rep->element[1];
-            if (is_str(e) && is_str(t)) {
-                epoch = e->str;
-                top = strtoull(t->str, NULL, 10);
-            }
-        } else {
-            status = reply_error(s, "head", rep);
-        }
-    }
+    if (status == 0 && rd_reply_head(rep, &epoch, &top) < 0)
+        status = reply_error(s, "head", rep);
     op->cb.head(status, epoch, top, op->arg);
 }
 

@@ -2,11 +2,17 @@
 #include "ss_record.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int64_t num(const char *s) { return s ? strtoll(s, NULL, 10) : 0; }
-static double dbl(const char *s) { return s ? strtod(s, NULL) : 0; }
+/* A stored measurement; anything JSON cannot carry (nan, inf) reads as 0. */
+static double dbl(const char *s)
+{
+    double d = s ? strtod(s, NULL) : 0;
+    return isfinite(d) ? d : 0;
+}
 
 static ss_room_pos *room_slot(ss_record *rec, size_t cap, const char *room)
 {
@@ -46,20 +52,22 @@ int ss_record_parse(const ss_res *res, ss_record *rec)
         if (!strncmp(k, "m:", 2) || !strncmp(k, "p:", 2)) {
             if (k[0] == 'm' && v[0] == 'X')
                 continue;
+            /* A position must read "<epoch> <seq>"; one that does not names
+             * no room. */
+            const char *sp = k[0] == 'p' ? strchr(v, ' ') : NULL;
+            size_t el = sp ? (size_t)(sp - v) : 0;
+            if (k[0] == 'p' && (!sp || el > SS_MAX_EPOCH))
+                continue;
             ss_room_pos *p = room_slot(rec, cap, k + 2);
             if (!p)
                 continue;
             if (k[0] == 'm') {
                 p->member = 1;
             } else {
-                const char *sp = strchr(v, ' ');
-                size_t el = sp ? (size_t)(sp - v) : 0;
-                if (sp && el <= SS_MAX_EPOCH) {
-                    memcpy(p->epoch, v, el);
-                    p->epoch[el] = '\0';
-                    p->seq = strtoull(sp + 1, NULL, 10);
-                    p->has_pos = 1;
-                }
+                memcpy(p->epoch, v, el);
+                p->epoch[el] = '\0';
+                p->seq = strtoull(sp + 1, NULL, 10);
+                p->has_pos = 1;
             }
         } else if (!strcmp(k, "user")) {
             rec->user = v;

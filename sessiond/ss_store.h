@@ -80,6 +80,9 @@ int ss_store_up(const ss_store *s);
 const redis *ss_store_redis(const ss_store *s);
 size_t ss_store_inflight(const ss_store *s);
 
+/* Checks a script's reply shape and fills res (borrowing from rep).
+ * Returns 0 or -EPROTO. */
+int ss_reply_parse(const redisReply *rep, ss_res *res);
 /* data[i] as an integer (0 when absent or not an integer). */
 long long ss_res_int(const ss_res *r, size_t i);
 /* data[i] as a string (NULL when absent or not a string). */

@@ -6,8 +6,10 @@
 #
 #   unit         every build/tests/test_* binary (cmocka)
 #   fuzz         each tests/fuzz/fuzz_<name>.c built with clang libFuzzer
-#                (make build-fuzz/fuzz_<name>) and run FUZZ_SECONDS (10) on
-#                build-fuzz/corpus/<name>, seeded from tests/fuzz/corpus/<name>/
+#                (make build-fuzz/fuzz_<name>) and run FUZZ_SECONDS on
+#                build-fuzz/corpus/<name>, seeded from tests/fuzz/corpus/<name>/;
+#                FUZZ_SECONDS defaults to FUZZ_BUDGET (180) seconds shared by
+#                all targets, at least 5 each
 #   integration  /usr/bin/python3 -m pytest tests/integration (not the chaos ones)
 #   chaos        pytest -m chaos tests/integration, plus tests/chaos/: the
 #                chaos.py rounds, full when this part is asked for alone
@@ -28,7 +30,7 @@ PY=/usr/bin/python3
 BUILD=${TETHER_BUILD:-build}
 export TETHER_BUILD=$BUILD
 RES=$BUILD/test-results
-FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+FUZZ_BUDGET=${FUZZ_BUDGET:-180}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}          # per unit binary; they take seconds
 INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-600}
 CHAOS_TIMEOUT=${CHAOS_TIMEOUT:-480}
@@ -144,8 +146,7 @@ run_unit() {
 
 # ---- fuzz smoke ------------------------------------------------------------------
 run_fuzz() {
-  echo "== fuzz smoke (${FUZZ_SECONDS}s per target)"
-  local p=0 f=0 s=0 src name corpus log rc
+  local p=0 f=0 s=0 src name corpus log rc runs cov secs
   local srcs=(tests/fuzz/fuzz_*.c)
   if [ ! -e "${srcs[0]}" ]; then
     record fuzz 0 0 0 "no targets in tests/fuzz"
@@ -155,6 +156,11 @@ run_fuzz() {
     record fuzz 0 0 "${#srcs[@]}" "clang not installed"
     return
   fi
+  secs=${FUZZ_SECONDS:-$((FUZZ_BUDGET / ${#srcs[@]}))}
+  [ "$secs" -lt 5 ] && secs=5
+  echo "== fuzz smoke (${#srcs[@]} targets, ${secs}s each)"
+  # One make for every target: the shared objects are compiled once, two at a time.
+  make -s -k -j2 fuzz-build >"$RES/fuzz-build.log" 2>&1
   mkdir -p build-fuzz/artifacts
   for src in "${srcs[@]}"; do
     name=$(basename "$src" .c)
@@ -171,17 +177,18 @@ run_fuzz() {
     fi
     local extra=()
     [ -f "tests/fuzz/$name.dict" ] && extra+=("-dict=tests/fuzz/$name.dict")
-    timeout $((FUZZ_SECONDS + 60)) "build-fuzz/$name" "${extra[@]}" \
-      -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+    timeout $((secs + 60)) "build-fuzz/$name" "${extra[@]}" \
+      -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="build-fuzz/artifacts/$name-" -print_final_stats=1 \
       "$corpus" >"$log" 2>&1
     rc=$?
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
     if [ "$rc" -eq 0 ]; then
-      echo "   ok    $name ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?') runs," \
-           "corpus $(find "$corpus" -type f | wc -l))"
+      echo "   ok    $name (${runs:-?} runs in ${secs}s, cov ${cov:-?}, corpus $(find "$corpus" -type f | wc -l))"
       p=$((p + 1))
     else
-      echo "   FAIL  $name (exit $rc; crashing inputs: build-fuzz/artifacts/$name-*)"
+      echo "   FAIL  $name (exit $rc after ${runs:-?} runs; crashing inputs: build-fuzz/artifacts/$name-*)"
       show_tail "$log" 40
       f=$((f + 1))
     fi

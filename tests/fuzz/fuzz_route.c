@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_route.c"
+#include "gateway/gw_route.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -203,6 +203,8 @@ static void test_fast_path_matches_jansson(void **state)
                "\"seq\":18446744073709551,\"room\":\"a/b:c@d\",\"ts\":-5,\"extra\":{\"k\":[[]]}}");
     check_same(" {\"type\":\"message\" , \"room\" : \"r\" , \"seq\" : 1 , \"data\" : \"s\" } ");
     check_same("{\"type\":\"message\",\"room\":\"r\",\"seq\":2}"); /* no data: null */
+    check_same("{\"type\":\"message\",\"room\":\"r\",\"seq\":3,\"from\":\"J\xc3\xbcrgen\","
+               "\"data\":[\"\\ud83d\\ude00\xf0\x9f\x98\x80\",1e-400,-9223372036854775808]}");
     /* Declined (jansson's job): escapes in a name, other types, bad JSON. */
     static const char *declined[] = {
         "{\"type\":\"message\",\"room\":\"r\",\"from\":\"\\u0041\",\"seq\":1}",
@@ -214,12 +216,30 @@ static void test_fast_path_matches_jansson(void **state)
         "{\"type\":\"message\",\"room\":\"r\",\"seq\":0}",
         "{\"type\":\"message\",\"room\":\"r\"}",
         "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":\"unterminated}",
+        /* What jansson refuses (found by fuzz_client): invalid UTF-8, an
+         * escaped NUL, a lone surrogate, numbers it cannot hold. */
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"from\":\"\xff\"}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":\"\xc3(\"}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":\"\xed\xa0\x80\"}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":\"a\\u0000b\"}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":\"\\ud800\"}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":\"\\udc00\\ud800\"}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":9223372036854775808}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"ts\":-9223372036854775808}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":1e400}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":[99999999999999999999]}",
+        "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":\"x\" ,}",
     };
     for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++) {
         tc_sframe f;
         assert_int_equal(tc_sframe_parse_message_fast(declined[i], strlen(declined[i]), &f), -EINVAL);
         assert_null(f.own);
     }
+    /* A backslash before a NUL byte is no escape (found by fuzz_client). */
+    static const char nul_esc[] = "{\"type\":\"message\",\"room\":\"r\",\"seq\":1,\"data\":{\"\\\0\":1}}";
+    tc_sframe g;
+    assert_int_equal(tc_sframe_parse_message_fast(nul_esc, sizeof(nul_esc) - 1, &g), -EINVAL);
+    assert_int_equal(tc_sframe_parse(nul_esc, sizeof(nul_esc) - 1, &g), -EINVAL);
     /* The escaped name still parses, through jansson, unescaped. */
     tc_sframe f;
     const char *esc = "{\"type\":\"message\",\"room\":\"r\",\"from\":\"\\u0041\",\"seq\":1,\"epoch\":\"E\"}";

@@ -129,6 +129,14 @@ static void test_switching_context(void **state)
     map(&rw, 5, 2, 0x00000000u, 20, &s, &t, &m);
     assert_int_equal(s, 11);
     assert_int_equal(t, 960);
+    /* A silence of 13 hours (2^31 ticks would read as a step back): the
+     * timestamp advances by MD_RW_MAX_ADVANCE; found by fuzz_rtp. */
+    md_rw_init(&rw, 10, 1000);
+    map(&rw, 1, 1, 1, 0, &s, &t, &m);
+    map(&rw, 2, 1, 1, 13ull * 3600 * 1000, &s, &t, &m);
+    assert_int_equal(m, 1);
+    assert_int_equal(t, 1000 + MD_RW_MAX_ADVANCE);
+    assert_true((int32_t)(t - 1000) > 0);
 }
 
 static void test_build_and_reports(void **state)
