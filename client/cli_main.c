@@ -21,7 +21,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: tether <command> [options]\n"
             "\n"
-            "Command-line client of a Tether gateway (shared/PROTOCOL.md, tether.v1.json).\n"
+            "Command-line client of a Tether gateway (WebSocket sub-protocol tether.v1.json).\n"
             "\n"
             "commands:\n");
     for (size_t i = 0; i < sizeof(g_cmds) / sizeof(g_cmds[0]); i++)
