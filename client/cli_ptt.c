@@ -147,10 +147,9 @@ static void on_state(tc_client *c, const tc_state_info *si, void *arg)
 {
     ptt_app *a = arg;
     (void)c;
-    if (!a->conn.quiet)
-        cli_event_state(si);
+    cli_report_state(&a->conn, si);
     if (si->state == TC_FAILED) {
-        a->rc = si->gave_up ? CLI_GAVE_UP : cli_exit_for_code(si->code);
+        a->rc = cli_exit_for_failure(si);
         tc_loop_stop(a->loop);
     } else if (si->state == TC_DISCONNECTED) {
         tc_loop_stop(a->loop);

@@ -106,9 +106,10 @@ static void retry(tc_client *c, int code, const char *reason)
 {
     uint32_t delay = 0;
     int hinted = 0;
-    char why[160];
+    char why[400];
     if (tc_backoff_next(&c->bo, tc_rng_next(&c->rng), &delay) < 0) {
-        snprintf(why, sizeof(why), "gave up after %u attempts (last: %s)", c->bo.cfg.max_attempts, reason);
+        snprintf(why, sizeof(why), "gave up after %u attempt%s (last: %s)", c->bo.cfg.max_attempts,
+                 c->bo.cfg.max_attempts == 1 ? "" : "s", reason);
         c->gave_up = 1;
         fail(c, code, why);
         c->gave_up = 0;
