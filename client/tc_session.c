@@ -368,8 +368,6 @@ int tc_publish(tc_client *c, const char *room, const char *data, const char *id,
     int rc;
     if (!room || !tc_valid_room(room) || !data || (id && !tc_valid_id(id)))
         return -EINVAL;
-    if (stopped(c))
-        return -ENOTCONN;
     if (!id) {
         if (next_id(c, gen, sizeof(gen)) < 0)
             return -EINVAL;
@@ -378,6 +376,10 @@ int tc_publish(tc_client *c, const char *room, const char *data, const char *id,
     char *compact = tc_json_compact(data);
     if (!compact)
         return -EINVAL;
+    if (stopped(c)) {
+        free(compact);
+        return -ENOTCONN;
+    }
     rc = tc_outbox_publish(c->ob, room, id, compact, tc_now_ms(), tc_now_us());
     free(compact);
     if (rc < 0)
