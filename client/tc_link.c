@@ -451,6 +451,17 @@ int tc_link__callback(struct lws *wsi, enum lws_callback_reasons reason, void *i
             link_gone(c, wsi, c->peer_code, why);
         } else if (c->local_code) {
             link_gone(c, wsi, c->local_code, c->local_reason);
+        } else if (!c->established) {
+            /* lws's own handshake timeout (the context's 10 s) or a peer
+             * that hung up before answering the upgrade. */
+            uint64_t took = tc_now_ms() - c->attempt_started_ms;
+            if (took + 500 >= c->o.connect_timeout_ms || took >= 9500)
+                snprintf(why, sizeof(why), "no welcome within %llu ms: %.100s accepted the connection but never "
+                         "answered the upgrade", (unsigned long long)took, c->hostport);
+            else
+                snprintf(why, sizeof(why), "%.100s closed the connection before answering the upgrade",
+                         c->hostport);
+            link_gone(c, wsi, 1006, why);
         } else {
             link_gone(c, wsi, 1006, "connection lost (no close frame)");
         }
