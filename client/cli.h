@@ -87,9 +87,10 @@ int cli_exit_for_code(int code);
 /* Exit code for a FAILED state (gave_up: 4, else by close code). */
 int cli_exit_for_failure(const tc_state_info *si);
 /* The state event line (unless --quiet), a plain line per reconnection
- * attempt (unless --quiet), and always a plain line saying why it failed,
- * what to do and the exit code. */
-void cli_report_state(const cli_conn *o, const tc_state_info *si);
+ * attempt (unless --quiet), a stats event on each reconnection (what waited
+ * offline: outbox, audio FIFO, drops; unless --quiet), and always a plain
+ * line saying why it failed, what to do and the exit code. */
+void cli_report_state(const cli_conn *o, const tc_client *c, const tc_state_info *si);
 
 /* Prints one JSON event line on stderr: {"event": name, "t_ms": ..., fields}.
  * fields: a json_pack format for an object, or NULL. */
@@ -99,6 +100,8 @@ void cli_event_state(const tc_state_info *si);
 void cli_event_subscribed(const tc_subscribed *s);
 void cli_event_gap(const tc_gap *g);
 void cli_event_floor(const tc_floor_info *f);
+/* {"event":"stats", ...}: the client's counters (tc_get_stats). */
+void cli_event_stats(const tc_client *c);
 
 /* SIGINT/SIGTERM delivered on the loop (signalfd): cb(arg, signo). */
 int cli_signals(tc_loop *l, void (*cb)(void *arg, int signo), void *arg);

@@ -282,10 +282,12 @@ static const char *failure_hint(const cli_conn *o, const tc_state_info *si)
     }
 }
 
-void cli_report_state(const cli_conn *o, const tc_state_info *si)
+void cli_report_state(const cli_conn *o, const tc_client *c, const tc_state_info *si)
 {
     if (!o->quiet) {
         cli_event_state(si);
+        if (si->state == TC_CONNECTED && si->prev == TC_RECONNECTING)
+            cli_event_stats(c);
         if (si->state == TC_RECONNECTING && si->next_delay_ms != UINT32_MAX) {
             if (o->backoff.max_attempts)
                 fprintf(stderr, "tether: %s; attempt %u of %u in %.1f s\n", si->reason, si->attempt,
@@ -350,6 +352,18 @@ void cli_event_state(const tc_state_info *si)
         json_object_set_new(o, "disconnected_ms", json_integer((json_int_t)si->disconnected_ms));
     }
     cli_event("state", "o", o);
+}
+
+void cli_event_stats(const tc_client *c)
+{
+    tc_stats st;
+    tc_get_stats(c, &st);
+    cli_event("stats", "{s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:i,s:I,s:I}", "attempts", (json_int_t)st.attempts,
+              "connects", (json_int_t)st.connects, "outbox_len", (int)st.outbox_len, "outbox_inflight",
+              (int)st.outbox_inflight, "publishes_rejected", (json_int_t)st.publishes_rejected, "publishes_resent",
+              (json_int_t)st.publishes_resent, "ptt_stale_dropped", (json_int_t)st.ptt_stale_dropped,
+              "ptt_full_dropped", (json_int_t)st.ptt_full_dropped, "audio_buffered", (int)st.audio_buffered,
+              "audio_dropped", (json_int_t)st.audio_dropped, "audio_sent", (json_int_t)st.audio_sent);
 }
 
 void cli_event_subscribed(const tc_subscribed *s)

@@ -242,8 +242,7 @@ static int on_stdin(void *arg, int fd)
 static void on_state(tc_client *c, const tc_state_info *si, void *arg)
 {
     pub_app *a = arg;
-    (void)c;
-    cli_report_state(&a->conn, si);
+    cli_report_state(&a->conn, c, si);
     if (si->state == TC_FAILED) {
         if (!a->closing)
             a->rc = cli_exit_for_failure(si);

@@ -51,8 +51,7 @@ static void usage(FILE *f)
 static void on_state(tc_client *c, const tc_state_info *si, void *arg)
 {
     sub_app *a = arg;
-    (void)c;
-    cli_report_state(&a->conn, si);
+    cli_report_state(&a->conn, c, si);
     if (si->state == TC_FAILED) {
         a->rc = cli_exit_for_failure(si);
         if (si->gave_up && a->retry && !a->stdin_closed && !a->done) {

@@ -300,3 +300,76 @@ def test_retry_prompt_ends_with_exit_4_on_end_of_input(suite):
     p = run(["sub", "r", "--retry", "--max-attempts", "1", "--backoff-initial", "10", "--url",
              "ws://127.0.0.1:%d/ws" % port, "--token", "x"], input="", timeout=20)
     assert p.returncode == 4, p.stderr
+
+
+# ---- the outbox and push-to-talk across a real outage ------------------------------------------------
+
+def test_outbox_cap_100_across_outage_then_every_publish_once(suite, tmp_path, clis, relays):
+    """Publishes made while the link is down wait in the outbox, at most 100
+    (tc_publish says -ENOBUFS beyond, and `tether pub` holds the rest); after
+    the reconnection every publish is stored once and delivered in order."""
+    n_before, n_during = 10, 150
+    total = n_before + n_during
+    relay = Relay(gw_addr(suite))
+    relays.append(relay)
+    sub = start(clis, tmp_path, "sub", ["sub", "cap", "--count", total, "--timeout", "60", "--url", suite.ws_url(),
+                                        "--token", suite.token("reader")])
+    wait_event(sub, "subscribed", room="cap")
+    pub = start(clis, tmp_path, "pub", ["pub", "cap", "-", "--timeout", "60", "--url", relay.url(), "--token",
+                                        suite.token("writer"), "--backoff-initial", "200", "--backoff-max", "400",
+                                        "--max-attempts", "0"], stdin=subprocess.PIPE)
+    for i in range(1, n_before + 1):
+        pub.proc.stdin.write(b'{"i":%d}\n' % i)
+    pub.proc.stdin.flush()
+    th.wait_until(lambda: len(pub.lines()) == n_before, 15, "first acks\n" + pub.describe())
+    relay.close()  # cut, and refuse new connections
+    wait_event(pub, "state", state="reconnecting")
+    for i in range(n_before + 1, total + 1):
+        pub.proc.stdin.write(b'{"i":%d}\n' % i)
+    pub.proc.stdin.flush()
+    time.sleep(1.5)
+    relays.append(Relay(gw_addr(suite), port=relay.port))
+    pub.proc.stdin.close()
+    assert pub.wait(60) == 0, pub.describe()
+    assert sub.wait(30) == 0, sub.describe()
+    stats = pub.events("stats")
+    assert stats, pub.describe()
+    assert stats[0]["outbox_len"] == 100, stats[0]
+    assert stats[0]["publishes_rejected"] >= 1, stats[0]
+    acks = pub.lines()
+    assert len(acks) == total and len({a["id"] for a in acks}) == total
+    assert sorted(a["seq"] for a in acks) == list(range(1, total + 1))
+    assert [m["data"]["i"] for m in sub.lines()] == list(range(1, total + 1))
+
+
+@pytest.mark.requires("mediad")
+def test_ptt_press_older_than_2s_offline_is_dropped(suite, tmp_path, clis, relays):
+    """`tether ptt` presses the button at start; the gateway is unreachable
+    for longer than ptt_stale_ms (2 s): at the reconnection the request is
+    dropped (expired), never sent, and the command exits 1."""
+    port = th.free_port()
+    talk = start(clis, tmp_path, "talk", ["ptt", "stale-room", "--hold", "1", "--url", "ws://127.0.0.1:%d/ws" % port,
+                                          "--token", suite.token("talker"), "--backoff-initial", "300",
+                                          "--backoff-max", "600", "--max-attempts", "0"])
+    wait_event(talk, "state", state="reconnecting")
+    time.sleep(2.6)
+    relays.append(Relay(gw_addr(suite), port=port))
+    assert talk.wait(20) == 1, talk.describe()
+    floors = talk.lines()
+    assert [f["state"] for f in floors] == ["requesting", "expired"], floors
+    assert "stale" in floors[-1]["reason"]
+    assert "request was dropped" in talk.err_path.read_text()
+    assert "connected" in talk.states()
+
+
+@pytest.mark.requires("mediad")
+def test_ptt_press_during_a_short_outage_is_sent(suite, tmp_path, clis, relays):
+    port = th.free_port()
+    talk = start(clis, tmp_path, "talk", ["ptt", "fresh-room", "--hold", "1", "--url", "ws://127.0.0.1:%d/ws" % port,
+                                          "--token", suite.token("talker"), "--backoff-initial", "100",
+                                          "--backoff-max", "200", "--jitter", "none", "--max-attempts", "0"])
+    wait_event(talk, "state", state="reconnecting")
+    relays.append(Relay(gw_addr(suite), port=port))
+    assert talk.wait(20) == 0, talk.describe()
+    states = [f["state"] for f in talk.lines()]
+    assert states[:2] == ["requesting", "granted"] and states[-1] == "idle", states
