@@ -9,7 +9,10 @@ relay in the test to cut or blackhole the link:
   - plain reasons for a refused port, a DNS failure and TLS against plain
     HTTP; usage errors exit 2 before any connection; 4503 exits 3;
   - the 10 s connect timeout against a blackholed link;
-  - a clean disconnect never reconnects.
+  - a clean disconnect never reconnects;
+  - across a real outage: the outbox cap (100), the stale push-to-talk drop
+    (> 2 s), the audio FIFO overflow (oldest dropped, counted) and its 10 ms
+    paced flush, measured on the server's timestamps.
 """
 
 import os
@@ -54,6 +57,9 @@ class Relay(threading.Thread):
             try:
                 c, _ = self.sock.accept()
             except OSError:
+                return
+            if self.closed:
+                c.close()
                 return
             with self.lock:
                 self.accepted += 1
@@ -106,8 +112,14 @@ class Relay(threading.Thread):
             s.close()
 
     def close(self):
+        """Stops listening (new connections are refused) and cuts the link."""
         self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
         self.sock.close()
+        self.join(5)
         self.cut()
 
 
@@ -373,3 +385,41 @@ def test_ptt_press_during_a_short_outage_is_sent(suite, tmp_path, clis, relays):
     assert talk.wait(20) == 0, talk.describe()
     states = [f["state"] for f in talk.lines()]
     assert states[:2] == ["requesting", "granted"] and states[-1] == "idle", states
+
+
+@pytest.mark.requires("mediad")
+def test_audio_fifo_overflow_and_paced_flush_across_outage(suite, tmp_path, clis, relays):
+    """Audio chunks produced while the link is down wait in the FIFO (100);
+    beyond that the oldest are dropped and counted; after the reconnection
+    the FIFO drains one chunk per 10 ms, measured on the server's ts."""
+    n, chunk_ms = 200, 20
+    relay = Relay(gw_addr(suite))
+    relays.append(relay)
+    sub = start(clis, tmp_path, "listen", ["sub", "voice-fifo", "--url", suite.ws_url(), "--token",
+                                           suite.token("listener")])
+    wait_event(sub, "subscribed", room="voice-fifo")
+    talk = start(clis, tmp_path, "talk", ["ptt", "voice-fifo", "--hold", "1", "--audio", n, "--chunk-ms", chunk_ms,
+                                          "--url", relay.url(), "--token", suite.token("talker"),
+                                          "--backoff-initial", "100", "--backoff-max", "200", "--jitter", "none",
+                                          "--max-attempts", "0"])
+    th.wait_until(lambda: len(sub.lines()) >= 20, 15, "first chunks\n" + sub.describe() + talk.describe())
+    relay.close()
+    wait_event(talk, "state", state="reconnecting")
+    time.sleep(3.0)  # 150 chunks produced offline: 100 kept, the oldest 50 dropped
+    relays.append(Relay(gw_addr(suite), port=relay.port))
+    assert talk.wait(30) == 0, talk.describe()
+    th.wait_until(lambda: sub.lines() and sub.lines()[-1]["data"]["n"] == n, 10, "the last chunk\n" + sub.describe())
+    stats = talk.events("stats")[0]
+    assert stats["audio_buffered"] == 100 and stats["audio_dropped"] >= 40, stats
+    msgs = sub.lines()
+    ns = [m["data"]["n"] for m in msgs]
+    assert ns == sorted(set(ns)), "chunks out of order or twice"
+    holes = [(a, b) for a, b in zip(ns, ns[1:]) if b != a + 1]
+    assert len(holes) >= 1 and sum(b - a - 1 for a, b in holes) == n - len(ns), holes
+    # The first hole is the oldest chunks dropped; what follows it is the FIFO
+    # flushed after the reconnection: 100 chunks, paced.
+    i = ns.index(holes[0][1])
+    flushed = msgs[i:i + 100]
+    span = flushed[-1]["ts"] - flushed[0]["ts"]
+    assert span >= 99 * 10 * 0.8, "100 buffered chunks flushed in %d ms: not paced at 10 ms" % span
+    assert span < 99 * 10 * 4, "flush took %d ms" % span
