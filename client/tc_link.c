@@ -214,7 +214,7 @@ int tc_link__connect(tc_client *c)
     if (!w) {
         /* Either lws already reported the failure (link_gone ran) or it
          * failed before creating a socket; report it once. */
-        char why[320];
+        char why[320] = "cannot start a connection";
         int e = errno;
         if (c->link_active)
             describe_failure(c, NULL, e, why, sizeof(why));
