@@ -40,6 +40,10 @@ int cli_ptt(int argc, char **argv);
 /* ---- cli_common.c ------------------------------------------------------------------ */
 
 #define CLI_DEFAULT_URL "ws://127.0.0.1:8080/ws"
+/* --max-attempts by default: finite, so that a first-time user with a wrong
+ * port is told (about a minute with the default backoff). */
+#define CLI_DEFAULT_ATTEMPTS 8
+#define CLI_DEFAULT_ATTEMPTS_S "8"
 
 /* Connection options shared by sub, pub and bench. */
 typedef struct cli_conn {
@@ -80,6 +84,13 @@ int cli_conn_refresh(const cli_conn *o, tc_client *c);
 
 /* Exit code for a client that went FAILED with this close code. */
 int cli_exit_for_code(int code);
+/* Exit code for a FAILED state (gave_up: 4, else by close code). */
+int cli_exit_for_failure(const tc_state_info *si);
+/* The state event line (unless --quiet), a plain line per reconnection
+ * attempt (unless --quiet), a stats event on each reconnection (what waited
+ * offline: outbox, audio FIFO, drops; unless --quiet), and always a plain
+ * line saying why it failed, what to do and the exit code. */
+void cli_report_state(const cli_conn *o, const tc_client *c, const tc_state_info *si);
 
 /* Prints one JSON event line on stderr: {"event": name, "t_ms": ..., fields}.
  * fields: a json_pack format for an object, or NULL. */
@@ -89,6 +100,8 @@ void cli_event_state(const tc_state_info *si);
 void cli_event_subscribed(const tc_subscribed *s);
 void cli_event_gap(const tc_gap *g);
 void cli_event_floor(const tc_floor_info *f);
+/* {"event":"stats", ...}: the client's counters (tc_get_stats). */
+void cli_event_stats(const tc_client *c);
 
 /* SIGINT/SIGTERM delivered on the loop (signalfd): cb(arg, signo). */
 int cli_signals(tc_loop *l, void (*cb)(void *arg, int signo), void *arg);

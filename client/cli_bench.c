@@ -90,6 +90,7 @@ static void usage(FILE *f)
             "  --user PREFIX      chaos: user name prefix (default c)\n"
             "  --churn MS         chaos: each client leaves at random, mean MS apart, and\n"
             "                     comes back 0.2-3 s later (one time in five with bye)\n"
+            "\nbench's connections never give up by default (--max-attempts 0).\n"
             "\n%s",
             cli_conn_help);
 }
@@ -143,6 +144,7 @@ static int parse(bench_cfg *cfg, int argc, char **argv, char **url_copy, char **
     };
     int opt, r, have_rate = 0, have_drain = 0;
     cli_conn_init(&cfg->conn);
+    cfg->conn.backoff.max_attempts = 0; /* load clients never give up unless told */
     cfg->room = "bench";
     cfg->duration_s = 10;
     cfg->warmup_s = 2;

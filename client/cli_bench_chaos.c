@@ -276,7 +276,8 @@ static void on_pub(tc_timer *t, void *arg)
     chaos *ch = k->ch;
     if (ch->stopping)
         return;
-    if (!ch->quiesced && tc_get_state(k->c) != TC_FAILED)
+    /* Away (tc_disconnect) or failed: the SDK refuses publishes (-ENOTCONN). */
+    if (!ch->quiesced && !k->away && tc_get_state(k->c) != TC_FAILED)
         publish_one(k);
     tc_timer_start(t, ch->period_ms);
 }

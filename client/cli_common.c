@@ -28,7 +28,11 @@ const char cli_conn_help[] =
     "  --token-cmd CMD        run CMD (sh -c) and use its output as the token, likewise\n"
     "                         (e.g. --token-cmd 'tether token alice --ttl 3600')\n"
     "  --no-refresh           never renew the token in-band before it expires\n"
-    "  --max-attempts N       give up after N reconnection attempts (default: never)\n"
+    "  --max-attempts N       give up after N reconnection attempts in a row and exit 4\n"
+    "                         (default " CLI_DEFAULT_ATTEMPTS_S ": with the default backoff that is about a\n"
+    "                         minute of retrying, two at most: long enough to ride out a\n"
+    "                         gateway restart, short enough that a wrong host or port is\n"
+    "                         reported; 0: never give up, for services)\n"
     "  --backoff-initial MS   first reconnection delay ceiling (default 1000)\n"
     "  --backoff-max MS       delay cap (default 30000)\n"
     "  --jitter full|add|none full: uniform in [0, ceiling] (default); add: ceiling +\n"
@@ -68,7 +72,7 @@ void cli_conn_init(cli_conn *o)
 {
     memset(o, 0, sizeof(*o));
     o->url = CLI_DEFAULT_URL;
-    tc_backoff_cfg b = { 1000, 30000, TC_JITTER_FULL, 500, 0, 10000 };
+    tc_backoff_cfg b = { 1000, 30000, TC_JITTER_FULL, 500, CLI_DEFAULT_ATTEMPTS, 10000 };
     o->backoff = b;
 }
 
@@ -251,6 +255,58 @@ int cli_exit_for_code(int code)
     return code == 0 ? CLI_ERR : (code >= 4000 && code <= 4999) || code == 1000 || code == 1008 ? CLI_AUTH : CLI_GAVE_UP;
 }
 
+int cli_exit_for_failure(const tc_state_info *si)
+{
+    return si->gave_up ? CLI_GAVE_UP : cli_exit_for_code(si->code);
+}
+
+/* What to do about a failure, for the plain line. */
+static const char *failure_hint(const cli_conn *o, const tc_state_info *si)
+{
+    if (si->gave_up)
+        return "check --url, or raise --max-attempts (0: never give up)";
+    switch (si->code) {
+    case 4501:
+        return "the gateway does not accept this token: mint one with its secret (tether token <user>)";
+    case 4502:
+        if (o->token_file)
+            return "the token in --token-file has expired and re-reading it gave an expired one again: "
+                   "write a fresh token there (tether token <user>)";
+        if (o->token_cmd)
+            return "--token-cmd printed a token that had expired too: fix the command";
+        return "the token has expired: pass a fresh one, or --token-file / --token-cmd to renew it";
+    case 4503:
+        return "the token does not allow this room: mint one with --rooms naming it";
+    default:
+        return NULL;
+    }
+}
+
+void cli_report_state(const cli_conn *o, const tc_client *c, const tc_state_info *si)
+{
+    if (!o->quiet) {
+        cli_event_state(si);
+        if (si->state == TC_CONNECTED && si->prev == TC_RECONNECTING)
+            cli_event_stats(c);
+        if (si->state == TC_RECONNECTING && si->next_delay_ms != UINT32_MAX) {
+            if (o->backoff.max_attempts)
+                fprintf(stderr, "tether: %s; attempt %u of %u in %.1f s\n", si->reason, si->attempt,
+                        o->backoff.max_attempts, si->next_delay_ms / 1000.0);
+            else
+                fprintf(stderr, "tether: %s; attempt %u in %.1f s\n", si->reason, si->attempt,
+                        si->next_delay_ms / 1000.0);
+        } else if (si->state == TC_RECONNECTING) {
+            fprintf(stderr, "tether: %s\n", si->reason);
+        }
+    }
+    if (si->state == TC_FAILED) {
+        const char *hint = failure_hint(o, si);
+        fprintf(stderr, "tether: %s%s%s (exit %d)\n", si->reason, hint ? "; " : "", hint ? hint : "",
+                cli_exit_for_failure(si));
+    }
+    fflush(stderr);
+}
+
 /* ---- events --------------------------------------------------------------------------- */
 
 void cli_event(const char *name, const char *fields, ...)
@@ -296,6 +352,18 @@ void cli_event_state(const tc_state_info *si)
         json_object_set_new(o, "disconnected_ms", json_integer((json_int_t)si->disconnected_ms));
     }
     cli_event("state", "o", o);
+}
+
+void cli_event_stats(const tc_client *c)
+{
+    tc_stats st;
+    tc_get_stats(c, &st);
+    cli_event("stats", "{s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:i,s:I,s:I}", "attempts", (json_int_t)st.attempts,
+              "connects", (json_int_t)st.connects, "outbox_len", (int)st.outbox_len, "outbox_inflight",
+              (int)st.outbox_inflight, "publishes_rejected", (json_int_t)st.publishes_rejected, "publishes_resent",
+              (json_int_t)st.publishes_resent, "ptt_stale_dropped", (json_int_t)st.ptt_stale_dropped,
+              "ptt_full_dropped", (json_int_t)st.ptt_full_dropped, "audio_buffered", (int)st.audio_buffered,
+              "audio_dropped", (json_int_t)st.audio_dropped, "audio_sent", (json_int_t)st.audio_sent);
 }
 
 void cli_event_subscribed(const tc_subscribed *s)

@@ -21,7 +21,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: tether <command> [options]\n"
             "\n"
-            "Command-line client of a Tether gateway (shared/PROTOCOL.md, tether.v1.json).\n"
+            "Command-line client of a Tether gateway (WebSocket sub-protocol tether.v1.json).\n"
             "\n"
             "commands:\n");
     for (size_t i = 0; i < sizeof(g_cmds) / sizeof(g_cmds[0]); i++)
@@ -31,15 +31,22 @@ static void usage(FILE *f)
             "Run 'tether <command> --help' for its options. Connecting commands take\n"
             "--url (default %s) and --token (or TETHER_TOKEN).\n"
             "\n"
-            "exit codes:\n"
-            "  0  done\n"
-            "  1  runtime failure (e.g. a publish refused by the server)\n"
-            "  2  bad command line\n"
-            "  3  refused by the server for good (authentication 4501, token expired 4502\n"
-            "     without a way to get a new one, forbidden 4503, session taken over 4006)\n"
-            "  4  gave up reconnecting (--max-attempts)\n"
+            "exit codes (every command):\n"
+            "  0  done (--count reached, every publish acknowledged, or Ctrl-C)\n"
+            "  1  runtime failure: a publish refused by the server (other than 4503), a\n"
+            "     stdin line that is not JSON, out of memory\n"
+            "  2  bad command line (unknown flag, bad value, <json> that does not parse, no\n"
+            "     token): nothing was sent\n"
+            "  3  refused by the server for good, never retried: close code 4501 (bad\n"
+            "     token), 4502 (token expired and no fresh one: no --token-file/--token-cmd,\n"
+            "     or the refreshed token had expired too), 4503 (room not allowed by the\n"
+            "     token, as a close or an error), 4504 (too many connections), any other\n"
+            "     45xx, 4006 (session taken over), 1008 (policy), 1000 from the server\n"
+            "  4  gave up after --max-attempts reconnection attempts (default %d): nothing\n"
+            "     listening, DNS failure, TLS mismatch, or the link keeps dropping (1006,\n"
+            "     1001, 1011-1013, 4000-4003 are retried)\n"
             "  5  --timeout passed before the work was done\n",
-            CLI_DEFAULT_URL);
+            CLI_DEFAULT_URL, CLI_DEFAULT_ATTEMPTS);
 }
 
 int main(int argc, char **argv)

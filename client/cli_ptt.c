@@ -30,7 +30,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: tether ptt <room> [--hold S] [--audio N [--chunk-ms MS] [--chunk-bytes B]] [options]\n"
             "\n"
-            "Subscribes to <room>, requests its push-to-talk floor, holds it, releases it.\n"
+            "Subscribes to <room>, requests its push-to-talk floor at once (a request that\n"
+            "waits offline longer than 2 s is dropped: state expired, exit 1), holds it,\n"
+            "releases it.\n"
             "Floor states go to stdout as JSON lines:\n"
             "  {\"room\":..,\"state\":\"granted\",\"holder\":..,\"reason\":..,\"t_ms\":..}\n"
             "A floor held when the connection drops is requested again after the room is\n"
@@ -129,6 +131,9 @@ static void on_floor(tc_client *c, const tc_floor_info *f, void *arg)
         if (a->chunks)
             tc_timer_start(a->chunk_t, 0);
     } else if (f->state == TC_FLOOR_DENIED || f->state == TC_FLOOR_REVOKED || f->state == TC_FLOOR_EXPIRED) {
+        if (f->state == TC_FLOOR_EXPIRED)
+            fprintf(stderr, "tether ptt: the floor request was dropped (%s): run again to talk (exit %d)\n",
+                    f->reason ? f->reason : "expired", CLI_ERR);
         finish(a, CLI_ERR);
     }
 }
@@ -138,19 +143,19 @@ static void on_subscribed(tc_client *c, const tc_subscribed *s, void *arg)
     ptt_app *a = arg;
     if (!a->conn.quiet)
         cli_event_subscribed(s);
-    /* The first time only: after a reconnection the SDK restores the floor. */
-    if (!s->resubscribe && !a->granted_once && !a->releasing)
+    /* The button was pressed at start (the request waits in the outbox
+     * while offline); this only asks again if that press was refused, e.g.
+     * the outbox was full. After a reconnection the SDK restores the floor. */
+    if (!s->resubscribe && !a->granted_once && !a->releasing && tc_floor_state_of(c, a->room) == TC_FLOOR_IDLE)
         tc_ptt_request(c, a->room);
 }
 
 static void on_state(tc_client *c, const tc_state_info *si, void *arg)
 {
     ptt_app *a = arg;
-    (void)c;
-    if (!a->conn.quiet)
-        cli_event_state(si);
+    cli_report_state(&a->conn, c, si);
     if (si->state == TC_FAILED) {
-        a->rc = si->gave_up ? CLI_GAVE_UP : cli_exit_for_code(si->code);
+        a->rc = cli_exit_for_failure(si);
         tc_loop_stop(a->loop);
     } else if (si->state == TC_DISCONNECTED) {
         tc_loop_stop(a->loop);
@@ -289,6 +294,9 @@ int cli_ptt(int argc, char **argv)
     cli_signals(a.loop, on_signal, &a);
     a.rc = CLI_OK;
     tc_connect(a.c);
+    /* The user presses the button now, connected or not: a press that waits
+     * offline longer than the SDK's ptt_stale_ms (2 s) is dropped. */
+    tc_ptt_request(a.c, a.room);
     tc_loop_run(a.loop);
     if (a.rc == CLI_OK && a.last != TC_FLOOR_IDLE && a.last != TC_FLOOR_GRANTED)
         a.rc = CLI_ERR;

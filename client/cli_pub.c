@@ -34,6 +34,7 @@ typedef struct pub_app {
     size_t partial_len;
     uint64_t submitted, acked, failed;   /* failed: acks with an error */
     uint64_t refused;                    /* never submitted (not JSON, bad id) */
+    uint64_t forbidden;                  /* acks with error 4503 */
     int rc, closing;
 } pub_app;
 
@@ -53,8 +54,47 @@ static void usage(FILE *f)
             "  --count N        publish N times; every {n} in <json> becomes 1..N\n"
             "  --interval MS    pause between --count publishes (default 0)\n"
             "  --timeout S      exit 5 if not all acked within S seconds (default: wait)\n"
+            "\n"
+            "A <json> that does not parse exits 2 before connecting; a stdin line that does\n"
+            "not parse is reported (publish_error) and makes the exit code 1. A publish\n"
+            "to a room the token does not allow (4503) exits 3.\n"
             "\n%s",
             cli_conn_help);
+}
+
+static int valid_id(const char *id, size_t max)
+{
+    size_t n = strlen(id);
+    return n >= 1 && n <= max && strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == n;
+}
+
+/* The <json> argument (with {n} as 1) must parse before anything connects. */
+static int check_json(const char *templ)
+{
+    size_t tl = strlen(templ), k = 0;
+    char *t = malloc(tl + 1);
+    json_error_t err;
+    if (!t)
+        return -1;
+    for (const char *p = templ; *p;) {
+        if (!strncmp(p, "{n}", 3)) {
+            t[k++] = '1';
+            p += 3;
+        } else {
+            t[k++] = *p++;
+        }
+    }
+    t[k] = 0;
+    json_t *v = json_loads(t, JSON_DECODE_ANY, &err);
+    free(t);
+    if (!v) {
+        fprintf(stderr, "tether pub: the message is not valid JSON (%s, at column %d): %s\n"
+                        "  e.g. tether pub lobby '{\"text\":\"hi\"}' (quote it for the shell)\n",
+                err.text, err.column, templ);
+        return -1;
+    }
+    json_decref(v);
+    return 0;
 }
 
 static void finish(pub_app *a, int rc)
@@ -72,7 +112,7 @@ static void finish(pub_app *a, int rc)
 static void check_done(pub_app *a)
 {
     if (a->input_done && !a->head && a->acked + a->failed == a->submitted)
-        finish(a, a->failed || a->refused ? CLI_ERR : CLI_OK);
+        finish(a, a->forbidden ? CLI_AUTH : a->failed || a->refused ? CLI_ERR : CLI_OK);
 }
 
 /* Hands queued lines to the outbox while it has room. */
@@ -202,12 +242,10 @@ static int on_stdin(void *arg, int fd)
 static void on_state(tc_client *c, const tc_state_info *si, void *arg)
 {
     pub_app *a = arg;
-    (void)c;
-    if (!a->conn.quiet)
-        cli_event_state(si);
+    cli_report_state(&a->conn, c, si);
     if (si->state == TC_FAILED) {
         if (!a->closing)
-            a->rc = si->gave_up ? CLI_GAVE_UP : cli_exit_for_code(si->code);
+            a->rc = cli_exit_for_failure(si);
         a->closing = 1;
         tc_loop_stop(a->loop);
     } else if (si->state == TC_DISCONNECTED) {
@@ -221,6 +259,9 @@ static void on_ack(tc_client *c, const tc_ack *k, void *arg)
     (void)c;
     if (k->error) {
         a->failed++;
+        if (k->error == 4503 && !a->forbidden++)
+            fprintf(stderr, "tether pub: %s; the token does not allow room '%s': mint one with --rooms naming it\n",
+                    k->reason ? k->reason : "forbidden", k->room);
         cli_event("publish_error", "{s:s,s:s,s:i,s:s}", "id", k->id, "room", k->room, "code", k->error, "reason",
                   k->reason ? k->reason : "");
     } else {
@@ -337,10 +378,12 @@ int cli_pub(int argc, char **argv)
         fprintf(stderr, "tether pub: --id and --count do not apply to stdin input\n");
         goto out;
     }
-    if (a.id && a.count == 1 && strlen(a.id) > 64) {
-        fprintf(stderr, "tether pub: --id is 1..64 of A-Za-z0-9._:-\n");
+    if (a.id && !valid_id(a.id, a.count > 1 ? 54 : 64)) {
+        fprintf(stderr, "tether pub: --id is 1..64 of A-Za-z0-9._:- (with --count, 1..54: -<n> is appended)\n");
         goto out;
     }
+    if (!a.from_stdin && check_json(a.templ) < 0)
+        goto out;
     if (!(token = cli_conn_token(&a.conn)))
         goto out;
     a.rc = CLI_ERR;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -16,6 +17,9 @@ typedef struct sub_app {
     uint64_t count, received;
     int rc;
     int done;
+    int retry;                 /* --retry: Enter on stdin starts over after giving up */
+    int waiting_retry;         /* gave up; waiting for Enter */
+    int stdin_closed;
 } sub_app;
 
 static void usage(FILE *f)
@@ -35,6 +39,11 @@ static void usage(FILE *f)
             "  --epoch E           the epoch of --from-seq\n"
             "  --count N           exit 0 after N messages\n"
             "  --timeout S         exit 5 if --count messages did not come within S seconds\n"
+            "  --retry             after giving up (--max-attempts), wait for Enter on stdin\n"
+            "                      and start over (backoff reset; session, positions kept);\n"
+            "                      end of stdin or Ctrl-C exits 4\n"
+            "\n"
+            "A subscription the token does not allow (error 4503) exits 3.\n"
             "\n%s",
             cli_conn_help);
 }
@@ -42,11 +51,15 @@ static void usage(FILE *f)
 static void on_state(tc_client *c, const tc_state_info *si, void *arg)
 {
     sub_app *a = arg;
-    (void)c;
-    if (!a->conn.quiet)
-        cli_event_state(si);
+    cli_report_state(&a->conn, c, si);
     if (si->state == TC_FAILED) {
-        a->rc = si->gave_up ? CLI_GAVE_UP : cli_exit_for_code(si->code);
+        a->rc = cli_exit_for_failure(si);
+        if (si->gave_up && a->retry && !a->stdin_closed && !a->done) {
+            a->waiting_retry = 1;
+            fprintf(stderr, "tether sub: press Enter to try again (end of input or Ctrl-C: exit %d)\n", a->rc);
+            fflush(stderr);
+            return;
+        }
         tc_loop_stop(a->loop);
     } else if (si->state == TC_DISCONNECTED) {
         tc_loop_stop(a->loop);
@@ -92,9 +105,39 @@ static void on_gap(tc_client *c, const tc_gap *g, void *arg)
 static void on_error(tc_client *c, int code, const char *reason, void *arg)
 {
     sub_app *a = arg;
-    (void)c;
     if (!a->conn.quiet)
         cli_event("error", "{s:i,s:s}", "code", code, "reason", reason);
+    if (code == 4503 && !a->done) {
+        /* A room we were asked to follow is not allowed: that will not change. */
+        fprintf(stderr, "tether sub: %s; the token does not allow this room: mint one with --rooms naming it "
+                        "(exit %d)\n", reason, CLI_AUTH);
+        a->done = 1;
+        a->rc = CLI_AUTH;
+        tc_disconnect(c, 0);
+    }
+}
+
+/* --retry: stdin lines start a new round of attempts after giving up. */
+static int on_stdin(void *arg, int fd)
+{
+    sub_app *a = arg;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    if (n == 0) {
+        a->stdin_closed = 1;
+        if (a->waiting_retry)
+            tc_loop_stop(a->loop);
+        return -1;
+    }
+    if (a->waiting_retry && memchr(buf, '\n', (size_t)n)) {
+        a->waiting_retry = 0;
+        a->rc = CLI_OK;
+        fprintf(stderr, "tether sub: trying again\n");
+        tc_connect(a->c);
+    }
+    return 0;
 }
 
 static int on_token(tc_client *c, tc_token_why why, void *arg)
@@ -123,6 +166,10 @@ static void on_signal(void *arg, int signo)
         return;
     }
     a->done = 1;
+    if (a->waiting_retry) {
+        tc_loop_stop(a->loop); /* keep the exit code of giving up */
+        return;
+    }
     a->rc = CLI_OK;
     tc_disconnect(a->c, 0);
 }
@@ -144,7 +191,7 @@ int cli_sub(int argc, char **argv)
         { "oldest", no_argument, NULL, 'o' },  { "from-seq", required_argument, NULL, 'f' },
         { "epoch", required_argument, NULL, 'e' }, { "count", required_argument, NULL, 'n' },
         { "timeout", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        { "retry", no_argument, NULL, 'R' },           { NULL, 0, NULL, 0 },
     };
     static const tc_callbacks cbs = { on_state, on_message, on_subscribed, on_gap, NULL,
                                       on_error, NULL, on_token, on_frame };
@@ -167,6 +214,7 @@ int cli_sub(int argc, char **argv)
         }
         switch (opt) {
         case 'o': oldest = 1; break;
+        case 'R': a.retry = 1; break;
         case 'e': epoch = optarg; break;
         case 'f':
             if (cli_parse_u64(optarg, 0, UINT64_MAX >> 1, &from_seq) < 0) {
@@ -229,6 +277,11 @@ int cli_sub(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     cli_signals(a.loop, on_signal, &a);
+    if (a.retry && tc_loop_watch_fd(a.loop, 0, on_stdin, &a) < 0) {
+        fprintf(stderr, "tether sub: --retry reads stdin, which cannot be watched\n");
+        a.rc = CLI_ERR;
+        goto out;
+    }
     if (timeout_s) {
         timer = tc_timer_new(a.loop, on_timeout, &a);
         if (timer)

@@ -2,12 +2,13 @@
  * machine, reconnection decisions, tokens and the per-second sweep.
  *
  * Every link ends in tc_client__link_down() with a close code, and that code
- * alone decides what happens next (PROTOCOL.md, close codes):
+ * alone decides what happens next (docs/protocol.md, close codes):
  *   1000 after our own close or `bye`      -> DISCONNECTED
  *   1000 from the server, 4006, 45xx, 1008 -> FAILED, no retry
- *   4502                                    -> ask the app for a token, then
- *                                              reconnect (no backoff the
- *                                              first time in a row)
+ *   4502                                    -> ask the app for a token once,
+ *                                              then reconnect at once; a
+ *                                              second 4502 before a welcome
+ *                                              -> FAILED (no refresh loop)
  *   4003                                    -> forget the session, retry
  *   anything else (1001, 1006, 1012, 1013,
  *   4000, 4001, 4002, connect failures)     -> retry after the backoff
@@ -105,9 +106,10 @@ static void retry(tc_client *c, int code, const char *reason)
 {
     uint32_t delay = 0;
     int hinted = 0;
-    char why[160];
+    char why[400];
     if (tc_backoff_next(&c->bo, tc_rng_next(&c->rng), &delay) < 0) {
-        snprintf(why, sizeof(why), "gave up after %u attempts (last: %s)", c->bo.cfg.max_attempts, reason);
+        snprintf(why, sizeof(why), "gave up after %u attempt%s (last: %s)", c->bo.cfg.max_attempts,
+                 c->bo.cfg.max_attempts == 1 ? "" : "s", reason);
         c->gave_up = 1;
         fail(c, code, why);
         c->gave_up = 0;
@@ -128,6 +130,13 @@ static void token_expired(tc_client *c, const char *reason)
     c->token_streak++;
     if (!c->o.cb || !c->o.cb->token) {
         fail(c, 4502, "token expired (4502) and no token callback to get a new one");
+        return;
+    }
+    if (c->token_streak > 1) {
+        /* The token the callback gave us was refused as expired too: asking
+         * again would loop for ever on a source that has nothing fresher. */
+        fail(c, 4502, "token expired (4502) again with the token the refresh gave: the token source keeps "
+                      "returning expired tokens; not reconnecting");
         return;
     }
     c->awaiting_token = 1;
@@ -259,16 +268,11 @@ int tc_set_token(tc_client *c, const char *token)
         return 0;
     }
     if (c->awaiting_token) {
-        uint32_t delay = 0;
+        /* One refresh per expiry: reconnect at once; a second 4502 in a row
+         * fails for good (token_expired). */
         c->awaiting_token = 0;
-        /* The first expiry in a row reconnects at once; a token that keeps
-         * failing goes through the backoff like any other failure. */
-        if (c->token_streak > 1 && tc_backoff_next(&c->bo, tc_rng_next(&c->rng), &delay) < 0) {
-            fail(c, 4502, "gave up: fresh tokens keep expiring");
-            return 0;
-        }
-        schedule_attempt(c, delay);
-        tc_client__set_state(c, TC_RECONNECTING, 4502, "got a fresh token: reconnecting", delay, 0, 0, 0);
+        schedule_attempt(c, 0);
+        tc_client__set_state(c, TC_RECONNECTING, 4502, "got a fresh token: reconnecting", 0, 0, 0, 0);
     }
     return 0;
 }
@@ -304,8 +308,7 @@ static void on_welcome(tc_client *c, tc_sframe *f)
     c->down_since_ms = 0;
     c->st.connects++;
     tc_backoff_up(&c->bo, now);
-    if (f->token_expires_in_ms > 0)
-        c->token_streak = 0;
+    c->token_streak = 0; /* the token was accepted */
     tc_client__plan_refresh(c, f->token_expires_in_ms);
     tc_client__set_state(c, TC_CONNECTED, 0, f->resumed ? "connected, session resumed" : "connected", 0, 0,
                          f->resumed, down);

@@ -1,6 +1,6 @@
 /* tc_floor.h -- push-to-talk floor state per room (pure logic, no I/O).
  *
- * Tracks what the client knows of each room's floor (PROTOCOL.md `ptt`:
+ * Tracks what the client knows of each room's floor (docs/protocol.md `ptt`:
  * request/release; granted, denied, taken, idle, revoked) and what the user
  * wants, and decides what to send: a request or a release now, or a new
  * request after a reconnection. The two resilience rules live here:

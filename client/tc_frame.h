@@ -15,7 +15,7 @@
 
 #include "tc_rooms.h"
 
-/* Limits from PROTOCOL.md. */
+/* Limits from docs/protocol.md. */
 #define TC_MAX_ROOM 128
 #define TC_MAX_ID 64
 

@@ -15,9 +15,11 @@
  * send() when the framing is ours (see write_batch()).
  */
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "tc_internal.h"
 #include "wsframe.h"
@@ -118,6 +120,58 @@ out:
 
 /* ---- life of a link ------------------------------------------------------------------ */
 
+static int has_word(const char *s, const char *w)
+{
+    return s && strcasestr(s, w) != NULL;
+}
+
+/* A plain sentence for a connection that failed before the upgrade: lws
+ * says only "Unable to connect" or prints an OpenSSL error stack. err is
+ * lws's text (may be NULL: lws made no socket), sys_errno the errno lws
+ * left behind when it reported the failure. */
+static void describe_failure(const tc_client *c, const char *err, int sys_errno, char *why, size_t n)
+{
+    if (c->tls && (has_word(err, "cert") || has_word(err, "verif"))) {
+        snprintf(why, n, "TLS: the certificate of %.100s was not accepted (%.80s)", c->hostport, err);
+        return;
+    }
+    if (c->tls && (has_word(err, "ssl") || has_word(err, "tls"))) {
+        snprintf(why, n, "TLS handshake with %.100s failed: the server does not speak TLS there "
+                         "(a plain ws:// port? use ws://)", c->hostport);
+        return;
+    }
+    if (!err || has_word(err, "getaddrinfo") || has_word(err, "dns")) {
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        int g = getaddrinfo(c->host, NULL, &hints, &res);
+        if (res)
+            freeaddrinfo(res);
+        if (g != 0) {
+            snprintf(why, n, "cannot resolve host '%.100s': %s", c->host, g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+            return;
+        }
+    }
+    switch (sys_errno) {
+    case ECONNREFUSED:
+        snprintf(why, n, "connection refused by %.100s (is the gateway running, and is that its port?)", c->hostport);
+        return;
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case EADDRNOTAVAIL:
+        snprintf(why, n, "cannot connect to %.100s: %s", c->hostport, strerror(sys_errno));
+        return;
+    default:
+        if (has_word(err, "unable to connect"))
+            snprintf(why, n, "cannot connect to %.100s: connection refused or host unreachable (is the gateway "
+                             "running, and is that its port?)", c->hostport);
+        else
+            snprintf(why, n, "cannot connect to %.100s%s%.100s", c->hostport, err ? ": " : "", err ? err : "");
+        return;
+    }
+}
+
 static void link_gone(tc_client *c, struct lws *wsi, int code, const char *reason)
 {
     if (!c->link_active)
@@ -160,7 +214,11 @@ int tc_link__connect(tc_client *c)
     if (!w) {
         /* Either lws already reported the failure (link_gone ran) or it
          * failed before creating a socket; report it once. */
-        link_gone(c, NULL, 1006, "cannot start a connection");
+        char why[320] = "cannot start a connection";
+        int e = errno;
+        if (c->link_active)
+            describe_failure(c, NULL, e, why, sizeof(why));
+        link_gone(c, NULL, 1006, why);
         return -ECONNREFUSED;
     }
     if (c->link_active)
@@ -311,8 +369,9 @@ static int on_writeable(tc_client *c, struct lws *wsi)
 
 int tc_link__callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len)
 {
+    int sys_errno = errno; /* what lws's failed connect() left, for CONNECTION_ERROR */
     tc_client *c = lws_get_opaque_user_data(wsi);
-    char why[200];
+    char why[320];
     if (!c || !c->link_active) {
         /* An orphaned socket (see orphan()): refuse to go on with it. */
         switch (reason) {
@@ -333,16 +392,15 @@ int tc_link__callback(struct lws *wsi, enum lws_callback_reasons reason, void *i
     switch (reason) {
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         int status = (int)lws_http_client_http_response(wsi);
-        const char *err = in ? (const char *)in : "unknown error";
-        int elen = (int)(len ? len : strlen(err));
-        if (elen > 120)
-            elen = 120;
+        char err[128];
+        snprintf(err, sizeof(err), "%.*s", in ? (int)(len ? len : strlen(in)) : 0, in ? (const char *)in : "");
         if (c->local_code)
             snprintf(why, sizeof(why), "%s", c->local_reason);
         else if (status)
-            snprintf(why, sizeof(why), "upgrade refused: HTTP %d", status);
+            snprintf(why, sizeof(why), "upgrade refused by %.100s: HTTP %d (is %.60s a Tether gateway's WebSocket path?)",
+                     c->hostport, status, c->path);
         else
-            snprintf(why, sizeof(why), "connection failed: %.*s", elen, err);
+            describe_failure(c, err[0] ? err : "unknown error", sys_errno, why, sizeof(why));
         /* The gateway answers a bad Authorization header with 401 before the
          * upgrade; it means the same as 4501. */
         link_gone(c, wsi, status == 401 ? 4501 : c->local_code ? c->local_code : 1006, why);
@@ -393,6 +451,17 @@ int tc_link__callback(struct lws *wsi, enum lws_callback_reasons reason, void *i
             link_gone(c, wsi, c->peer_code, why);
         } else if (c->local_code) {
             link_gone(c, wsi, c->local_code, c->local_reason);
+        } else if (!c->established) {
+            /* lws's own handshake timeout (the context's 10 s) or a peer
+             * that hung up before answering the upgrade. */
+            uint64_t took = tc_now_ms() - c->attempt_started_ms;
+            if (took + 500 >= c->o.connect_timeout_ms || took >= 9500)
+                snprintf(why, sizeof(why), "no welcome within %llu ms: %.100s accepted the connection but never "
+                         "answered the upgrade", (unsigned long long)took, c->hostport);
+            else
+                snprintf(why, sizeof(why), "%.100s closed the connection before answering the upgrade",
+                         c->hostport);
+            link_gone(c, wsi, 1006, why);
         } else {
             link_gone(c, wsi, 1006, "connection lost (no close frame)");
         }

@@ -37,7 +37,7 @@ typedef struct tc_room {
     int subscribed_once; /* a `subscribed` was seen on some link */
 } tc_room;
 
-/* A position as PROTOCOL.md writes it: {} (live), {"seq": 0} (oldest),
+/* A position as docs/protocol.md writes it: {} (live), {"seq": 0} (oldest),
  * {"epoch": E, "seq": N}. */
 typedef struct tc_pos {
     const char *epoch;   /* NULL: none */

@@ -27,6 +27,13 @@ static int live(const tc_client *c)
     return c->welcomed && !c->local_code;
 }
 
+/* Nothing will ever send what is queued now: the client was never started,
+ * was closed by the application, or failed (until tc_connect again). */
+static int stopped(const tc_client *c)
+{
+    return c->state == TC_DISCONNECTED || c->state == TC_FAILED;
+}
+
 static void emit_floor(tc_client *c, const char *room, tc_floor_state st, uint32_t max_ms, const char *reason)
 {
     if (!c->o.cb || !c->o.cb->floor)
@@ -132,8 +139,10 @@ static void audio_cb(lws_sorted_usec_list_t *s)
 
 int tc_audio_send(tc_client *c, const char *room, const void *chunk, size_t len)
 {
-    if (!room || !tc_valid_room(room))
+    if (!room || !tc_valid_room(room) || !chunk || !len)
         return -EINVAL;
+    if (stopped(c))
+        return -ENOTCONN;
     int r = tc_audio_push(c->audio, room, chunk, len);
     if (r < 0)
         return r;
@@ -242,7 +251,7 @@ static void on_error(tc_client *c, tc_sframe *f)
     tc_ob_entry *e = f->id ? tc_outbox_find(c->ob, f->id) : NULL;
     if (e && e->inflight) {
         if (f->code == 4500 || f->code == 4429) {
-            /* PROTOCOL.md: retrying with the same id is safe. */
+            /* docs/protocol.md: retrying with the same id is safe. */
             tc_outbox_retry(c->ob, e, tc_now_ms() + c->o.publish_retry_ms);
             tc_session__pump(c);
             return;
@@ -367,6 +376,10 @@ int tc_publish(tc_client *c, const char *room, const char *data, const char *id,
     char *compact = tc_json_compact(data);
     if (!compact)
         return -EINVAL;
+    if (stopped(c)) {
+        free(compact);
+        return -ENOTCONN;
+    }
     rc = tc_outbox_publish(c->ob, room, id, compact, tc_now_ms(), tc_now_us());
     free(compact);
     if (rc < 0)
@@ -380,6 +393,10 @@ int tc_publish(tc_client *c, const char *room, const char *data, const char *id,
 int tc_ptt_request(tc_client *c, const char *room)
 {
     tc_floor_action act;
+    if (!room || !tc_valid_room(room))
+        return -EINVAL;
+    if (stopped(c))
+        return -ENOTCONN;
     int rc = tc_floor_request(c->floor, room, tc_now_ms(), &act);
     if (rc < 0)
         return rc == -EALREADY ? 0 : rc;
@@ -396,6 +413,10 @@ int tc_ptt_request(tc_client *c, const char *room)
 int tc_ptt_release(tc_client *c, const char *room)
 {
     tc_floor_action act;
+    if (!room || !tc_valid_room(room))
+        return -EINVAL;
+    if (stopped(c))
+        return -ENOTCONN;
     int rc = tc_floor_release(c->floor, room, &act);
     if (rc < 0)
         return rc == -EALREADY ? 0 : rc;

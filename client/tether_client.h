@@ -1,7 +1,7 @@
 /* tether_client.h -- the Tether client SDK (C, on libwebsockets).
  *
  * A tc_client is one logical connection to a Tether gateway speaking
- * tether.v1.json (shared/PROTOCOL.md). It survives the loss of its socket:
+ * tether.v1.json (docs/protocol.md). It survives the loss of its socket:
  * it reconnects with backoff and jitter, resumes its session and every room
  * from the last delivered (epoch, seq) in one `hello`, re-sends unacked
  * publishes with their original ids, restores the push-to-talk floor it held,
@@ -37,6 +37,10 @@
  *
  * Errors: functions return 0 or a negative errno (-EINVAL bad argument,
  * -ENOBUFS outbox full, -ENOMEM, -ENOTCONN operation needs a connection).
+ * tc_publish, tc_audio_send, tc_ptt_request and tc_ptt_release queue while
+ * the client is CONNECTING, CONNECTED or RECONNECTING; they return -ENOTCONN
+ * when it is DISCONNECTED (never connected, or tc_disconnect) or FAILED,
+ * since nothing would ever send what they queued (call tc_connect first).
  */
 #ifndef TETHER_CLIENT_H
 #define TETHER_CLIENT_H
@@ -279,7 +283,7 @@ int tc_position(tc_client *c, const char *room, char *epoch_buf, size_t epoch_le
  * reconnection. -ENOBUFS when the outbox is full. */
 int tc_publish(tc_client *c, const char *room, const char *data, const char *id, char *id_out, size_t id_len);
 
-/* Push-to-talk floor (PROTOCOL.md `ptt`). A request made offline waits in
+/* Push-to-talk floor (docs/protocol.md `ptt`). A request made offline waits in
  * the outbox and is dropped (state EXPIRED) if still unsent after
  * ptt_stale_ms. A floor held when the link drops is requested again after
  * the room is resumed (state SUSPENDED, then REQUESTING). */

@@ -7,7 +7,8 @@ the real suite: what the client promises (issue "C client SDK and tether CLI").
     the subscriber prints every seq once, in order, and every publish is
     acknowledged (chaos marker: it kills a daemon);
   - authentication failure (4501): state failed at once, no retry loop;
-  - token expired (4502): the token callback runs, then the client resumes;
+  - token expired (4502): the token callback runs, then the client resumes
+    (test_client_contracts.py: a refreshed token that has expired too fails);
   - in-band refresh before exp: no 4502 at all;
   - drain (SIGTERM of the gateway): reconnect after the hinted delay.
 
@@ -170,11 +171,15 @@ def test_pub_frames_of_every_length_form(suite, tmp_path, clis):
     assert [m["data"] for m in sub.lines()] == datas
 
 
-def test_pub_invalid_json_fails_with_1(suite):
+def test_pub_invalid_json_argument_exits_2_and_bad_stdin_line_1(suite):
     p = subprocess.run([str(TETHER), "pub", "r", "{nope", "--url", suite.ws_url(), "--token", suite.token("a"),
                         "--timeout", "10"], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 2, p.stderr
+    assert "not valid JSON" in p.stderr and '"event":"state"' not in p.stderr
+    p = subprocess.run([str(TETHER), "pub", "r", "-", "--url", suite.ws_url(), "--token", suite.token("a"),
+                        "--timeout", "10"], input="{nope\n{\"ok\":1}\n", capture_output=True, text=True, timeout=20)
     assert p.returncode == 1, p.stderr
-    assert "publish_error" in p.stderr
+    assert "publish_error" in p.stderr and len(p.stdout.splitlines()) == 1
 
 
 def test_sub_resumes_from_position_flags(suite, tmp_path, clis):
