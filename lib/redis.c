@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include <hiredis/async.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "log.h"
@@ -38,7 +39,7 @@
 #define REDIS_MAX_ARGS 1024
 
 enum { ST_DOWN, ST_CONNECTING, ST_UP };
-enum { K_USER, K_SELECT, K_LOAD, K_HANDSHAKE_PING, K_PING };
+enum { K_USER, K_AUTH, K_SELECT, K_LOAD, K_HANDSHAKE_PING, K_PING };
 
 typedef struct rreq rreq;
 struct rreq {
@@ -77,6 +78,10 @@ struct redis {
     char name[32];
     char host[256];
     int port, db;
+    char user[128];
+    char password[256]; /* from the URL (url_password) or the password file */
+    int url_password;
+    int auth_failed;    /* the last AUTH was refused: its error is logged once */
     uint32_t timeout_ms, ping_ms;
     redisAsyncContext *ac; /* the current context, NULL when DOWN */
     int state;
@@ -102,41 +107,97 @@ static void connect_now(redis *r);
 
 /* ---- URL ---------------------------------------------------------------------- */
 
-int redis_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db)
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into out (outlen bytes, NUL-terminated). */
+static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return -EINVAL;
+            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -EINVAL;
+            c = hi * 16 + lo;
+            if (c == 0)
+                return -EINVAL;
+            i += 2;
+        }
+        if (o + 1 >= outlen)
+            return -EINVAL;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int redis_url_parse(const char *url, redis_target *u)
 {
     static const char scheme[] = "redis://";
+    memset(u, 0, sizeof(*u));
     if (!url || strncmp(url, scheme, sizeof(scheme) - 1) != 0)
         return -EINVAL;
     const char *p = url + sizeof(scheme) - 1;
-    const char *hs, *he;
-    if (strpbrk(p, "@?#"))
+    /* The userinfo ends at the last '@': a password may hold '@' or '/'
+     * unescaped, the rest of the URL never holds '@'. */
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *ue = colon ? colon : at;
+        if (pct_decode(p, (size_t)(ue - p), u->user, sizeof(u->user)) < 0)
+            return -EINVAL;
+        if (colon) {
+            if (pct_decode(colon + 1, (size_t)(at - colon - 1), u->password, sizeof(u->password)) < 0)
+                return -EINVAL;
+            u->has_password = 1;
+        } else if (!u->user[0]) {
+            return -EINVAL; /* "redis://@host" */
+        }
+        p = at + 1;
+    }
+    if (strpbrk(p, "?#"))
         return -EINVAL;
+    const char *hs, *he;
     if (*p == '[') {
         hs = p + 1;
         he = strchr(hs, ']');
         if (!he)
             return -EINVAL;
         p = he + 1;
+        if (*p && *p != ':' && *p != '/')
+            return -EINVAL;
     } else {
         hs = p;
         he = p + strcspn(p, ":/");
         p = he;
     }
     size_t n = (size_t)(he - hs);
-    if (n == 0 || n >= hostlen)
+    if (n == 0 || n >= sizeof(u->host))
         return -EINVAL;
-    memcpy(host, hs, n);
-    host[n] = '\0';
+    memcpy(u->host, hs, n);
+    u->host[n] = '\0';
     long v = 6379;
     if (*p == ':') {
         char *end;
         errno = 0;
         v = strtol(p + 1, &end, 10);
-        if (errno || end == p + 1 || v < 1 || v > 65535)
+        if (errno || end == p + 1 || p[1] == '-' || p[1] == '+' || v < 1 || v > 65535)
             return -EINVAL;
         p = end;
     }
-    *port = (int)v;
+    u->port = (int)v;
     v = 0;
     if (*p == '/') {
         p++;
@@ -144,15 +205,43 @@ int redis_parse_url(const char *url, char *host, size_t hostlen, int *port, int 
             char *end;
             errno = 0;
             v = strtol(p, &end, 10);
-            if (errno || end == p || *end || v < 0 || v > 1000000)
+            if (errno || end == p || *end || *p == '-' || *p == '+' || v < 0 || v > 1000000)
                 return -EINVAL;
             p = end;
         }
     }
     if (*p)
         return -EINVAL;
-    *db = (int)v;
+    u->db = (int)v;
     return 0;
+}
+
+int redis_password_file(char *buf, size_t buflen)
+{
+    const char *path = getenv("TETHER_REDIS_PASSWORD_FILE");
+    if (buflen == 0)
+        return -ENAMETOOLONG;
+    buf[0] = '\0';
+    if (!path || !*path)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    size_t n = fread(buf, 1, buflen, f);
+    int err = ferror(f) ? -EIO : 0;
+    fclose(f);
+    if (err)
+        return err;
+    size_t len = 0;
+    while (len < n && buf[len] != '\n' && buf[len] != '\r')
+        len++;
+    if (len >= buflen) {
+        OPENSSL_cleanse(buf, buflen);
+        return -ENAMETOOLONG;
+    }
+    buf[len] = '\0';
+    OPENSSL_cleanse(buf + len, n - len);
+    return (int)len;
 }
 
 /* ---- request pool and FIFO ------------------------------------------------------ */
@@ -434,6 +523,21 @@ static int send_load(redis *r, redis_script *s)
 static void on_internal(redis *r, rreq *q, redisReply *rep)
 {
     switch (q->kind) {
+    case K_AUTH:
+        if (rep->type == REDIS_REPLY_ERROR) {
+            char why[sizeof(r->err)];
+            snprintf(why, sizeof(why), "AUTH refused: %s", rep->str);
+            /* Once per distinct refusal, not on every retry. */
+            if (!r->auth_failed || strcmp(why, r->err) != 0)
+                LOG_ERROR("redis: AUTH refused (check the password of TETHER_REDIS or TETHER_REDIS_PASSWORD_FILE)",
+                          "{s:s,s:s,s:s,s:i,s:s}", "conn", r->name, "user", r->user[0] ? r->user : "default",
+                          "host", r->host, "port", r->port, "error", rep->str);
+            r->auth_failed = 1;
+            recycle(r, -ECONNRESET, why);
+        } else {
+            r->auth_failed = 0;
+        }
+        break;
     case K_SELECT:
         if (rep->type == REDIS_REPLY_ERROR) {
             LOG_ERROR("redis: SELECT failed", "{s:s,s:i,s:s}", "conn", r->name, "db", r->db, "error", rep->str);
@@ -459,8 +563,8 @@ static void on_internal(redis *r, rreq *q, redisReply *rep)
         if (r->ever_up)
             r->st.reconnects++;
         r->ever_up = 1;
-        LOG_INFO("redis: connected", "{s:s,s:s,s:i,s:i}", "conn", r->name, "host", r->host, "port", r->port,
-                 "db", r->db);
+        LOG_INFO("redis: connected", "{s:s,s:s,s:i,s:i,s:s}", "conn", r->name, "host", r->host, "port", r->port,
+                 "db", r->db, "auth", r->password[0] ? (r->user[0] ? r->user : "default") : "none");
         break;
     case K_PING:
         r->ping_inflight = 0;
@@ -523,10 +627,33 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
 /* ---- connection management ------------------------------------------------------ */
 
+/* Refreshes r->password from the password file when the URL has none.
+ * Returns 0, or -errno with r->err set. */
+static int load_password(redis *r)
+{
+    if (r->url_password)
+        return 0;
+    char buf[sizeof(r->password)];
+    int n = redis_password_file(buf, sizeof(buf));
+    if (n < 0) {
+        snprintf(r->err, sizeof(r->err), "TETHER_REDIS_PASSWORD_FILE: %s", strerror(-n));
+        return n;
+    }
+    memcpy(r->password, buf, (size_t)n + 1);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
 static void connect_now(redis *r)
 {
     if (r->ac || r->freeing)
         return;
+    /* A password file that cannot be read now keeps the last password read:
+     * a rotation in progress must not turn into an outage. */
+    if (load_password(r) < 0 && !r->password[0]) {
+        went_down(r, NULL);
+        return;
+    }
     redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
     if (!ac || ac->err) {
         snprintf(r->err, sizeof(r->err), "%s", ac ? ac->errstr : "out of memory");
@@ -557,7 +684,11 @@ static void connect_now(redis *r)
     redisAsyncSetConnectCallback(ac, on_connect);
     /* The handshake is pipelined behind the connect: hiredis buffers it. */
     int rc = 0;
-    if (r->db != 0) {
+    if (r->password[0]) {
+        const char *argv[3] = { "AUTH", r->user[0] ? r->user : r->password, r->password };
+        rc = send_internal(r, K_AUTH, NULL, r->user[0] ? 3 : 2, argv);
+    }
+    if (rc == 0 && r->db != 0) {
         char dbs[16];
         snprintf(dbs, sizeof(dbs), "%d", r->db);
         const char *argv[2] = { "SELECT", dbs };
@@ -608,9 +739,27 @@ redis *redis_new(loop *l, const char *url, const redis_opts *o)
     redis *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
-    if (redis_parse_url(url, r->host, sizeof(r->host), &r->port, &r->db) < 0) {
+    redis_target u;
+    int prc = redis_url_parse(url, &u);
+    if (prc == 0) {
+        memcpy(r->host, u.host, sizeof(r->host));
+        memcpy(r->user, u.user, sizeof(r->user));
+        r->port = u.port;
+        r->db = u.db;
+        r->url_password = u.has_password;
+        if (u.has_password)
+            memcpy(r->password, u.password, sizeof(r->password));
+        else
+            prc = load_password(r);
+        /* An ACL user needs a password (the URL's or the file's). */
+        if (prc == 0 && r->user[0] && !r->password[0])
+            prc = -EINVAL;
+    }
+    OPENSSL_cleanse(&u, sizeof(u));
+    if (prc < 0) {
+        OPENSSL_cleanse(r, sizeof(*r));
         free(r);
-        errno = EINVAL;
+        errno = -prc;
         return NULL;
     }
     r->l = l;
@@ -659,6 +808,7 @@ void redis_free(redis *r)
         free(s->body);
         free(s);
     }
+    OPENSSL_cleanse(r->password, sizeof(r->password));
     free(r);
 }
 

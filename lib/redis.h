@@ -4,9 +4,12 @@
  * ours, no connect or command timeouts and no reconnection. This module adds
  * them, so that replayd, sessiond and mediad each get one robust connection:
  *
- *   - Non-blocking connect to TETHER_REDIS-style URLs, SELECT of the database,
- *     SCRIPT LOAD of every registered script and a PING, before any caller's
- *     command is accepted (so a caller never runs against the wrong database).
+ *   - Non-blocking connect to TETHER_REDIS-style URLs, AUTH (when the URL
+ *     or TETHER_REDIS_PASSWORD_FILE gives a password), SELECT of the
+ *     database, SCRIPT LOAD of every registered script and a PING, before
+ *     any caller's command is accepted (so a caller never runs against the
+ *     wrong database or unauthenticated). All of it again on every
+ *     reconnection, AUTH first.
  *   - Reconnection with backoff (100 ms doubling to 2 s) whenever the
  *     connection drops or fails.
  *   - One command timeout per connection. Replies on a connection arrive in
@@ -52,13 +55,40 @@ typedef struct redis_opts {
     uint32_t ping_ms;          /* interval of readiness PINGs; 0: 1000 */
 } redis_opts;
 
-/* Parses redis://host[:port][/db] (host may be [v6]; port 6379 and db 0 by
- * default) into host (hostlen bytes), port and db. User info (passwords) is
- * rejected, because the URL is printed with the config. Returns 0 or -EINVAL. */
-int redis_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db);
+/* A parsed TETHER_REDIS URL:
+ *
+ *   redis://[user[:password]@]host[:port][/db]
+ *
+ * host may be a name, an IPv4 address or a [v6] literal; port 6379 and db 0
+ * by default. user and password are percent-decoded (%XX); a password alone
+ * (redis://:pw@host) sends AUTH pw, user and password send AUTH user pw (a
+ * Redis 6+ ACL user). A user without a password takes the password from
+ * TETHER_REDIS_PASSWORD_FILE. */
+typedef struct redis_target {
+    char host[256];
+    int port, db;
+    char user[128];       /* "" when none */
+    char password[256];   /* valid when has_password */
+    int has_password;
+} redis_target;
+
+/* Parses url into u. Returns 0 or -EINVAL (bad form, port out of range,
+ * a component too long, a bad %-escape or one that decodes to NUL). Log
+ * the URL only through cfg_redact_url. */
+int redis_url_parse(const char *url, redis_target *u);
+
+/* The password file named by TETHER_REDIS_PASSWORD_FILE, read when the URL
+ * carries no password: its content up to the first CR or LF. It is read
+ * again before every connection attempt, so a rotated password is picked up
+ * without a restart. Reads it into buf (buflen bytes). Returns the length,
+ * 0 (buf "") when the variable is unset or empty, or -errno
+ * (-ENAMETOOLONG for a password that does not fit). */
+int redis_password_file(char *buf, size_t buflen);
 
 /* Creates the handle and starts connecting at once. url and opts are copied.
- * Returns NULL (errno set: EINVAL for a bad URL, ENOMEM). */
+ * Returns NULL (errno set: EINVAL for a bad URL or a user without any
+ * password, the error of reading TETHER_REDIS_PASSWORD_FILE when the URL
+ * needs it, ENOMEM). */
 redis *redis_new(loop *l, const char *url, const redis_opts *opts);
 /* Fails every command in flight with -ECANCELED, closes the connection and
  * frees everything, scripts included. NULL is a no-op. Not from inside one of

@@ -115,10 +115,22 @@ int main(void)
     if (scfg.history_burst < scfg.history_size)
         scfg.history_burst = scfg.history_size;
     scfg.meta_ttl_s = scfg.history_ttl_s > META_MIN_TTL_S ? scfg.history_ttl_s : META_MIN_TTL_S;
-    char host[256];
-    int port, db;
-    if (redis_parse_url(redis_url, host, sizeof(host), &port, &db) < 0)
-        fail("TETHER_REDIS", redis_url, "expected redis://host[:port][/db] (no password in the URL)");
+    char redis_shown[512];
+    redis_target ru;
+    cfg_redact_url(redis_url, redis_shown, sizeof(redis_shown));
+    if (redis_url_parse(redis_url, &ru) < 0)
+        fail("TETHER_REDIS", redis_shown, "expected redis://[user[:password]@]host[:port][/db]");
+    const char *redis_pwfile = cfg_str("TETHER_REDIS_PASSWORD_FILE", "");
+    if (!ru.has_password) {
+        char pw[256];
+        int pn = redis_password_file(pw, sizeof(pw));
+        memset(pw, 0, sizeof(pw));
+        if (pn < 0)
+            fail("TETHER_REDIS_PASSWORD_FILE", redis_pwfile, strerror(-pn));
+        if (ru.user[0] && pn == 0)
+            fail("TETHER_REDIS", redis_shown, "an ACL user needs a password (in the URL or TETHER_REDIS_PASSWORD_FILE)");
+    }
+    memset(&ru, 0, sizeof(ru));
     if (strchr(endpoint, ','))
         fail("TETHER_REPLAYD", endpoint, "replayd binds one endpoint; the comma list is for clients");
     cfg_print();

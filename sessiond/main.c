@@ -21,6 +21,7 @@
 
 #include "bus.h"
 #include "config.h"
+#include "redis.h"
 #include "log.h"
 #include "loop.h"
 #include "ss.h"
@@ -106,10 +107,22 @@ int main(void)
     a.c.cfg.sweep_ms = 250;
     a.c.cfg.batch = 200; /* ~10 ms of Redis per sweep call at most */
     a.c.cfg.bus_stable_ms = 3000;
-    char host[256];
-    int port, db;
-    if (redis_parse_url(redis_url, host, sizeof(host), &port, &db) < 0)
-        fail("TETHER_REDIS", redis_url, "expected redis://host[:port][/db] (no password in the URL)");
+    char redis_shown[512];
+    redis_target ru;
+    cfg_redact_url(redis_url, redis_shown, sizeof(redis_shown));
+    if (redis_url_parse(redis_url, &ru) < 0)
+        fail("TETHER_REDIS", redis_shown, "expected redis://[user[:password]@]host[:port][/db]");
+    const char *redis_pwfile = cfg_str("TETHER_REDIS_PASSWORD_FILE", "");
+    if (!ru.has_password) {
+        char pw[256];
+        int pn = redis_password_file(pw, sizeof(pw));
+        memset(pw, 0, sizeof(pw));
+        if (pn < 0)
+            fail("TETHER_REDIS_PASSWORD_FILE", redis_pwfile, strerror(-pn));
+        if (ru.user[0] && pn == 0)
+            fail("TETHER_REDIS", redis_shown, "an ACL user needs a password (in the URL or TETHER_REDIS_PASSWORD_FILE)");
+    }
+    memset(&ru, 0, sizeof(ru));
     if (strchr(endpoint, ','))
         fail("TETHER_SESSIOND", endpoint, "sessiond binds one endpoint; the comma list is for clients");
     cfg_print();

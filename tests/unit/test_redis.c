@@ -1,5 +1,6 @@
 /* test_redis.c -- lib/redis against a real redis-server started by the test:
- * URL parsing, handshake (SELECT), pipelining order, EVALSHA and NOSCRIPT
+ * URL parsing and redaction, AUTH (password, ACL user, password file and its
+ * rotation, a wrong password), handshake (SELECT), pipelining order, EVALSHA and NOSCRIPT
  * recovery, command timeouts that recycle the connection, -ENOTCONN while
  * down, reconnection after a Redis restart.
  */
@@ -9,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "log.h"
 #include "loop.h"
 #include "redis.h"
@@ -87,26 +89,205 @@ static redis *connect_db(int db, uint32_t timeout_ms)
 static void test_parse_url(void **state)
 {
     (void)state;
-    char host[64];
-    int port, db;
-    assert_int_equal(redis_parse_url("redis://127.0.0.1:6380/3", host, sizeof(host), &port, &db), 0);
-    assert_string_equal(host, "127.0.0.1");
-    assert_int_equal(port, 6380);
-    assert_int_equal(db, 3);
-    assert_int_equal(redis_parse_url("redis://redis", host, sizeof(host), &port, &db), 0);
-    assert_string_equal(host, "redis");
-    assert_int_equal(port, 6379);
-    assert_int_equal(db, 0);
-    assert_int_equal(redis_parse_url("redis://[::1]:7000/", host, sizeof(host), &port, &db), 0);
-    assert_string_equal(host, "::1");
-    assert_int_equal(port, 7000);
-    assert_int_equal(db, 0);
-    assert_int_equal(redis_parse_url("http://x:1/0", host, sizeof(host), &port, &db), -EINVAL);
-    assert_int_equal(redis_parse_url("redis://:pw@x:1/0", host, sizeof(host), &port, &db), -EINVAL);
-    assert_int_equal(redis_parse_url("redis://x:0/0", host, sizeof(host), &port, &db), -EINVAL);
-    assert_int_equal(redis_parse_url("redis://x:1/a", host, sizeof(host), &port, &db), -EINVAL);
-    assert_int_equal(redis_parse_url("redis://:1/0", host, sizeof(host), &port, &db), -EINVAL);
+    redis_target u;
+    assert_int_equal(redis_url_parse("redis://127.0.0.1:6380/3", &u), 0);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 3);
+    assert_string_equal(u.user, "");
+    assert_int_equal(u.has_password, 0);
+    assert_int_equal(redis_url_parse("redis://redis", &u), 0);
+    assert_string_equal(u.host, "redis");
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(u.db, 0);
+    assert_int_equal(redis_url_parse("redis://[::1]:7000/", &u), 0);
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(u.port, 7000);
+    assert_int_equal(u.db, 0);
+    assert_int_equal(redis_url_parse("redis://[fe80::1%25eth0]", &u), 0);
+    assert_string_equal(u.host, "fe80::1%25eth0");
+    assert_int_equal(u.port, 6379);
+    /* Password only: AUTH pw. */
+    assert_int_equal(redis_url_parse("redis://:s3cret@h:1/2", &u), 0);
+    assert_string_equal(u.user, "");
+    assert_int_equal(u.has_password, 1);
+    assert_string_equal(u.password, "s3cret");
+    assert_string_equal(u.host, "h");
+    assert_int_equal(u.port, 1);
+    assert_int_equal(u.db, 2);
+    /* ACL user and password, percent-decoded; raw '@' and '/' in the password. */
+    assert_int_equal(redis_url_parse("redis://te%74her:p%40ss%3Aw%2F0rd@[::1]:6390/1", &u), 0);
+    assert_string_equal(u.user, "tether");
+    assert_string_equal(u.password, "p@ss:w/0rd");
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(u.port, 6390);
+    assert_int_equal(u.db, 1);
+    assert_int_equal(redis_url_parse("redis://app:a@b/c@host", &u), 0);
+    assert_string_equal(u.password, "a@b/c");
+    assert_string_equal(u.host, "host");
+    /* User alone (the password comes from the file). */
+    assert_int_equal(redis_url_parse("redis://app@host:7/0", &u), 0);
+    assert_string_equal(u.user, "app");
+    assert_int_equal(u.has_password, 0);
+    /* Bad forms. */
+    static const char *const bad[] = {
+        "http://x:1/0", "redis:/x", "redis://", "redis://:1/0", "redis://x:0/0", "redis://x:65536",
+        "redis://x:-1", "redis://x:+1", "redis://x:1/a", "redis://x:1/-1", "redis://x:1/0/1", "redis://x?db=1",
+        "redis://x#f", "redis://[::1", "redis://[::1]x", "redis://[]:1", "redis://@x", "redis://u:p@",
+        "redis://:p%4@x", "redis://:p%zz@x", "redis://:p%00@x", "redis://u%@x", "redis://x:",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (redis_url_parse(bad[i], &u) != -EINVAL)
+            fail_msg("accepted %s", bad[i]);
+    }
+    char big[700];
+    snprintf(big, sizeof(big), "redis://:%0300d@x", 0);
+    assert_int_equal(redis_url_parse(big, &u), -EINVAL);
+    snprintf(big, sizeof(big), "redis://%0300d", 0);
+    assert_int_equal(redis_url_parse(big, &u), -EINVAL);
+    assert_int_equal(redis_url_parse(NULL, &u), -EINVAL);
     assert_int_equal(redis_new(L, "nope", NULL), NULL);
+    assert_int_equal(errno, EINVAL);
+    /* An ACL user with no password anywhere is refused at once. */
+    unsetenv("TETHER_REDIS_PASSWORD_FILE");
+    assert_int_equal(redis_new(L, "redis://app@127.0.0.1:1", NULL), NULL);
+    assert_int_equal(errno, EINVAL);
+}
+
+static void test_redact(void **state)
+{
+    (void)state;
+    char out[128];
+    assert_string_equal(cfg_redact_url("redis://:s3cret@h:1/2", out, sizeof(out)), "redis://:***@h:1/2");
+    assert_string_equal(cfg_redact_url("redis://app:a@b/c@host/0", out, sizeof(out)), "redis://app:***@host/0");
+    assert_string_equal(cfg_redact_url("redis://app@host", out, sizeof(out)), "redis://app@host");
+    assert_string_equal(cfg_redact_url("redis://[::1]:6379/0", out, sizeof(out)), "redis://[::1]:6379/0");
+    assert_string_equal(cfg_redact_url("tcp://127.0.0.1:5550", out, sizeof(out)), "tcp://127.0.0.1:5550");
+    assert_string_equal(cfg_redact_url("not a url: x@y", out, sizeof(out)), "not a url: x@y");
+    assert_string_equal(cfg_redact_url(NULL, out, sizeof(out)), "");
+    /* Truncation never reveals the password. */
+    char small[12];
+    cfg_redact_url("redis://u:topsecret@host", small, sizeof(small));
+    assert_null(strstr(small, "top"));
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
+/* One synchronous command on a new connection as the default user. */
+static void admin(const char *fmt, ...)
+{
+    struct timeval tv = { 2, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", g_port, tv);
+    assert_true(c && !c->err);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(rep);
+    if (rep->type == REDIS_REPLY_ERROR)
+        fail_msg("%s: %s", fmt, rep->str);
+    freeReplyObject(rep);
+    redisFree(c);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int run_cmd(redis *r, result *x, int argc, const char *const *argv)
+{
+    memset(x, 0, sizeof(*x));
+    if (redis_command(r, on_result, x, argc, argv, NULL) < 0)
+        return 0;
+    return run_until(&x->done, 2000);
+}
+
+static void test_auth_acl(void **state)
+{
+    (void)state;
+    admin("ACL SETUSER tether reset on >p@ss:w/0rd ~tether:* +@all");
+    char url[128];
+    snprintf(url, sizeof(url), "redis://tether:p%%40ss%%3Aw%%2F0rd@127.0.0.1:%d/0", g_port);
+    redis_opts o = { .name = "acl", .cmd_timeout_ms = 1000, .ping_ms = 100 };
+    redis *r = redis_new(L, url, &o);
+    assert_non_null(r);
+    assert_true(wait_ready(r, 3000));
+    result x;
+    const char *who[] = { "ACL", "WHOAMI" };
+    assert_true(run_cmd(r, &x, 2, who));
+    assert_string_equal(x.str, "tether");
+    const char *ok[] = { "SET", "tether:acl", "1" };
+    assert_true(run_cmd(r, &x, 3, ok));
+    assert_int_equal(x.type, REDIS_REPLY_STATUS);
+    const char *no[] = { "SET", "other:acl", "1" };
+    assert_true(run_cmd(r, &x, 3, no));
+    assert_int_equal(x.type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(x.str, "NOPERM"));
+    /* AUTH again first thing after a reconnect: without it the new
+     * connection would be the default user. */
+    redis_stats st0 = redis_get_stats(r);
+    admin("CLIENT KILL USER tether");
+    uint64_t end = tu_ms() + 3000;
+    while (redis_get_stats(r).reconnects == st0.reconnects && tu_ms() < end)
+        loop_run_once(L, 10);
+    assert_true(wait_ready(r, 3000));
+    assert_true(run_cmd(r, &x, 2, who));
+    assert_string_equal(x.str, "tether");
+    redis_free(r);
+    admin("DEL tether:acl");
+}
+
+static void test_auth_wrong_then_file_rotation(void **state)
+{
+    (void)state;
+    admin("ACL SETUSER rot reset on >first ~tether:* +@all");
+    char url[128], path[256];
+    snprintf(url, sizeof(url), "redis://rot:wrong@127.0.0.1:%d/0", g_port);
+    redis_opts o = { .name = "wrong", .cmd_timeout_ms = 1000, .ping_ms = 100 };
+    /* A wrong password: never up, a clear error, retried (no crash). */
+    redis *r = redis_new(L, url, &o);
+    assert_non_null(r);
+    assert_false(wait_ready(r, 800));
+    assert_non_null(strstr(redis_last_error(r), "AUTH refused"));
+    assert_non_null(strstr(redis_last_error(r), "WRONGPASS"));
+    assert_null(strstr(redis_last_error(r), "wrong"));
+    assert_true(redis_get_stats(r).disconnects >= 2);
+    redis_free(r);
+
+    /* The password file, re-read before each attempt. */
+    snprintf(path, sizeof(path), "%s/redis-pw-%d", tu_dir(), g_port);
+    write_file(path, "first\n");
+    setenv("TETHER_REDIS_PASSWORD_FILE", path, 1);
+    snprintf(url, sizeof(url), "redis://rot@127.0.0.1:%d/0", g_port);
+    r = redis_new(L, url, &o);
+    assert_non_null(r);
+    assert_true(wait_ready(r, 3000));
+    /* Rotation: the server changes first, the connection drops, the file
+     * catches up later; the next attempt after that gets in. */
+    admin("ACL SETUSER rot resetpass >second");
+    redis_stats st0 = redis_get_stats(r);
+    admin("CLIENT KILL USER rot");
+    uint64_t end = tu_ms() + 3000;
+    while (redis_get_stats(r).disconnects < st0.disconnects + 2 && tu_ms() < end)
+        loop_run_once(L, 10);
+    assert_false(wait_ready(r, 300));
+    assert_non_null(strstr(redis_last_error(r), "WRONGPASS"));
+    write_file(path, "second\r\n");
+    assert_true(wait_ready(r, 4000));
+    result x;
+    const char *who[] = { "ACL", "WHOAMI" };
+    assert_true(run_cmd(r, &x, 2, who));
+    assert_string_equal(x.str, "rot");
+    redis_free(r);
+    /* An unreadable file is an error of redis_new. */
+    setenv("TETHER_REDIS_PASSWORD_FILE", "/nonexistent/pw", 1);
+    assert_null(redis_new(L, url, &o));
+    assert_int_equal(errno, ENOENT);
+    unsetenv("TETHER_REDIS_PASSWORD_FILE");
+    unlink(path);
 }
 
 static void test_select_and_pipeline_order(void **state)
@@ -287,6 +468,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_url),
+        cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_auth_acl),
+        cmocka_unit_test(test_auth_wrong_then_file_rotation),
         cmocka_unit_test(test_select_and_pipeline_order),
         cmocka_unit_test(test_evalsha_noscript),
         cmocka_unit_test(test_timeout_recycles),
