@@ -160,34 +160,53 @@ def _resp_read(f):
     raise RedisError("bad RESP reply %r" % line)
 
 
-def redis_command(port, *args, timeout=2.0):
+def _resp_encode(args):
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(parts)
+
+
+def redis_command(port, *args, timeout=2.0, auth=None):
     """Sends one command to redis on 127.0.0.1:port (a minimal RESP client, so
-    the tests need no Python redis package)."""
+    the tests need no Python redis package). auth: a password, or a (user,
+    password) pair, sent as AUTH first."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        parts = [b"*%d\r\n" % len(args)]
-        for a in args:
-            b = a if isinstance(a, bytes) else str(a).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        s.sendall(b"".join(parts))
+        pre = b""
+        if auth is not None:
+            pre = _resp_encode(("AUTH",) + (tuple(auth) if isinstance(auth, (tuple, list)) else (auth,)))
+        s.sendall(pre + _resp_encode(args))
         with s.makefile("rb") as f:
+            if pre:
+                _resp_read(f)
             return _resp_read(f)
 
 
 class Redis:
     """A redis-server of our own in `workdir`: no persistence by default, or
-    AOF with fsync on every write (aof=True) for durability tests."""
+    AOF with fsync on every write (aof=True) for durability tests.
 
-    def __init__(self, workdir, aof=False):
+    password: requirepass of the default user (the harness's own commands
+    use it). users: ACL rules, one string per user ("app on >pw ~tether:*
+    +@all"). url_auth: the userinfo the daemons' URL carries (already
+    percent-encoded), e.g. "app:p%40ss"."""
+
+    def __init__(self, workdir, aof=False, password=None, users=(), url_auth=None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.aof = aof
+        self.password = password
+        self.users = list(users)
+        self.url_auth = url_auth
         self.port = free_port()
         self.proc = None
         self.log = self.dir / "redis.log"
 
     @property
     def url(self):
-        return "redis://127.0.0.1:%d/0" % self.port
+        auth = self.url_auth + "@" if self.url_auth else ""
+        return "redis://%s127.0.0.1:%d/0" % (auth, self.port)
 
     def start(self):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
@@ -197,6 +216,10 @@ class Redis:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        for u in self.users:
+            args += ["--user"] + u.split()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -210,7 +233,7 @@ class Redis:
         return self
 
     def command(self, *args):
-        return redis_command(self.port, *args)
+        return redis_command(self.port, *args, auth=self.password)
 
     def kill9(self):
         if self.proc and self.proc.poll() is None:
