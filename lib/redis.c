@@ -1,5 +1,10 @@
-/* redis.c -- hiredis async on the loop: connect, handshake, timeouts,
- * reconnection, scripts (see redis.h for the contract).
+/* redis.c -- Redis connections on the loop: connect (plain TCP or TLS),
+ * handshake, timeouts, reconnection, scripts (see redis.h for the contract).
+ *
+ * The transport is ours: a non-blocking socket, OpenSSL on it for
+ * rediss://, hiredis's redisReader for the replies and RESP formatting of our
+ * own (req_format). Debian's hiredis 0.14 has no TLS, and its async context
+ * added nothing the FIFO below does not already do.
  *
  * Shape of a connection's life:
  *
@@ -26,9 +31,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/async.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "log.h"
 
@@ -37,8 +54,11 @@
 #define REDIS_FREE_KEEP 1024        /* rreqs kept on the free list */
 #define REDIS_BUF_KEEP (256 * 1024) /* larger command buffers are not kept */
 #define REDIS_MAX_ARGS 1024
+#define REDIS_MAX_ADDRS 4            /* resolved addresses tried in turn */
+#define REDIS_READ_CHUNK 16384
 
 enum { ST_DOWN, ST_CONNECTING, ST_UP };
+enum { PH_TCP, PH_TLS, PH_OPEN }; /* where a connection (not DOWN) stands */
 enum { K_USER, K_AUTH, K_SELECT, K_LOAD, K_HANDSHAKE_PING, K_PING };
 
 typedef struct rreq rreq;
@@ -63,16 +83,6 @@ struct redis_script {
     int loading; /* a SCRIPT LOAD is on the wire */
 };
 
-/* The event glue of one hiredis context; freed by hiredis's cleanup hook. */
-typedef struct rconn {
-    redis *r;
-    redisAsyncContext *ac;
-    int fd;
-    unsigned ev;
-    int watched;
-    int fail_status; /* what pending commands get when the context dies */
-} rconn;
-
 struct redis {
     loop *l;
     char name[32];
@@ -83,7 +93,23 @@ struct redis {
     int url_password;
     int auth_failed;    /* the last AUTH was refused: its error is logged once */
     uint32_t timeout_ms, ping_ms;
-    redisAsyncContext *ac; /* the current context, NULL when DOWN */
+    int tls;               /* rediss:// */
+    SSL_CTX *tls_ctx;
+    /* The connection; fd is -1 when DOWN. */
+    int fd;
+    int phase;
+    unsigned ev;           /* events watched on fd */
+    int watched;
+    SSL *ssl;
+    int rd_wants_w;        /* SSL_read asked for writability */
+    int wr_wants_r;        /* SSL_write asked for readability */
+    redisReader *reader;
+    char *obuf;            /* formatted commands not yet written: [ooff, olen) */
+    size_t olen, ooff, ocap;
+    uint64_t gen;          /* bumped when a connection closes */
+    struct sockaddr_storage addr[REDIS_MAX_ADDRS];
+    socklen_t addrlen[REDIS_MAX_ADDRS];
+    int naddr, iaddr;
     int state;
     int freeing;
     int ever_up;
@@ -145,11 +171,18 @@ static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
 
 int redis_url_parse(const char *url, redis_target *u)
 {
-    static const char scheme[] = "redis://";
     memset(u, 0, sizeof(*u));
-    if (!url || strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+    if (!url)
         return -EINVAL;
-    const char *p = url + sizeof(scheme) - 1;
+    const char *p;
+    if (strncmp(url, "redis://", 8) == 0) {
+        p = url + 8;
+    } else if (strncmp(url, "rediss://", 9) == 0) {
+        p = url + 9;
+        u->tls = 1;
+    } else {
+        return -EINVAL;
+    }
     /* The userinfo ends at the last '@': a password may hold '@' or '/'
      * unescaped, the rest of the URL never holds '@'. */
     const char *at = strrchr(p, '@');
@@ -242,6 +275,100 @@ int redis_password_file(char *buf, size_t buflen)
     buf[len] = '\0';
     OPENSSL_cleanse(buf + len, n - len);
     return (int)len;
+}
+
+/* ---- TLS settings ----------------------------------------------------------------- */
+
+static int env_true(const char *name)
+{
+    const char *v = getenv(name);
+    return v && (!strcasecmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"));
+}
+
+static void ssl_err(char *err, size_t errlen, const char *what)
+{
+    char es[120] = "unknown error";
+    unsigned long e = ERR_peek_last_error();
+    if (e)
+        ERR_error_string_n(e, es, sizeof(es));
+    ERR_clear_error();
+    if (err && errlen)
+        snprintf(err, errlen, "%s: %s", what, es);
+}
+
+/* The client context of rediss:// from TETHER_REDIS_CA (else the system's
+ * trust store), TETHER_REDIS_CERT / TETHER_REDIS_KEY and
+ * TETHER_REDIS_TLS_INSECURE. NULL with err set on failure. */
+static SSL_CTX *tls_ctx_new(char *err, size_t errlen)
+{
+    const char *ca = getenv("TETHER_REDIS_CA"), *cert = getenv("TETHER_REDIS_CERT"),
+               *key = getenv("TETHER_REDIS_KEY");
+    int has_cert = cert && *cert, has_key = key && *key;
+    if (has_cert != has_key) {
+        snprintf(err, errlen, "TETHER_REDIS_CERT and TETHER_REDIS_KEY go together");
+        return NULL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        ssl_err(err, errlen, "TLS");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* Writes resume from obuf, which may grow (move) between attempts. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (ca && *ca) {
+        if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+            ssl_err(err, errlen, "TETHER_REDIS_CA");
+            goto fail;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        ssl_err(err, errlen, "TLS trust store");
+        goto fail;
+    }
+    if (has_cert) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+            ssl_err(err, errlen, "TETHER_REDIS_CERT");
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+            ssl_err(err, errlen, "TETHER_REDIS_KEY");
+            goto fail;
+        }
+    }
+    SSL_CTX_set_verify(ctx, env_true("TETHER_REDIS_TLS_INSECURE") ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+int redis_check_config(const char *url, char *err, size_t errlen)
+{
+    redis_target u;
+    int rc = 0;
+    if (redis_url_parse(url, &u) < 0) {
+        snprintf(err, errlen, "expected redis[s]://[user[:password]@]host[:port][/db]");
+        rc = -EINVAL;
+    } else if (!u.has_password) {
+        char pw[sizeof(u.password)];
+        int n = redis_password_file(pw, sizeof(pw));
+        OPENSSL_cleanse(pw, sizeof(pw));
+        if (n < 0) {
+            snprintf(err, errlen, "TETHER_REDIS_PASSWORD_FILE: %s", strerror(-n));
+            rc = n;
+        } else if (u.user[0] && n == 0) {
+            snprintf(err, errlen, "an ACL user needs a password (in the URL or TETHER_REDIS_PASSWORD_FILE)");
+            rc = -EINVAL;
+        }
+    }
+    if (rc == 0 && u.tls) {
+        SSL_CTX *ctx = tls_ctx_new(err, errlen);
+        if (!ctx)
+            rc = -EINVAL;
+        SSL_CTX_free(ctx);
+    }
+    OPENSSL_cleanse(&u, sizeof(u));
+    return rc;
 }
 
 /* ---- request pool and FIFO ------------------------------------------------------ */
@@ -354,43 +481,97 @@ static int req_format(rreq *q, int npre, const char *const *pre, const size_t *p
     return 0;
 }
 
-/* ---- event glue (hiredis hooks onto loop_add_fd/loop_mod_fd/loop_del_fd) ------ */
+/* ---- transport: socket, TLS, output buffer ------------------------------------- */
 
-static void on_fd(loop *l, int fd, unsigned events, void *arg)
-{
-    (void)l;
-    (void)fd;
-    rconn *c = arg;
-    redis *r = c->r;
-    redisAsyncContext *ac = c->ac;
-    /* HandleRead may end in the context's (and c's) destruction; r->ac tells. */
-    if (events & (LOOP_READ | LOOP_ERROR))
-        redisAsyncHandleRead(ac);
-    if ((events & LOOP_WRITE) && r->ac == ac)
-        redisAsyncHandleWrite(ac);
-}
+static void on_fd(loop *l, int fd, unsigned events, void *arg);
 
-static void ev_set(rconn *c, unsigned ev)
+static void ev_set(redis *r, unsigned ev)
 {
-    loop *l = c->r->l;
-    if (c->watched && ev == c->ev)
+    if (r->watched && ev == r->ev)
         return;
-    if (!c->watched) {
-        if (loop_add_fd(l, c->fd, ev, on_fd, c) < 0) {
-            LOG_ERROR("redis: cannot watch socket", "{s:i}", "fd", c->fd);
+    if (!r->watched) {
+        if (loop_add_fd(r->l, r->fd, ev, on_fd, r) < 0) {
+            LOG_ERROR("redis: cannot watch socket", "{s:s,s:i}", "conn", r->name, "fd", r->fd);
             return;
         }
-        c->watched = 1;
+        r->watched = 1;
     } else {
-        loop_mod_fd(l, c->fd, ev);
+        loop_mod_fd(r->l, r->fd, ev);
     }
-    c->ev = ev;
+    r->ev = ev;
 }
 
-static void hook_add_read(void *p) { rconn *c = p; ev_set(c, c->ev | LOOP_READ); }
-static void hook_del_read(void *p) { rconn *c = p; ev_set(c, c->ev & ~LOOP_READ); }
-static void hook_add_write(void *p) { rconn *c = p; ev_set(c, c->ev | LOOP_WRITE); }
-static void hook_del_write(void *p) { rconn *c = p; ev_set(c, c->ev & ~LOOP_WRITE); }
+/* What an open connection waits for: always replies; writability while
+ * output is pending (unless TLS first needs to read) or TLS reading asks. */
+static void ev_update(redis *r)
+{
+    if (r->fd < 0 || r->phase != PH_OPEN)
+        return;
+    unsigned ev = LOOP_READ;
+    if ((r->olen > r->ooff && !r->wr_wants_r) || r->rd_wants_w)
+        ev |= LOOP_WRITE;
+    ev_set(r, ev);
+}
+
+static int out_append(redis *r, const char *p, size_t n)
+{
+    if (r->ooff && r->ooff == r->olen)
+        r->ooff = r->olen = 0;
+    if (r->olen + n > r->ocap && r->ooff) {
+        /* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows moving a pending write. */
+        memmove(r->obuf, r->obuf + r->ooff, r->olen - r->ooff);
+        r->olen -= r->ooff;
+        r->ooff = 0;
+    }
+    if (r->olen + n > r->ocap) {
+        size_t cap = r->ocap ? r->ocap : 4096;
+        while (cap < r->olen + n)
+            cap *= 2;
+        char *nb = realloc(r->obuf, cap);
+        if (!nb)
+            return -ENOMEM;
+        r->obuf = nb;
+        r->ocap = cap;
+    }
+    memcpy(r->obuf + r->olen, p, n);
+    r->olen += n;
+    return 0;
+}
+
+/* Closes the socket only (the handshake queued in obuf survives, for the
+ * next address). */
+static void sock_close(redis *r)
+{
+    if (r->fd < 0)
+        return;
+    if (r->watched)
+        loop_del_fd(r->l, r->fd);
+    r->watched = 0;
+    r->ev = 0;
+    if (r->ssl) {
+        SSL_free(r->ssl);
+        r->ssl = NULL;
+    }
+    close(r->fd);
+    r->fd = -1;
+}
+
+static void conn_close(redis *r)
+{
+    sock_close(r);
+    if (r->reader) {
+        redisReaderFree(r->reader);
+        r->reader = NULL;
+    }
+    r->olen = r->ooff = 0;
+    if (r->ocap > REDIS_BUF_KEEP) {
+        free(r->obuf);
+        r->obuf = NULL;
+        r->ocap = 0;
+    }
+    r->rd_wants_w = r->wr_wants_r = 0;
+    r->gen++;
+}
 
 static void on_retry(loop *l, loop_timer *t, void *arg)
 {
@@ -419,40 +600,302 @@ static void went_down(redis *r, const char *why)
     r->backoff_ms = r->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
-/* Marks the current connection lost (idempotent: only the first report of a
- * context's death counts) and schedules a reconnect. */
-static void conn_lost(redis *r, const char *why)
+static void finish(redis *r, rreq *q, int status, redisReply *rep);
+
+/* Fails every command in flight, oldest first. */
+static void fail_inflight(redis *r, int status)
 {
-    if (!r->ac)
-        return;
-    r->ac = NULL;
-    went_down(r, why);
+    while (r->head) {
+        rreq *q = r->head;
+        fifo_remove(r, q);
+        if (q->kind == K_LOAD)
+            q->script->loading = 0;
+        finish(r, q, status, NULL);
+    }
 }
 
-static void hook_cleanup(void *p)
-{
-    rconn *c = p;
-    redis *r = c->r;
-    if (c->watched)
-        loop_del_fd(r->l, c->fd);
-    if (r->ac == c->ac)
-        conn_lost(r, c->ac->errstr);
-    c->ac->ev.data = NULL;
-    free(c);
-}
-
-/* Drops the current connection on our own initiative: every pending command
- * fails with status. Inside a hiredis callback the free is deferred by
- * hiredis until the callback returns. */
+/* Drops the current connection (if any): closes it, schedules the
+ * reconnect, then fails every command in flight with status (their
+ * callbacks see the handle DOWN already). */
 static void recycle(redis *r, int status, const char *why)
 {
-    redisAsyncContext *ac = r->ac;
-    if (!ac)
+    if (r->state == ST_DOWN)
         return;
-    rconn *c = ac->ev.data;
-    c->fail_status = status;
-    conn_lost(r, why);
-    redisAsyncFree(ac);
+    conn_close(r);
+    went_down(r, why);
+    fail_inflight(r, status);
+}
+
+/* The reason of a TLS failure, into buf. */
+static void tls_reason(redis *r, int sslerr, const char *what, char *buf, size_t len)
+{
+    long v = r->ssl ? SSL_get_verify_result(r->ssl) : X509_V_OK;
+    unsigned long e = ERR_peek_last_error();
+    if (v != X509_V_OK) {
+        snprintf(buf, len, "%s: certificate verify failed: %s", what, X509_verify_cert_error_string(v));
+    } else if (e) {
+        char es[120];
+        ERR_error_string_n(e, es, sizeof(es));
+        snprintf(buf, len, "%s: %s", what, es);
+    } else if (sslerr == SSL_ERROR_SYSCALL && errno) {
+        snprintf(buf, len, "%s: %s", what, strerror(errno));
+    } else {
+        snprintf(buf, len, "%s: connection closed", what);
+    }
+    ERR_clear_error();
+}
+
+static int is_ip_literal(const char *host)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* TCP is up on a rediss:// connection: starts TLS with SNI (for names) and
+ * verification of the server's name or address against its certificate. */
+static int tls_start(redis *r)
+{
+    r->ssl = SSL_new(r->tls_ctx);
+    if (!r->ssl || SSL_set_fd(r->ssl, r->fd) != 1)
+        return -ENOMEM;
+    if (is_ip_literal(r->host)) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(r->ssl), r->host) != 1)
+            return -EINVAL;
+    } else {
+        if (SSL_set_tlsext_host_name(r->ssl, r->host) != 1 || SSL_set1_host(r->ssl, r->host) != 1)
+            return -EINVAL;
+    }
+    r->phase = PH_TLS;
+    return 0;
+}
+
+static void tls_handshake(redis *r)
+{
+    ERR_clear_error();
+    int rc = SSL_connect(r->ssl);
+    if (rc == 1) {
+        r->phase = PH_OPEN;
+        ev_update(r);
+        return;
+    }
+    int e = SSL_get_error(r->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ) {
+        ev_set(r, LOOP_READ);
+        return;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        ev_set(r, LOOP_WRITE);
+        return;
+    }
+    char why[sizeof(r->err)];
+    tls_reason(r, e, "TLS handshake", why, sizeof(why));
+    recycle(r, -ECONNRESET, why);
+}
+
+/* Starts a non-blocking connect to addr[i], or the next one that accepts
+ * the attempt. Returns 0, or -1 with r->err set. */
+static int sock_connect(redis *r, int i)
+{
+    for (; i < r->naddr; i++) {
+        int fd = socket(r->addr[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            snprintf(r->err, sizeof(r->err), "socket: %s", strerror(errno));
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, (struct sockaddr *)&r->addr[i], r->addrlen[i]) == 0 || errno == EINPROGRESS) {
+            r->fd = fd;
+            r->iaddr = i;
+            r->phase = PH_TCP;
+            ev_set(r, LOOP_WRITE);
+            return 0;
+        }
+        snprintf(r->err, sizeof(r->err), "connect: %s", strerror(errno));
+        close(fd);
+    }
+    return -1;
+}
+
+static void tcp_done(redis *r)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        char why[sizeof(r->err)];
+        snprintf(why, sizeof(why), "connect: %s", strerror(err));
+        sock_close(r);
+        if (sock_connect(r, r->iaddr + 1) == 0)
+            return;
+        recycle(r, -ECONNRESET, why);
+        return;
+    }
+    if (r->tls) {
+        if (tls_start(r) < 0) {
+            recycle(r, -ECONNRESET, "TLS: cannot set up the session");
+            return;
+        }
+        tls_handshake(r);
+        return;
+    }
+    r->phase = PH_OPEN;
+    ev_update(r);
+}
+
+static void on_reply(redis *r, rreq *q, redisReply *rep);
+
+/* Hands every complete reply to the FIFO head. Returns -1 when the
+ * connection went away meanwhile. */
+static int dispatch(redis *r)
+{
+    uint64_t gen = r->gen;
+    for (;;) {
+        void *rep = NULL;
+        if (redisReaderGetReply(r->reader, &rep) != REDIS_OK) {
+            char why[sizeof(r->err)];
+            snprintf(why, sizeof(why), "protocol error: %s", r->reader->errstr);
+            recycle(r, -ECONNRESET, why);
+            return -1;
+        }
+        if (!rep)
+            return 0;
+        rreq *q = r->head;
+        if (!q) {
+            freeReplyObject(rep);
+            recycle(r, -ECONNRESET, "a reply to no command");
+            return -1;
+        }
+        fifo_remove(r, q);
+        r->last_reply = loop_now_ms(r->l);
+        on_reply(r, q, rep);
+        freeReplyObject(rep);
+        if (r->gen != gen)
+            return -1;
+    }
+}
+
+static void do_read(redis *r)
+{
+    char buf[REDIS_READ_CHUNK];
+    for (;;) {
+        size_t n;
+        if (r->ssl) {
+            ERR_clear_error();
+            int rc = SSL_read(r->ssl, buf, sizeof(buf));
+            if (rc <= 0) {
+                int e = SSL_get_error(r->ssl, rc);
+                if (e == SSL_ERROR_WANT_READ)
+                    break;
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    r->rd_wants_w = 1;
+                    break;
+                }
+                char why[sizeof(r->err)];
+                if (e == SSL_ERROR_ZERO_RETURN)
+                    snprintf(why, sizeof(why), "server closed the connection");
+                else
+                    tls_reason(r, e, "TLS read", why, sizeof(why));
+                recycle(r, -ECONNRESET, why);
+                return;
+            }
+            n = (size_t)rc;
+        } else {
+            ssize_t rc = recv(r->fd, buf, sizeof(buf), 0);
+            if (rc < 0 && errno == EINTR)
+                continue;
+            if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            if (rc <= 0) {
+                recycle(r, -ECONNRESET, rc == 0 ? "server closed the connection" : strerror(errno));
+                return;
+            }
+            n = (size_t)rc;
+        }
+        if (redisReaderFeed(r->reader, buf, n) != REDIS_OK) {
+            recycle(r, -ECONNRESET, "out of memory reading replies");
+            return;
+        }
+        if (dispatch(r) < 0)
+            return;
+        /* Plain sockets are level-triggered: a short read drained them. TLS
+         * may hold decrypted bytes the socket no longer signals: read on
+         * until it asks for more. */
+        if (!r->ssl && n < sizeof(buf))
+            break;
+    }
+    ev_update(r);
+}
+
+static void do_write(redis *r)
+{
+    while (r->ooff < r->olen) {
+        size_t n = r->olen - r->ooff;
+        if (r->ssl) {
+            ERR_clear_error();
+            int rc = SSL_write(r->ssl, r->obuf + r->ooff, n > INT_MAX ? INT_MAX : (int)n);
+            if (rc <= 0) {
+                int e = SSL_get_error(r->ssl, rc);
+                if (e == SSL_ERROR_WANT_WRITE)
+                    break;
+                if (e == SSL_ERROR_WANT_READ) {
+                    r->wr_wants_r = 1;
+                    break;
+                }
+                char why[sizeof(r->err)];
+                tls_reason(r, e, "TLS write", why, sizeof(why));
+                recycle(r, -ECONNRESET, why);
+                return;
+            }
+            r->ooff += (size_t)rc;
+        } else {
+            ssize_t rc = send(r->fd, r->obuf + r->ooff, n, MSG_NOSIGNAL);
+            if (rc < 0 && errno == EINTR)
+                continue;
+            if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            if (rc < 0) {
+                recycle(r, -ECONNRESET, strerror(errno));
+                return;
+            }
+            r->ooff += (size_t)rc;
+        }
+    }
+    if (r->ooff == r->olen)
+        r->ooff = r->olen = 0;
+    ev_update(r);
+}
+
+static void on_fd(loop *l, int fd, unsigned events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    redis *r = arg;
+    uint64_t gen = r->gen;
+    if (r->phase == PH_TCP) {
+        tcp_done(r);
+        return;
+    }
+    if (r->phase == PH_TLS) {
+        tls_handshake(r);
+        return;
+    }
+    int rd = (events & (LOOP_READ | LOOP_ERROR)) != 0, wr = (events & LOOP_WRITE) != 0;
+    if (r->rd_wants_w && wr) {
+        r->rd_wants_w = 0;
+        rd = 1;
+    }
+    if (rd)
+        do_read(r);
+    if (r->gen != gen)
+        return;
+    if (r->wr_wants_r && rd) {
+        r->wr_wants_r = 0;
+        wr = 1;
+    }
+    if (wr)
+        do_write(r);
 }
 
 /* ---- replies ------------------------------------------------------------------- */
@@ -474,13 +917,14 @@ static int is_status(const redisReply *rep, const char *s)
            strcmp(rep->str, s) == 0;
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
-
 static int send_req(redis *r, rreq *q)
 {
-    if (redisAsyncFormattedCommand(r->ac, on_reply, q, q->buf, q->len) != REDIS_OK)
+    if (r->state == ST_DOWN || r->fd < 0)
         return -ENOTCONN;
+    if (out_append(r, q->buf, q->len) < 0)
+        return -ENOMEM;
     fifo_push(r, q);
+    ev_update(r);
     return 0;
 }
 
@@ -577,32 +1021,14 @@ static void on_internal(redis *r, rreq *q, redisReply *rep)
     }
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+static void on_reply(redis *r, rreq *q, redisReply *rep)
 {
-    rreq *q = privdata;
-    redis *r = q->r;
-    redisReply *rep = reply;
-    rconn *c = ac->ev.data;
-    fifo_remove(r, q);
-    if (rep)
-        r->last_reply = loop_now_ms(r->l);
-    if (!rep) {
-        /* The context is dying with this command unanswered. */
-        int status = c && c->fail_status ? c->fail_status : -ECONNRESET;
-        if (r->ac == ac)
-            conn_lost(r, ac->errstr[0] ? ac->errstr : "connection closed");
-        if (q->kind == K_LOAD)
-            q->script->loading = 0;
-        finish(r, q, status, NULL);
-        return;
-    }
     if (q->kind != K_USER) {
         on_internal(r, q, rep);
         req_put(r, q);
         return;
     }
-    if (q->script && !q->resent && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 &&
-        r->ac == ac) {
+    if (q->script && !q->resent && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
         /* The cache was flushed under us. The LOAD goes on the wire before the
          * resend, and this command never ran, so sending it again is exact. */
         r->st.script_reloads++;
@@ -615,14 +1041,6 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     finish(r, q, 0, rep);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    /* Failures are reported through the cleanup hook; success needs the
-     * handshake PING before the connection counts as up. */
-    (void)ac;
-    (void)status;
 }
 
 /* ---- connection management ------------------------------------------------------ */
@@ -644,9 +1062,35 @@ static int load_password(redis *r)
     return 0;
 }
 
+/* Resolves the host into r->addr. Returns 0 or -1 with r->err set. */
+static int resolve(redis *r)
+{
+    char port[8];
+    snprintf(port, sizeof(port), "%d", r->port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
+    int rc = getaddrinfo(r->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(r->err, sizeof(r->err), "resolve %.100s: %s", r->host, gai_strerror(rc));
+        return -1;
+    }
+    r->naddr = 0;
+    for (struct addrinfo *a = res; a && r->naddr < REDIS_MAX_ADDRS; a = a->ai_next) {
+        if (a->ai_addrlen > sizeof(r->addr[0]))
+            continue;
+        memcpy(&r->addr[r->naddr], a->ai_addr, a->ai_addrlen);
+        r->addrlen[r->naddr++] = a->ai_addrlen;
+    }
+    freeaddrinfo(res);
+    if (!r->naddr) {
+        snprintf(r->err, sizeof(r->err), "resolve %.100s: no address", r->host);
+        return -1;
+    }
+    return 0;
+}
+
 static void connect_now(redis *r)
 {
-    if (r->ac || r->freeing)
+    if (r->state != ST_DOWN || r->freeing)
         return;
     /* A password file that cannot be read now keeps the last password read:
      * a rotation in progress must not turn into an outage. */
@@ -654,35 +1098,18 @@ static void connect_now(redis *r)
         went_down(r, NULL);
         return;
     }
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
-    if (!ac || ac->err) {
-        snprintf(r->err, sizeof(r->err), "%s", ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
-        went_down(r, NULL);
-        return;
-    }
-    rconn *c = calloc(1, sizeof(*c));
-    if (!c) {
-        redisAsyncFree(ac);
+    r->reader = redisReaderCreate();
+    if (!r->reader) {
         went_down(r, "out of memory");
         return;
     }
-    c->r = r;
-    c->ac = ac;
-    c->fd = ac->c.fd;
-    ac->data = r;
-    ac->ev.data = c;
-    ac->ev.addRead = hook_add_read;
-    ac->ev.delRead = hook_del_read;
-    ac->ev.addWrite = hook_add_write;
-    ac->ev.delWrite = hook_del_write;
-    ac->ev.cleanup = hook_cleanup;
-    r->ac = ac;
+    if (resolve(r) < 0 || sock_connect(r, 0) < 0) {
+        conn_close(r);
+        went_down(r, NULL);
+        return;
+    }
     r->state = ST_CONNECTING;
-    /* Also arms the write watch through which the connect completes. */
-    redisAsyncSetConnectCallback(ac, on_connect);
-    /* The handshake is pipelined behind the connect: hiredis buffers it. */
+    /* The handshake waits in obuf until TCP (and TLS) are up. */
     int rc = 0;
     if (r->password[0]) {
         const char *argv[3] = { "AUTH", r->user[0] ? r->user : r->password, r->password };
@@ -717,7 +1144,7 @@ static void on_tick(loop *l, loop_timer *t, void *arg)
     uint64_t due = r->head ? r->head->deadline : 0;
     if (r->head && r->last_reply + r->timeout_ms > due)
         due = r->last_reply + r->timeout_ms;
-    if (r->ac && r->head && due <= now) {
+    if (r->state != ST_DOWN && r->head && due <= now) {
         r->st.timeouts++;
         char why[96];
         snprintf(why, sizeof(why), "no reply for %u ms", (unsigned)r->timeout_ms);
@@ -746,6 +1173,7 @@ redis *redis_new(loop *l, const char *url, const redis_opts *o)
         memcpy(r->user, u.user, sizeof(r->user));
         r->port = u.port;
         r->db = u.db;
+        r->tls = u.tls;
         r->url_password = u.has_password;
         if (u.has_password)
             memcpy(r->password, u.password, sizeof(r->password));
@@ -756,6 +1184,17 @@ redis *redis_new(loop *l, const char *url, const redis_opts *o)
             prc = -EINVAL;
     }
     OPENSSL_cleanse(&u, sizeof(u));
+    if (prc == 0 && r->tls) {
+        char terr[160];
+        r->tls_ctx = tls_ctx_new(terr, sizeof(terr));
+        if (!r->tls_ctx) {
+            LOG_ERROR("redis: TLS set-up failed", "{s:s,s:s}", "conn", o && o->name ? o->name : "redis", "error", terr);
+            prc = -EINVAL;
+        } else if (env_true("TETHER_REDIS_TLS_INSECURE")) {
+            LOG_WARN("redis: TETHER_REDIS_TLS_INSECURE: the server's certificate is not verified (tests only)",
+                     "{s:s}", "conn", o && o->name ? o->name : "redis");
+        }
+    }
     if (prc < 0) {
         OPENSSL_cleanse(r, sizeof(*r));
         free(r);
@@ -763,6 +1202,7 @@ redis *redis_new(loop *l, const char *url, const redis_opts *o)
         return NULL;
     }
     r->l = l;
+    r->fd = -1;
     snprintf(r->name, sizeof(r->name), "%s", o && o->name ? o->name : "redis");
     r->timeout_ms = o && o->cmd_timeout_ms ? o->cmd_timeout_ms : 1000;
     r->ping_ms = o && o->ping_ms ? o->ping_ms : 1000;
@@ -771,6 +1211,7 @@ redis *redis_new(loop *l, const char *url, const redis_opts *o)
     uint32_t tick = r->timeout_ms / 10;
     tick = tick < 10 ? 10 : tick > 100 ? 100 : tick;
     if (loop_timer_start(l, &r->tick, tick, tick, on_tick, r) < 0) {
+        SSL_CTX_free(r->tls_ctx);
         free(r);
         errno = ENOMEM;
         return NULL;
@@ -786,16 +1227,14 @@ void redis_free(redis *r)
     if (!r)
         return;
     r->freeing = 1;
-    r->state = ST_DOWN;
     loop_timer_stop(r->l, &r->tick);
     loop_timer_stop(r->l, &r->retry);
-    if (r->ac) {
-        redisAsyncContext *ac = r->ac;
-        rconn *c = ac->ev.data;
-        c->fail_status = -ECANCELED;
-        r->ac = NULL;
-        redisAsyncFree(ac);
-    }
+    conn_close(r);
+    r->state = ST_DOWN;
+    fail_inflight(r, -ECANCELED);
+    free(r->obuf);
+    if (r->tls_ctx)
+        SSL_CTX_free(r->tls_ctx);
     while (r->free_list) {
         rreq *q = r->free_list;
         r->free_list = q->next;
@@ -834,7 +1273,7 @@ redis_script *redis_script_new(redis *r, const char *body)
         pp = &(*pp)->next;
     *pp = s;
     /* Registered while a connection is already being set up: load it there too. */
-    if (r->ac && r->state != ST_DOWN)
+    if (r->state != ST_DOWN)
         send_load(r, s);
     return s;
 }
@@ -844,7 +1283,7 @@ const char *redis_script_sha(const redis_script *s) { return s->sha; }
 static int submit(redis *r, redis_script *s, redis_reply_cb *cb, void *arg, int npre, const char *const *pre,
                   const size_t *prelen, int argc, const char *const *argv, const size_t *lens)
 {
-    if (r->state != ST_UP || !r->ac) {
+    if (r->state != ST_UP) {
         r->st.errors++;
         return -ENOTCONN;
     }

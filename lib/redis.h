@@ -1,10 +1,12 @@
-/* redis.h -- a hiredis async connection driven by the process's loop.
+/* redis.h -- a Redis connection driven by the process's loop.
  *
- * hiredis 0.14.1 brings the protocol and pipelining but no event-loop glue of
+ * hiredis 0.14.1 brings the reply parser but no TLS, no event-loop glue of
  * ours, no connect or command timeouts and no reconnection. This module adds
  * them, so that replayd, sessiond and mediad each get one robust connection:
  *
- *   - Non-blocking connect to TETHER_REDIS-style URLs, AUTH (when the URL
+ *   - Non-blocking connect to TETHER_REDIS-style URLs, over TLS for
+ *     rediss:// (OpenSSL: SNI, the server's name or address verified against
+ *     its certificate, TETHER_REDIS_CA, optional client certificate), AUTH (when the URL
  *     or TETHER_REDIS_PASSWORD_FILE gives a password), SELECT of the
  *     database, SCRIPT LOAD of every registered script and a PING, before
  *     any caller's command is accepted (so a caller never runs against the
@@ -58,6 +60,7 @@ typedef struct redis_opts {
 /* A parsed TETHER_REDIS URL:
  *
  *   redis://[user[:password]@]host[:port][/db]
+ *   rediss://[user[:password]@]host[:port][/db]     (TLS)
  *
  * host may be a name, an IPv4 address or a [v6] literal; port 6379 and db 0
  * by default. user and password are percent-decoded (%XX); a password alone
@@ -70,12 +73,21 @@ typedef struct redis_target {
     char user[128];       /* "" when none */
     char password[256];   /* valid when has_password */
     int has_password;
+    int tls;              /* rediss:// */
 } redis_target;
 
 /* Parses url into u. Returns 0 or -EINVAL (bad form, port out of range,
  * a component too long, a bad %-escape or one that decodes to NUL). Log
  * the URL only through cfg_redact_url. */
 int redis_url_parse(const char *url, redis_target *u);
+
+/* Everything redis_new would refuse, checked at start so that a daemon can
+ * fail fast naming the reason: the URL, TETHER_REDIS_PASSWORD_FILE (readable,
+ * and present when an ACL user has no password in the URL), and for
+ * rediss:// TETHER_REDIS_CA, TETHER_REDIS_CERT and TETHER_REDIS_KEY. Returns
+ * 0, or -errno with err (errlen bytes) saying what is wrong; never a
+ * password. */
+int redis_check_config(const char *url, char *err, size_t errlen);
 
 /* The password file named by TETHER_REDIS_PASSWORD_FILE, read when the URL
  * carries no password: its content up to the first CR or LF. It is read

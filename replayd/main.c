@@ -115,22 +115,15 @@ int main(void)
     if (scfg.history_burst < scfg.history_size)
         scfg.history_burst = scfg.history_size;
     scfg.meta_ttl_s = scfg.history_ttl_s > META_MIN_TTL_S ? scfg.history_ttl_s : META_MIN_TTL_S;
-    char redis_shown[512];
-    redis_target ru;
+    char redis_shown[512], redis_err[256];
     cfg_redact_url(redis_url, redis_shown, sizeof(redis_shown));
-    if (redis_url_parse(redis_url, &ru) < 0)
-        fail("TETHER_REDIS", redis_shown, "expected redis://[user[:password]@]host[:port][/db]");
-    const char *redis_pwfile = cfg_str("TETHER_REDIS_PASSWORD_FILE", "");
-    if (!ru.has_password) {
-        char pw[256];
-        int pn = redis_password_file(pw, sizeof(pw));
-        memset(pw, 0, sizeof(pw));
-        if (pn < 0)
-            fail("TETHER_REDIS_PASSWORD_FILE", redis_pwfile, strerror(-pn));
-        if (ru.user[0] && pn == 0)
-            fail("TETHER_REDIS", redis_shown, "an ACL user needs a password (in the URL or TETHER_REDIS_PASSWORD_FILE)");
-    }
-    memset(&ru, 0, sizeof(ru));
+    cfg_str("TETHER_REDIS_PASSWORD_FILE", "");
+    cfg_str("TETHER_REDIS_CA", "");
+    cfg_str("TETHER_REDIS_CERT", "");
+    cfg_str("TETHER_REDIS_KEY", "");
+    cfg_bool("TETHER_REDIS_TLS_INSECURE", 0);
+    if (redis_check_config(redis_url, redis_err, sizeof(redis_err)) < 0)
+        fail("TETHER_REDIS", redis_shown, redis_err);
     if (strchr(endpoint, ','))
         fail("TETHER_REPLAYD", endpoint, "replayd binds one endpoint; the comma list is for clients");
     cfg_print();
