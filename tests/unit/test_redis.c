@@ -1,6 +1,8 @@
 /* test_redis.c -- lib/redis against a real redis-server started by the test:
  * URL parsing and redaction, AUTH (password, ACL user, password file and its
- * rotation, a wrong password), handshake (SELECT), pipelining order, EVALSHA and NOSCRIPT
+ * rotation, a wrong password), TLS (a CA, server and client certificates
+ * made with openssl: right CA, wrong CA, address mismatch, client
+ * certificate required, reconnection), handshake (SELECT), pipelining order, EVALSHA and NOSCRIPT
  * recovery, command timeouts that recycle the connection, -ENOTCONN while
  * down, reconnection after a Redis restart.
  */
@@ -464,6 +466,206 @@ static void test_free_cancels(void **state)
     redis_free(NULL);
 }
 
+/* ---- TLS ------------------------------------------------------------------------ */
+
+static char g_tls_dir[256];
+
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
+/* A CA, a server certificate for localhost / 127.0.0.1 and a client
+ * certificate signed by it, and an unrelated CA. */
+static void make_certs(void)
+{
+    snprintf(g_tls_dir, sizeof(g_tls_dir), "%s/tls-%d", tu_dir(), (int)getpid());
+    const char *d = g_tls_dir;
+    assert_int_equal(sh("(mkdir -p %s && cd %s && "
+                        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=tether-test-ca && "
+                        "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 2 -subj /CN=other-ca && "
+                        "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost && "
+                        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > srv.ext && "
+                        "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile srv.ext && "
+                        "openssl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=tether-client && "
+                        "openssl x509 -req -in cli.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out cli.crt -days 2)"
+                        " >/dev/null 2>&1",
+                        d, d),
+                     0);
+}
+
+/* A Redis with a plain port (for admin) and a TLS port on 127.0.0.1 and
+ * 127.0.0.2 that requires client certificates when auth_clients. */
+static pid_t tls_redis_start(int port, int tls_port, int auth_clients)
+{
+    char ports[16], tports[16], log[256], cert[300], key[300], ca[300];
+    snprintf(ports, sizeof(ports), "%d", port);
+    snprintf(tports, sizeof(tports), "%d", tls_port);
+    snprintf(log, sizeof(log), "%s/redis-tls-%d.log", tu_dir(), tls_port);
+    snprintf(cert, sizeof(cert), "%s/srv.crt", g_tls_dir);
+    snprintf(key, sizeof(key), "%s/srv.key", g_tls_dir);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", g_tls_dir);
+    const char *argv[] = { "redis-server", "--port", ports, "--tls-port", tports, "--bind", "127.0.0.1", "127.0.0.2",
+                           "--save", "", "--appendonly", "no", "--tls-cert-file", cert, "--tls-key-file", key,
+                           "--tls-ca-cert-file", ca, "--tls-auth-clients", auth_clients ? "yes" : "no",
+                           "--requirepass", "tls-pw", NULL };
+    pid_t pid = tu_spawn(argv, NULL, log);
+    if (pid < 0)
+        return -1;
+    uint64_t end = tu_ms() + 5000;
+    while (tu_ms() < end) {
+        redisReply *rep = tu_redis(port, "PING");
+        int up = rep != NULL; /* NOAUTH is an answer too */
+        freeReplyObject(rep);
+        if (up)
+            return pid;
+        struct timespec ts = { 0, 10 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    tu_stop(pid, SIGKILL, 1000);
+    return -1;
+}
+
+static void tls_env(const char *ca, int client_cert)
+{
+    char path[320];
+    if (ca) {
+        snprintf(path, sizeof(path), "%s/%s", g_tls_dir, ca);
+        setenv("TETHER_REDIS_CA", path, 1);
+    } else {
+        unsetenv("TETHER_REDIS_CA");
+    }
+    if (client_cert) {
+        snprintf(path, sizeof(path), "%s/cli.crt", g_tls_dir);
+        setenv("TETHER_REDIS_CERT", path, 1);
+        snprintf(path, sizeof(path), "%s/cli.key", g_tls_dir);
+        setenv("TETHER_REDIS_KEY", path, 1);
+    } else {
+        unsetenv("TETHER_REDIS_CERT");
+        unsetenv("TETHER_REDIS_KEY");
+    }
+    unsetenv("TETHER_REDIS_TLS_INSECURE");
+}
+
+static redis *tls_connect(const char *host, int tls_port)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "rediss://:tls-pw@%s:%d/2", host, tls_port);
+    redis_opts o = { .name = "tls", .cmd_timeout_ms = 1000, .ping_ms = 100 };
+    return redis_new(L, url, &o);
+}
+
+/* Refused: never up within ms, and the reason names needle. */
+static void assert_refused(const char *host, int tls_port, const char *needle)
+{
+    redis *r = tls_connect(host, tls_port);
+    assert_non_null(r);
+    assert_false(wait_ready(r, 700));
+    if (!strstr(redis_last_error(r), needle))
+        fail_msg("error '%s' does not say '%s'", redis_last_error(r), needle);
+    assert_true(redis_get_stats(r).disconnects >= 1);
+    redis_free(r);
+}
+
+static void test_tls(void **state)
+{
+    (void)state;
+    make_certs();
+    int port = tu_free_port(), tport = tu_free_port();
+    pid_t pid = tls_redis_start(port, tport, 0);
+    assert_true(pid > 0);
+    char err[256];
+
+    /* The right CA, by address and by name (SNI, DNS name in the SAN). */
+    tls_env("ca.crt", 0);
+    static const char *const hosts[] = { "127.0.0.1", "localhost" };
+    for (int i = 0; i < 2; i++) {
+        redis *r = tls_connect(hosts[i], tport);
+        assert_non_null(r);
+        assert_true(wait_ready(r, 3000));
+        result x;
+        const char *set[] = { "SET", "tether:tls", "over tls" };
+        assert_true(run_cmd(r, &x, 3, set));
+        assert_int_equal(x.type, REDIS_REPLY_STATUS);
+        /* A large value crosses many TLS records both ways. */
+        static char big[300000];
+        memset(big, 'x', sizeof(big) - 1);
+        const char *setb[] = { "SET", "tether:big", big };
+        assert_true(run_cmd(r, &x, 3, setb));
+        const char *strlen_[] = { "STRLEN", "tether:big" };
+        assert_true(run_cmd(r, &x, 2, strlen_));
+        assert_int_equal(x.integer, (long long)sizeof(big) - 1);
+        /* A dropped TLS connection comes back with AUTH and SELECT. */
+        redis_stats st0 = redis_get_stats(r);
+        redisContext *c = redisConnect("127.0.0.1", port);
+        assert_true(c && !c->err);
+        freeReplyObject(redisCommand(c, "AUTH tls-pw"));
+        freeReplyObject(redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes"));
+        redisFree(c);
+        uint64_t end = tu_ms() + 3000;
+        while (redis_get_stats(r).reconnects == st0.reconnects && tu_ms() < end)
+            loop_run_once(L, 10);
+        assert_true(wait_ready(r, 3000));
+        const char *get[] = { "GET", "tether:tls" };
+        assert_true(run_cmd(r, &x, 2, get));
+        assert_string_equal(x.str, "over tls");
+        redis_free(r);
+    }
+    /* Another CA: refused, and said so. */
+    tls_env("other.crt", 0);
+    assert_refused("127.0.0.1", tport, "certificate verify failed");
+    /* The right CA but an address the certificate does not name. */
+    tls_env("ca.crt", 0);
+    assert_refused("127.0.0.2", tport, "certificate verify failed");
+    /* TETHER_REDIS_TLS_INSECURE (tests only) skips verification. */
+    tls_env("other.crt", 0);
+    setenv("TETHER_REDIS_TLS_INSECURE", "1", 1);
+    redis *r = tls_connect("127.0.0.2", tport);
+    assert_true(wait_ready(r, 3000));
+    redis_free(r);
+    /* Plain Redis protocol against the TLS port never comes up. */
+    tls_env("ca.crt", 0);
+    char url[96];
+    snprintf(url, sizeof(url), "redis://:tls-pw@127.0.0.1:%d", tport);
+    redis_opts o = { .name = "plain-to-tls", .cmd_timeout_ms = 300, .ping_ms = 100 };
+    r = redis_new(L, url, &o);
+    assert_false(wait_ready(r, 800));
+    redis_free(r);
+    /* Bad TLS files are configuration errors. */
+    setenv("TETHER_REDIS_CA", "/nonexistent/ca.crt", 1);
+    snprintf(url, sizeof(url), "rediss://127.0.0.1:%d", tport);
+    assert_true(redis_check_config(url, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "TETHER_REDIS_CA"));
+    assert_null(redis_new(L, url, NULL));
+    tls_env("ca.crt", 0);
+    setenv("TETHER_REDIS_CERT", "/nonexistent/cli.crt", 1);
+    assert_true(redis_check_config(url, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "TETHER_REDIS_CERT"));
+    tls_env("ca.crt", 0);
+    assert_int_equal(redis_check_config(url, err, sizeof(err)), 0);
+    tu_stop(pid, SIGKILL, 2000);
+
+    /* A server that requires client certificates. */
+    port = tu_free_port();
+    tport = tu_free_port();
+    pid = tls_redis_start(port, tport, 1);
+    assert_true(pid > 0);
+    tls_env("ca.crt", 0);
+    assert_refused("127.0.0.1", tport, "");
+    tls_env("ca.crt", 1);
+    r = tls_connect("127.0.0.1", tport);
+    assert_true(wait_ready(r, 3000));
+    redis_free(r);
+    tu_stop(pid, SIGKILL, 2000);
+    tls_env(NULL, 0);
+    sh("rm -rf %s", g_tls_dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_redact),
         cmocka_unit_test(test_auth_acl),
         cmocka_unit_test(test_auth_wrong_then_file_rotation),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_select_and_pipeline_order),
         cmocka_unit_test(test_evalsha_noscript),
         cmocka_unit_test(test_timeout_recycles),
