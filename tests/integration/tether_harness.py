@@ -183,6 +183,27 @@ def redis_command(port, *args, timeout=2.0, auth=None):
             return _resp_read(f)
 
 
+def make_tls_certs(d):
+    """A CA (ca.crt), a server certificate for localhost and 127.0.0.1
+    (srv.crt/srv.key) signed by it, a client certificate (cli.crt/cli.key)
+    and an unrelated CA (other.crt), made with openssl in d."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "srv.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    steps = [
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=tether-test-ca",
+        "req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 2 -subj /CN=other-ca",
+        "req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost",
+        "x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile srv.ext",
+        "req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=tether-client",
+        "x509 -req -in cli.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out cli.crt -days 2",
+    ]
+    for step in steps:
+        subprocess.run(["openssl"] + step.split(), cwd=str(d), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return d
+
+
 class Redis:
     """A redis-server of our own in `workdir`: no persistence by default, or
     AOF with fsync on every write (aof=True) for durability tests.
@@ -190,15 +211,22 @@ class Redis:
     password: requirepass of the default user (the harness's own commands
     use it). users: ACL rules, one string per user ("app on >pw ~tether:*
     +@all"). url_auth: the userinfo the daemons' URL carries (already
-    percent-encoded), e.g. "app:p%40ss"."""
+    percent-encoded), e.g. "app:p%40ss". tls: a directory made by
+    make_tls_certs; the daemons' URL is then rediss:// on tls_port (client
+    certificates required when tls_auth_clients), while `port` stays plain
+    for the harness's own commands."""
 
-    def __init__(self, workdir, aof=False, password=None, users=(), url_auth=None):
+    def __init__(self, workdir, aof=False, password=None, users=(), url_auth=None, tls=None,
+                 tls_auth_clients=False):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.aof = aof
         self.password = password
         self.users = list(users)
         self.url_auth = url_auth
+        self.tls = Path(tls) if tls else None
+        self.tls_auth_clients = tls_auth_clients
+        self.tls_port = free_port() if tls else None
         self.port = free_port()
         self.proc = None
         self.log = self.dir / "redis.log"
@@ -206,6 +234,8 @@ class Redis:
     @property
     def url(self):
         auth = self.url_auth + "@" if self.url_auth else ""
+        if self.tls:
+            return "rediss://%s127.0.0.1:%d/0" % (auth, self.tls_port)
         return "redis://%s127.0.0.1:%d/0" % (auth, self.port)
 
     def start(self):
@@ -220,6 +250,10 @@ class Redis:
             args += ["--requirepass", self.password]
         for u in self.users:
             args += ["--user"] + u.split()
+        if self.tls:
+            args += ["--tls-port", str(self.tls_port), "--tls-cert-file", str(self.tls / "srv.crt"),
+                     "--tls-key-file", str(self.tls / "srv.key"), "--tls-ca-cert-file", str(self.tls / "ca.crt"),
+                     "--tls-auth-clients", "yes" if self.tls_auth_clients else "no"]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      start_new_session=True)
