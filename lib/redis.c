@@ -59,7 +59,7 @@
 
 enum { ST_DOWN, ST_CONNECTING, ST_UP };
 enum { PH_TCP, PH_TLS, PH_OPEN }; /* where a connection (not DOWN) stands */
-enum { K_USER, K_AUTH, K_SELECT, K_LOAD, K_HANDSHAKE_PING, K_PING };
+enum { K_USER, K_AUTH, K_SELECT, K_LOAD, K_ROLE, K_HANDSHAKE_PING, K_PING };
 
 typedef struct rreq rreq;
 struct rreq {
@@ -110,6 +110,23 @@ struct redis {
     struct sockaddr_storage addr[REDIS_MAX_ADDRS];
     socklen_t addrlen[REDIS_MAX_ADDRS];
     int naddr, iaddr;
+    /* Several hosts (the sentinels of sq and ss): tried in turn. */
+    int nhosts, ihost;
+    struct {
+        char host[256];
+        int port;
+    } hosts[REDIS_MAX_SENTINELS];
+    /* redis+sentinel:// (the master's handle): */
+    int sentinel;
+    char master[128];
+    redis *sq;             /* SENTINEL queries */
+    redis *ss;             /* the +switch-master subscription */
+    int discovering;       /* a get-master-addr-by-name is in flight */
+    /* Internal handles (sq, ss): */
+    int subscriber;        /* "message" arrays go to on_push, not to the FIFO */
+    void (*on_up)(redis *r, void *arg);
+    void (*on_push)(redis *r, redisReply *msg, void *arg);
+    void *hook_arg;
     int state;
     int freeing;
     int ever_up;
@@ -169,6 +186,71 @@ static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
     return 0;
 }
 
+/* Parses host[:port] in [s, e) ([v6] literals too). Returns 0 or -EINVAL. */
+static int parse_hostport(const char *s, const char *e, char *host, size_t hostlen, int *port, int defport)
+{
+    const char *hs, *he, *p;
+    if (s < e && *s == '[') {
+        hs = s + 1;
+        he = memchr(hs, ']', (size_t)(e - hs));
+        if (!he)
+            return -EINVAL;
+        p = he + 1;
+        if (p < e && *p != ':')
+            return -EINVAL;
+    } else {
+        hs = s;
+        he = memchr(s, ':', (size_t)(e - s));
+        if (!he)
+            he = e;
+        p = he;
+    }
+    size_t n = (size_t)(he - hs);
+    if (n == 0 || n >= hostlen || memchr(hs, ',', n) || memchr(hs, '/', n))
+        return -EINVAL;
+    memcpy(host, hs, n);
+    host[n] = '\0';
+    *port = defport;
+    if (p < e) { /* ":port" */
+        long v = 0;
+        const char *d = p + 1;
+        if (d == e)
+            return -EINVAL;
+        for (; d < e; d++) {
+            if (*d < '0' || *d > '9' || v > 65535)
+                return -EINVAL;
+            v = v * 10 + (*d - '0');
+        }
+        if (v < 1 || v > 65535)
+            return -EINVAL;
+        *port = (int)v;
+    }
+    return 0;
+}
+
+/* Parses "/db" (or "" or "/"), the whole rest of the URL. */
+static int parse_db(const char *p, int *db)
+{
+    *db = 0;
+    if (!*p)
+        return 0;
+    if (*p != '/')
+        return -EINVAL;
+    p++;
+    if (!*p)
+        return 0;
+    long v = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9' || v > 1000000)
+            return -EINVAL;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > 1000000)
+        return -EINVAL;
+    *db = (int)v;
+    return 0;
+}
+
 int redis_url_parse(const char *url, redis_target *u)
 {
     memset(u, 0, sizeof(*u));
@@ -180,6 +262,9 @@ int redis_url_parse(const char *url, redis_target *u)
     } else if (strncmp(url, "rediss://", 9) == 0) {
         p = url + 9;
         u->tls = 1;
+    } else if (strncmp(url, "redis+sentinel://", 17) == 0) {
+        p = url + 17;
+        u->sentinel = 1;
     } else {
         return -EINVAL;
     }
@@ -202,51 +287,44 @@ int redis_url_parse(const char *url, redis_target *u)
     }
     if (strpbrk(p, "?#"))
         return -EINVAL;
-    const char *hs, *he;
-    if (*p == '[') {
-        hs = p + 1;
-        he = strchr(hs, ']');
-        if (!he)
-            return -EINVAL;
-        p = he + 1;
-        if (*p && *p != ':' && *p != '/')
-            return -EINVAL;
-    } else {
-        hs = p;
-        he = p + strcspn(p, ":/");
-        p = he;
+    /* The authority ends at the first '/' outside a [v6] literal. */
+    const char *e = p;
+    for (int in_v6 = 0; *e && (in_v6 || *e != '/'); e++) {
+        if (*e == '[')
+            in_v6 = 1;
+        else if (*e == ']')
+            in_v6 = 0;
     }
-    size_t n = (size_t)(he - hs);
-    if (n == 0 || n >= sizeof(u->host))
+    if (!u->sentinel) {
+        if (parse_hostport(p, e, u->host, sizeof(u->host), &u->port, 6379) < 0)
+            return -EINVAL;
+        return parse_db(e, &u->db) < 0 ? -EINVAL : 0;
+    }
+    /* redis+sentinel://host:port[,host:port...]/<master-name>[/db] */
+    while (p < e) {
+        const char *c = memchr(p, ',', (size_t)(e - p));
+        const char *he = c ? c : e;
+        if (u->nsentinels == REDIS_MAX_SENTINELS)
+            return -EINVAL;
+        if (parse_hostport(p, he, u->sentinels[u->nsentinels].host, sizeof(u->sentinels[0].host),
+                           &u->sentinels[u->nsentinels].port, 26379) < 0)
+            return -EINVAL;
+        u->nsentinels++;
+        p = c ? c + 1 : e;
+        if (c && p == e)
+            return -EINVAL; /* trailing comma */
+    }
+    if (!u->nsentinels || *e != '/')
         return -EINVAL;
-    memcpy(u->host, hs, n);
-    u->host[n] = '\0';
-    long v = 6379;
-    if (*p == ':') {
-        char *end;
-        errno = 0;
-        v = strtol(p + 1, &end, 10);
-        if (errno || end == p + 1 || p[1] == '-' || p[1] == '+' || v < 1 || v > 65535)
-            return -EINVAL;
-        p = end;
-    }
-    u->port = (int)v;
-    v = 0;
-    if (*p == '/') {
-        p++;
-        if (*p) {
-            char *end;
-            errno = 0;
-            v = strtol(p, &end, 10);
-            if (errno || end == p || *end || *p == '-' || *p == '+' || v < 0 || v > 1000000)
-                return -EINVAL;
-            p = end;
-        }
-    }
-    if (*p)
+    const char *ms = e + 1, *me = strchr(ms, '/');
+    if (!me)
+        me = ms + strlen(ms);
+    if (pct_decode(ms, (size_t)(me - ms), u->master, sizeof(u->master)) < 0 || !u->master[0])
         return -EINVAL;
-    u->db = (int)v;
-    return 0;
+    for (const char *m = u->master; *m; m++)
+        if ((unsigned char)*m <= ' ' || *m == 0x7f)
+            return -EINVAL;
+    return parse_db(me, &u->db) < 0 ? -EINVAL : 0;
 }
 
 int redis_password_file(char *buf, size_t buflen)
@@ -342,6 +420,8 @@ fail:
     return NULL;
 }
 
+static int sentinel_password(char *buf, size_t len);
+
 int redis_check_config(const char *url, char *err, size_t errlen)
 {
     redis_target u;
@@ -359,6 +439,15 @@ int redis_check_config(const char *url, char *err, size_t errlen)
         } else if (u.user[0] && n == 0) {
             snprintf(err, errlen, "an ACL user needs a password (in the URL or TETHER_REDIS_PASSWORD_FILE)");
             rc = -EINVAL;
+        }
+    }
+    if (rc == 0 && u.sentinel) {
+        char spw[256];
+        int sp = sentinel_password(spw, sizeof(spw));
+        OPENSSL_cleanse(spw, sizeof(spw));
+        if (sp < 0) {
+            snprintf(err, errlen, "TETHER_SENTINEL_PASSWORD_FILE: %s", strerror(-sp));
+            rc = sp;
         }
     }
     if (rc == 0 && u.tls) {
@@ -594,6 +683,11 @@ static void went_down(redis *r, const char *why)
         s->loading = 0;
     if (r->freeing)
         return;
+    if (r->nhosts > 1) {
+        r->ihost = (r->ihost + 1) % r->nhosts;
+        memcpy(r->host, r->hosts[r->ihost].host, sizeof(r->host));
+        r->port = r->hosts[r->ihost].port;
+    }
     LOG_WARN(was_up ? "redis: connection lost" : "redis: connect failed", "{s:s,s:s,s:i,s:i}", "conn",
              r->name, "error", r->err, "port", r->port, "retry_ms", (int)r->backoff_ms);
     loop_timer_start(r->l, &r->retry, r->backoff_ms, 0, on_retry, r);
@@ -761,6 +855,17 @@ static int dispatch(redis *r)
         }
         if (!rep)
             return 0;
+        redisReply *m = rep;
+        if (r->subscriber && m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
+            m->element[0]->type == REDIS_REPLY_STRING && strcmp(m->element[0]->str, "message") == 0) {
+            r->last_reply = loop_now_ms(r->l);
+            if (r->on_push)
+                r->on_push(r, m, r->hook_arg);
+            freeReplyObject(rep);
+            if (r->gen != gen)
+                return -1;
+            continue;
+        }
         rreq *q = r->head;
         if (!q) {
             freeReplyObject(rep);
@@ -964,9 +1069,31 @@ static int send_load(redis *r, redis_script *s)
     return 0;
 }
 
+/* PONG, or ["pong", ""] on a subscribed connection. */
+static int is_pong(const redisReply *rep)
+{
+    if (is_status(rep, "PONG"))
+        return 1;
+    return rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && rep->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(rep->element[0]->str, "pong") == 0;
+}
+
 static void on_internal(redis *r, rreq *q, redisReply *rep)
 {
     switch (q->kind) {
+    case K_ROLE:
+        /* Sentinel: the node the sentinels named may have been demoted
+         * since; a replica is never written to. */
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->element[0]->type != REDIS_REPLY_STRING ||
+            strcmp(rep->element[0]->str, "master") != 0) {
+            char why[sizeof(r->err)];
+            snprintf(why, sizeof(why), "ROLE: %.60s is not the master (%.40s)", r->host,
+                     rep->type == REDIS_REPLY_ARRAY && rep->elements && rep->element[0]->str ? rep->element[0]->str
+                     : rep->str                                                               ? rep->str
+                                                                                              : "unexpected reply");
+            recycle(r, -ECONNRESET, why);
+        }
+        break;
     case K_AUTH:
         if (rep->type == REDIS_REPLY_ERROR) {
             char why[sizeof(r->err)];
@@ -995,7 +1122,7 @@ static void on_internal(redis *r, rreq *q, redisReply *rep)
                       "error", rep->str ? rep->str : "unexpected reply");
         break;
     case K_HANDSHAKE_PING:
-        if (!is_status(rep, "PONG")) {
+        if (!is_pong(rep)) {
             recycle(r, -ECONNRESET, rep->str ? rep->str : "bad PING reply");
             break;
         }
@@ -1009,10 +1136,12 @@ static void on_internal(redis *r, rreq *q, redisReply *rep)
         r->ever_up = 1;
         LOG_INFO("redis: connected", "{s:s,s:s,s:i,s:i,s:s}", "conn", r->name, "host", r->host, "port", r->port,
                  "db", r->db, "auth", r->password[0] ? (r->user[0] ? r->user : "default") : "none");
+        if (r->on_up)
+            r->on_up(r, r->hook_arg);
         break;
     case K_PING:
         r->ping_inflight = 0;
-        r->ping_ok = is_status(rep, "PONG");
+        r->ping_ok = is_pong(rep);
         if (!r->ping_ok)
             snprintf(r->err, sizeof(r->err), "PING: %s", rep->str ? rep->str : "unexpected reply");
         break;
@@ -1040,7 +1169,11 @@ static void on_reply(redis *r, rreq *q, redisReply *rep)
         finish(r, q, -ECONNRESET, NULL);
         return;
     }
+    int readonly = r->sentinel && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "READONLY", 8) == 0;
     finish(r, q, 0, rep);
+    /* Demoted under us: find the master again. */
+    if (readonly)
+        recycle(r, -ECONNRESET, "READONLY: the node became a replica");
 }
 
 /* ---- connection management ------------------------------------------------------ */
@@ -1088,9 +1221,42 @@ static int resolve(redis *r)
     return 0;
 }
 
+static void connect_addr(redis *r);
+
+/* The sentinel's answer to get-master-addr-by-name: connects there. */
+static void on_master_addr(redis *sq, int status, redisReply *rep, void *arg)
+{
+    (void)sq;
+    redis *r = arg;
+    r->discovering = 0;
+    if (r->freeing || r->state != ST_DOWN)
+        return;
+    if (status < 0 || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING ||
+        rep->element[0]->len >= sizeof(r->host)) {
+        snprintf(r->err, sizeof(r->err), "sentinel: no address for master '%.60s' (%s)", r->master,
+                 status < 0 ? "no answer" : rep->type == REDIS_REPLY_NIL ? "unknown name"
+                                          : rep->str                     ? rep->str
+                                                                         : "unexpected reply");
+        went_down(r, NULL);
+        return;
+    }
+    long port = strtol(rep->element[1]->str, NULL, 10);
+    if (port < 1 || port > 65535) {
+        went_down(r, "sentinel: bad master port");
+        return;
+    }
+    if (strcmp(r->host, rep->element[0]->str) != 0 || r->port != (int)port)
+        LOG_INFO("redis: sentinels name the master", "{s:s,s:s,s:s,s:i}", "conn", r->name, "master", r->master,
+                 "host", rep->element[0]->str, "port", (int)port);
+    memcpy(r->host, rep->element[0]->str, rep->element[0]->len + 1);
+    r->port = (int)port;
+    connect_addr(r);
+}
+
 static void connect_now(redis *r)
 {
-    if (r->state != ST_DOWN || r->freeing)
+    if (r->state != ST_DOWN || r->freeing || r->discovering)
         return;
     /* A password file that cannot be read now keeps the last password read:
      * a rotation in progress must not turn into an outage. */
@@ -1098,6 +1264,28 @@ static void connect_now(redis *r)
         went_down(r, NULL);
         return;
     }
+    if (!r->sentinel) {
+        connect_addr(r);
+        return;
+    }
+    /* Every attempt asks the sentinels first: after a loss the master may
+     * be another node. */
+    if (!redis_up(r->sq)) {
+        snprintf(r->err, sizeof(r->err), "no sentinel answers (%.120s)",
+                 redis_last_error(r->sq)[0] ? redis_last_error(r->sq) : "connecting");
+        went_down(r, NULL);
+        return;
+    }
+    const char *argv[3] = { "SENTINEL", "get-master-addr-by-name", r->master };
+    if (redis_command(r->sq, on_master_addr, r, 3, argv, NULL) < 0) {
+        went_down(r, "sentinel: query not sent");
+        return;
+    }
+    r->discovering = 1;
+}
+
+static void connect_addr(redis *r)
+{
     r->reader = redisReaderCreate();
     if (!r->reader) {
         went_down(r, "out of memory");
@@ -1123,6 +1311,10 @@ static void connect_now(redis *r)
     }
     for (redis_script *s = r->scripts; s && rc == 0; s = s->next)
         rc = send_load(r, s);
+    if (rc == 0 && r->sentinel) {
+        const char *argv[1] = { "ROLE" };
+        rc = send_internal(r, K_ROLE, NULL, 1, argv);
+    }
     if (rc == 0) {
         const char *argv[1] = { "PING" };
         rc = send_internal(r, K_HANDSHAKE_PING, NULL, 1, argv);
@@ -1161,19 +1353,139 @@ static void on_tick(loop *l, loop_timer *t, void *arg)
 
 /* ---- public API ------------------------------------------------------------------ */
 
-redis *redis_new(loop *l, const char *url, const redis_opts *o)
+/* A handle with its timers, not connecting yet. */
+static redis *handle_alloc(loop *l, const redis_opts *o, const char *suffix)
 {
     redis *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
+    r->l = l;
+    r->fd = -1;
+    snprintf(r->name, sizeof(r->name), "%s%s", o && o->name ? o->name : "redis", suffix);
+    r->timeout_ms = o && o->cmd_timeout_ms ? o->cmd_timeout_ms : 1000;
+    r->ping_ms = o && o->ping_ms ? o->ping_ms : 1000;
+    r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    /* The sweep's granularity bounds how late a timeout is noticed. */
+    uint32_t tick = r->timeout_ms / 10;
+    tick = tick < 10 ? 10 : tick > 100 ? 100 : tick;
+    if (loop_timer_start(l, &r->tick, tick, tick, on_tick, r) < 0) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Connect from the loop, so that scripts registered right after redis_new
+ * are part of the first handshake. */
+static void handle_start(redis *r) { loop_timer_start(r->l, &r->retry, 0, 0, on_retry, r); }
+
+/* Connects now if the handle is waiting for its retry timer. */
+static void kick(redis *r)
+{
+    if (r->state != ST_DOWN || r->discovering || r->freeing)
+        return;
+    loop_timer_stop(r->l, &r->retry);
+    r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    connect_now(r);
+}
+
+/* A sentinel answers again: the master's handle need not wait its backoff. */
+static void on_sentinel_up(redis *sq, void *arg)
+{
+    (void)sq;
+    kick(arg);
+}
+
+static void on_switch_noop(redis *r, int status, redisReply *rep, void *arg)
+{
+    (void)r;
+    (void)status;
+    (void)rep;
+    (void)arg;
+}
+
+static void on_sub_up(redis *ss, void *arg)
+{
+    (void)arg;
+    const char *argv[2] = { "SUBSCRIBE", "+switch-master" };
+    redis_command(ss, on_switch_noop, NULL, 2, argv, NULL);
+}
+
+/* "+switch-master" "<name> <old-ip> <old-port> <new-ip> <new-port>" */
+static void on_switch(redis *ss, redisReply *msg, void *arg)
+{
+    (void)ss;
+    redis *r = arg;
+    const redisReply *body = msg->element[2];
+    if (body->type != REDIS_REPLY_STRING)
+        return;
+    size_t n = strlen(r->master);
+    if (body->len <= n || strncmp(body->str, r->master, n) != 0 || body->str[n] != ' ')
+        return;
+    LOG_WARN("redis: sentinels switched the master", "{s:s,s:s,s:s}", "conn", r->name, "master", r->master,
+             "switch", body->str + n + 1);
+    if (r->state != ST_DOWN)
+        recycle(r, -ECONNRESET, "the sentinels switched the master");
+    kick(r);
+}
+
+static redis *sentinel_handle(loop *l, const redis_opts *o, const redis_target *u, const char *suffix,
+                              const char *password)
+{
+    redis *s = handle_alloc(l, o, suffix);
+    if (!s)
+        return NULL;
+    s->nhosts = u->nsentinels;
+    for (int i = 0; i < u->nsentinels; i++) {
+        memcpy(s->hosts[i].host, u->sentinels[i].host, sizeof(s->hosts[i].host));
+        s->hosts[i].port = u->sentinels[i].port;
+    }
+    memcpy(s->host, s->hosts[0].host, sizeof(s->host));
+    s->port = s->hosts[0].port;
+    s->url_password = 1;
+    snprintf(s->password, sizeof(s->password), "%s", password);
+    return s;
+}
+
+/* The sentinels' password: TETHER_SENTINEL_PASSWORD, the first line of
+ * TETHER_SENTINEL_PASSWORD_FILE, or NULL (the master's userinfo). */
+static int sentinel_password(char *buf, size_t len)
+{
+    const char *v = getenv("TETHER_SENTINEL_PASSWORD");
+    if (v && *v) {
+        if (strlen(v) >= len)
+            return -ENAMETOOLONG;
+        snprintf(buf, len, "%s", v);
+        return 1;
+    }
+    const char *path = getenv("TETHER_SENTINEL_PASSWORD_FILE");
+    if (!path || !*path)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    size_t n = fread(buf, 1, len - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 1;
+}
+
+redis *redis_new(loop *l, const char *url, const redis_opts *o)
+{
     redis_target u;
     int prc = redis_url_parse(url, &u);
+    redis *r = prc == 0 ? handle_alloc(l, o, "") : NULL;
+    if (prc == 0 && !r)
+        prc = -ENOMEM;
     if (prc == 0) {
         memcpy(r->host, u.host, sizeof(r->host));
         memcpy(r->user, u.user, sizeof(r->user));
         r->port = u.port;
         r->db = u.db;
         r->tls = u.tls;
+        r->sentinel = u.sentinel;
+        memcpy(r->master, u.master, sizeof(r->master));
         r->url_password = u.has_password;
         if (u.has_password)
             memcpy(r->password, u.password, sizeof(r->password));
@@ -1183,42 +1495,53 @@ redis *redis_new(loop *l, const char *url, const redis_opts *o)
         if (prc == 0 && r->user[0] && !r->password[0])
             prc = -EINVAL;
     }
-    OPENSSL_cleanse(&u, sizeof(u));
     if (prc == 0 && r->tls) {
         char terr[160];
         r->tls_ctx = tls_ctx_new(terr, sizeof(terr));
         if (!r->tls_ctx) {
-            LOG_ERROR("redis: TLS set-up failed", "{s:s,s:s}", "conn", o && o->name ? o->name : "redis", "error", terr);
+            LOG_ERROR("redis: TLS set-up failed", "{s:s,s:s}", "conn", r->name, "error", terr);
             prc = -EINVAL;
         } else if (env_true("TETHER_REDIS_TLS_INSECURE")) {
             LOG_WARN("redis: TETHER_REDIS_TLS_INSECURE: the server's certificate is not verified (tests only)",
-                     "{s:s}", "conn", o && o->name ? o->name : "redis");
+                     "{s:s}", "conn", r->name);
         }
     }
+    if (prc == 0 && r->sentinel) {
+        char spw[256];
+        int sp = sentinel_password(spw, sizeof(spw));
+        if (sp < 0) {
+            prc = sp;
+        } else {
+            if (sp == 0)
+                snprintf(spw, sizeof(spw), "%s", r->password);
+            r->sq = sentinel_handle(l, o, &u, "/sentinel", spw);
+            r->ss = sentinel_handle(l, o, &u, "/sentinel-sub", spw);
+            if (!r->sq || !r->ss) {
+                prc = -ENOMEM;
+            } else {
+                if (sp == 0) {
+                    memcpy(r->sq->user, r->user, sizeof(r->user));
+                    memcpy(r->ss->user, r->user, sizeof(r->user));
+                }
+                r->sq->on_up = on_sentinel_up;
+                r->sq->hook_arg = r;
+                r->ss->subscriber = 1;
+                r->ss->on_up = on_sub_up;
+                r->ss->on_push = on_switch;
+                r->ss->hook_arg = r;
+                handle_start(r->sq);
+                handle_start(r->ss);
+            }
+        }
+        OPENSSL_cleanse(spw, sizeof(spw));
+    }
+    OPENSSL_cleanse(&u, sizeof(u));
     if (prc < 0) {
-        OPENSSL_cleanse(r, sizeof(*r));
-        free(r);
+        redis_free(r);
         errno = -prc;
         return NULL;
     }
-    r->l = l;
-    r->fd = -1;
-    snprintf(r->name, sizeof(r->name), "%s", o && o->name ? o->name : "redis");
-    r->timeout_ms = o && o->cmd_timeout_ms ? o->cmd_timeout_ms : 1000;
-    r->ping_ms = o && o->ping_ms ? o->ping_ms : 1000;
-    r->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    /* The sweep's granularity bounds how late a timeout is noticed. */
-    uint32_t tick = r->timeout_ms / 10;
-    tick = tick < 10 ? 10 : tick > 100 ? 100 : tick;
-    if (loop_timer_start(l, &r->tick, tick, tick, on_tick, r) < 0) {
-        SSL_CTX_free(r->tls_ctx);
-        free(r);
-        errno = ENOMEM;
-        return NULL;
-    }
-    /* Connect from the loop, so that scripts registered right after
-     * redis_new are part of the first handshake. */
-    loop_timer_start(l, &r->retry, 0, 0, on_retry, r);
+    handle_start(r);
     return r;
 }
 
@@ -1227,6 +1550,10 @@ void redis_free(redis *r)
     if (!r)
         return;
     r->freeing = 1;
+    /* The sentinels' handles first: a query in flight calls back into r,
+     * which sees freeing. */
+    redis_free(r->sq);
+    redis_free(r->ss);
     loop_timer_stop(r->l, &r->tick);
     loop_timer_stop(r->l, &r->retry);
     conn_close(r);

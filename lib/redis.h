@@ -61,12 +61,19 @@ typedef struct redis_opts {
  *
  *   redis://[user[:password]@]host[:port][/db]
  *   rediss://[user[:password]@]host[:port][/db]     (TLS)
+ *   redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/<master-name>[/db]
+ *
+ * For Sentinel, the hosts are the sentinels (port 26379 by default, at most
+ * REDIS_MAX_SENTINELS) and the userinfo is the master's (and the sentinels'
+ * unless TETHER_SENTINEL_PASSWORD[_FILE] is set).
  *
  * host may be a name, an IPv4 address or a [v6] literal; port 6379 and db 0
  * by default. user and password are percent-decoded (%XX); a password alone
  * (redis://:pw@host) sends AUTH pw, user and password send AUTH user pw (a
  * Redis 6+ ACL user). A user without a password takes the password from
  * TETHER_REDIS_PASSWORD_FILE. */
+#define REDIS_MAX_SENTINELS 8
+
 typedef struct redis_target {
     char host[256];
     int port, db;
@@ -74,6 +81,13 @@ typedef struct redis_target {
     char password[256];   /* valid when has_password */
     int has_password;
     int tls;              /* rediss:// */
+    int sentinel;         /* redis+sentinel://: host/port unused */
+    int nsentinels;
+    struct {
+        char host[256];
+        int port;         /* 26379 by default */
+    } sentinels[REDIS_MAX_SENTINELS];
+    char master[128];     /* the master's name at the sentinels (percent-decoded) */
 } redis_target;
 
 /* Parses url into u. Returns 0 or -EINVAL (bad form, port out of range,

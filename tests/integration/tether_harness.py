@@ -217,7 +217,7 @@ class Redis:
     for the harness's own commands."""
 
     def __init__(self, workdir, aof=False, password=None, users=(), url_auth=None, tls=None,
-                 tls_auth_clients=False):
+                 tls_auth_clients=False, extra=()):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.aof = aof
@@ -226,6 +226,7 @@ class Redis:
         self.url_auth = url_auth
         self.tls = Path(tls) if tls else None
         self.tls_auth_clients = tls_auth_clients
+        self.extra = list(extra)
         self.tls_port = free_port() if tls else None
         self.port = free_port()
         self.proc = None
@@ -254,6 +255,7 @@ class Redis:
             args += ["--tls-port", str(self.tls_port), "--tls-cert-file", str(self.tls / "srv.crt"),
                      "--tls-key-file", str(self.tls / "srv.key"), "--tls-ca-cert-file", str(self.tls / "ca.crt"),
                      "--tls-auth-clients", "yes" if self.tls_auth_clients else "no"]
+        args += self.extra
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -287,6 +289,49 @@ class Redis:
         """Starts again on the same port and directory (AOF is replayed)."""
         self.stop()
         return self.start()
+
+
+class Sentinel:
+    """One `redis-server --sentinel` monitoring `master_name` at
+    127.0.0.1:master_port (quorum 2, down after down_ms)."""
+
+    def __init__(self, workdir, master_name, master_port, down_ms=1000, failover_ms=3000):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.name = master_name
+        self.conf = self.dir / "sentinel.conf"
+        self.log = self.dir / "sentinel.log"
+        self.conf.write_text("\n".join([
+            "port %d" % self.port, "bind 127.0.0.1", "dir %s" % self.dir, "logfile %s" % self.log,
+            "sentinel monitor %s 127.0.0.1 %d 2" % (master_name, master_port),
+            "sentinel down-after-milliseconds %s %d" % (master_name, down_ms),
+            "sentinel failover-timeout %s %d" % (master_name, failover_ms),
+            "sentinel parallel-syncs %s 1" % master_name, ""]))
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", str(self.conf), "--sentinel"], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_or_raise(lambda: self.command("PING") == "PONG", 10, "sentinel on port %d" % self.port, self.proc)
+        return self
+
+    def command(self, *args):
+        return redis_command(self.port, *args)
+
+    def master(self):
+        """SENTINEL master <name> as a dict of str."""
+        flat = self.command("SENTINEL", "master", self.name)
+        return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+    def master_addr(self):
+        host, port = self.command("SENTINEL", "get-master-addr-by-name", self.name)
+        return host.decode(), int(port)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 def _wait_or_raise(pred, timeout, what, proc):
