@@ -131,6 +131,42 @@ static void test_parse_url(void **state)
     assert_int_equal(redis_url_parse("redis://app@host:7/0", &u), 0);
     assert_string_equal(u.user, "app");
     assert_int_equal(u.has_password, 0);
+    assert_int_equal(u.sentinel, 0);
+    assert_int_equal(u.tls, 0);
+    /* TLS. */
+    assert_int_equal(redis_url_parse("rediss://:pw@[2001:db8::7]:6380/4", &u), 0);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.host, "2001:db8::7");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 4);
+    assert_string_equal(u.password, "pw");
+    /* Sentinel: hosts (default port 26379, v6 literals), master name, db. */
+    assert_int_equal(redis_url_parse("redis+sentinel://app:s%2Fcr@s1,s2:26380,[::1]:7/mymaster/3", &u), 0);
+    assert_int_equal(u.sentinel, 1);
+    assert_int_equal(u.nsentinels, 3);
+    assert_string_equal(u.sentinels[0].host, "s1");
+    assert_int_equal(u.sentinels[0].port, 26379);
+    assert_string_equal(u.sentinels[1].host, "s2");
+    assert_int_equal(u.sentinels[1].port, 26380);
+    assert_string_equal(u.sentinels[2].host, "::1");
+    assert_int_equal(u.sentinels[2].port, 7);
+    assert_string_equal(u.master, "mymaster");
+    assert_int_equal(u.db, 3);
+    assert_string_equal(u.user, "app");
+    assert_string_equal(u.password, "s/cr");
+    assert_int_equal(redis_url_parse("redis+sentinel://127.0.0.1:26379/m", &u), 0);
+    assert_int_equal(u.nsentinels, 1);
+    assert_string_equal(u.master, "m");
+    assert_int_equal(u.db, 0);
+    static const char *const bad_sentinel[] = {
+        "redis+sentinel://h1,h2", "redis+sentinel://h1/", "redis+sentinel://h1,/m", "redis+sentinel://,h1/m",
+        "redis+sentinel:///m", "redis+sentinel://h1/m/x", "redis+sentinel://h1/m%20x", "redis+sentinel://h1:0/m",
+        "redis+sentinel://a,b,c,d,e,f,g,h,i/m",
+    };
+    for (size_t i = 0; i < sizeof(bad_sentinel) / sizeof(bad_sentinel[0]); i++) {
+        if (redis_url_parse(bad_sentinel[i], &u) != -EINVAL)
+            fail_msg("accepted %s", bad_sentinel[i]);
+    }
     /* Bad forms. */
     static const char *const bad[] = {
         "http://x:1/0", "redis:/x", "redis://", "redis://:1/0", "redis://x:0/0", "redis://x:65536",
@@ -164,6 +200,9 @@ static void test_redact(void **state)
     assert_string_equal(cfg_redact_url("redis://app:a@b/c@host/0", out, sizeof(out)), "redis://app:***@host/0");
     assert_string_equal(cfg_redact_url("redis://app@host", out, sizeof(out)), "redis://app@host");
     assert_string_equal(cfg_redact_url("redis://[::1]:6379/0", out, sizeof(out)), "redis://[::1]:6379/0");
+    assert_string_equal(cfg_redact_url("redis+sentinel://u:pw@s1,s2/m/0", out, sizeof(out)),
+                        "redis+sentinel://u:***@s1,s2/m/0");
+    assert_string_equal(cfg_redact_url("rediss://:p@ss@h", out, sizeof(out)), "rediss://:***@h");
     assert_string_equal(cfg_redact_url("tcp://127.0.0.1:5550", out, sizeof(out)), "tcp://127.0.0.1:5550");
     assert_string_equal(cfg_redact_url("not a url: x@y", out, sizeof(out)), "not a url: x@y");
     assert_string_equal(cfg_redact_url(NULL, out, sizeof(out)), "");
