@@ -212,6 +212,8 @@ int main(int argc, char **argv)
     cfg_str("TETHER_REDIS_CERT", "");
     cfg_str("TETHER_REDIS_KEY", "");
     cfg_bool("TETHER_REDIS_TLS_INSECURE", 0);
+    cfg_secret("TETHER_SENTINEL_PASSWORD", "");
+    cfg_str("TETHER_SENTINEL_PASSWORD_FILE", "");
     if (redis_check_config(redis_url, redis_err, sizeof(redis_err)) < 0)
         fail("TETHER_REDIS", redis_shown, redis_err);
     if (md_ice_init(a.c.cfg.ifaces, err, sizeof(err)) < 0)
