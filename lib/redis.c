@@ -1424,6 +1424,12 @@ static void on_switch(redis *ss, redisReply *msg, void *arg)
         return;
     LOG_WARN("redis: sentinels switched the master", "{s:s,s:s,s:s}", "conn", r->name, "master", r->master,
              "switch", body->str + n + 1);
+    /* Already on the new master (found by a re-discovery): stay. */
+    char oh[64], nh[64];
+    int op = 0, np = 0;
+    if (sscanf(body->str + n + 1, "%63s %d %63s %d", oh, &op, nh, &np) == 4 && r->state != ST_DOWN &&
+        strcmp(r->host, nh) == 0 && r->port == np)
+        return;
     if (r->state != ST_DOWN)
         recycle(r, -ECONNRESET, "the sentinels switched the master");
     kick(r);

@@ -35,12 +35,15 @@ def _need():
         pytest.skip("not built: %s" % ", ".join(absent))
 
 
-def _group(tmp_path):
-    master = th.Redis(tmp_path / "master", aof=True).start()
-    replica = th.Redis(tmp_path / "replica", extra=["--replicaof", "127.0.0.1", str(master.port)]).start()
+def _group(tmp_path, password=None):
+    auth = ["--masterauth", password] if password else []
+    master = th.Redis(tmp_path / "master", aof=True, password=password, extra=auth).start()
+    replica = th.Redis(tmp_path / "replica", password=password,
+                       extra=["--replicaof", "127.0.0.1", str(master.port)] + auth).start()
     th.wait_until(lambda: b"master_link_status:up" in replica.command("INFO", "replication"), 10,
                   "replica in sync")
-    sentinels = [th.Sentinel(tmp_path / ("sentinel%d" % i), NAME, master.port).start() for i in range(3)]
+    sentinels = [th.Sentinel(tmp_path / ("sentinel%d" % i), NAME, master.port, password=password).start()
+                 for i in range(3)]
 
     def settled():
         m = sentinels[0].master()
@@ -50,14 +53,18 @@ def _group(tmp_path):
     return master, replica, sentinels
 
 
-def _url(sentinels):
-    return "redis+sentinel://%s/%s/0" % (",".join("127.0.0.1:%d" % s.port for s in sentinels), NAME)
+def _url(sentinels, password=None):
+    auth = ":%s@" % password if password else ""
+    return "redis+sentinel://%s%s/%s/0" % (auth, ",".join("127.0.0.1:%d" % s.port for s in sentinels), NAME)
 
 
-def test_master_kill9_under_load_fails_over_and_never_loses_silently(tmp_path):
+# With a password: the master, the replica and the sentinels all require it
+# (the sentinels get the URL's userinfo, as TETHER_SENTINEL_PASSWORD is unset).
+@pytest.mark.parametrize("password", [None, "grp-pw"])
+def test_master_kill9_under_load_fails_over_and_never_loses_silently(tmp_path, password):
     _need()
-    master, replica, sentinels = _group(tmp_path)
-    s = th.Suite(tmp_path / "suite", redis=master, env={"TETHER_REDIS": _url(sentinels)})
+    master, replica, sentinels = _group(tmp_path, password)
+    s = th.Suite(tmp_path / "suite", redis=master, env={"TETHER_REDIS": _url(sentinels, password)})
     procs = [master, replica] + sentinels
     try:
         s.start()
@@ -127,7 +134,9 @@ def test_master_kill9_under_load_fails_over_and_never_loses_silently(tmp_path):
         logs = b"".join(p.read_bytes() for d in s.daemons.values() for p in (d.log,) if p.exists())
         assert b"redis: sentinels switched the master" in logs
         assert b'"port":%d' % replica.port in logs
-        print("\nsentinel failover: %s" % report)
+        if password:
+            assert password.encode() not in logs
+        print("\nsentinel failover (auth %s): %s" % (bool(password), report))
     finally:
         s.stop()
         for p in procs:

@@ -293,9 +293,10 @@ class Redis:
 
 class Sentinel:
     """One `redis-server --sentinel` monitoring `master_name` at
-    127.0.0.1:master_port (quorum 2, down after down_ms)."""
+    127.0.0.1:master_port (quorum 2, down after down_ms). password: the
+    sentinel's own requirepass and the one it uses with the Redis nodes."""
 
-    def __init__(self, workdir, master_name, master_port, down_ms=1000, failover_ms=3000):
+    def __init__(self, workdir, master_name, master_port, down_ms=1000, failover_ms=3000, password=None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -307,7 +308,10 @@ class Sentinel:
             "sentinel monitor %s 127.0.0.1 %d 2" % (master_name, master_port),
             "sentinel down-after-milliseconds %s %d" % (master_name, down_ms),
             "sentinel failover-timeout %s %d" % (master_name, failover_ms),
-            "sentinel parallel-syncs %s 1" % master_name, ""]))
+            "sentinel parallel-syncs %s 1" % master_name]
+            + (["requirepass %s" % password, "sentinel auth-pass %s %s" % (master_name, password)] if password else [])
+            + [""]))
+        self.password = password
         self.proc = None
 
     def start(self):
@@ -317,7 +321,7 @@ class Sentinel:
         return self
 
     def command(self, *args):
-        return redis_command(self.port, *args)
+        return redis_command(self.port, *args, auth=self.password)
 
     def master(self):
         """SENTINEL master <name> as a dict of str."""
