@@ -179,3 +179,92 @@ def test_sentinel_url_fails_fast_on_unreadable_sentinel_password_file(tmp_path):
     env["TETHER_SENTINEL_PASSWORD_FILE"] = str(tmp_path / "absent")
     p = th.subprocess.run([str(th.binary("replayd"))], env=env, capture_output=True, timeout=10, cwd=str(tmp_path))
     assert p.returncode == 2 and b"TETHER_SENTINEL_PASSWORD_FILE" in p.stderr, p.stderr
+
+
+class FakeSentinel:
+    """A RESP server on loopback that answers like a sentinel: PING, AUTH,
+    SENTINEL get-master-addr-by-name (with whatever address `answer` holds)
+    and SUBSCRIBE (confirmed, never a message). It names nodes the real
+    Redis processes disagree with, which a real sentinel group cannot be
+    made to do on purpose."""
+
+    def __init__(self, answer):
+        import socketserver
+        import threading
+        self.answer = answer
+        self.queries = 0
+        fake = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                while True:
+                    try:
+                        args = th._resp_read(self.rfile)
+                    except (ConnectionError, OSError, th.RedisError):
+                        return
+                    if not isinstance(args, list) or not args:
+                        return
+                    cmd = args[0].upper() if isinstance(args[0], bytes) else b""
+                    if cmd == b"PING":
+                        out = b"+PONG\r\n"
+                    elif cmd == b"AUTH":
+                        out = b"+OK\r\n"
+                    elif cmd == b"SENTINEL":
+                        fake.queries += 1
+                        h, p = fake.answer
+                        out = th._resp_encode([h, str(p)])
+                    elif cmd == b"SUBSCRIBE":
+                        out = b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(args[1]), args[1])
+                    else:
+                        out = b"-ERR unknown command\r\n"
+                    try:
+                        self.wfile.write(out)
+                        self.wfile.flush()
+                    except OSError:
+                        return
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_replica_named_as_master_is_never_written_to(tmp_path):
+    """The sentinels' answer is stale (it names a replica): ROLE after the
+    handshake refuses it, /readyz says why, nothing is written there; once
+    the answer names the real master, the daemon gets in by itself."""
+    _need()
+    master = th.Redis(tmp_path / "master").start()
+    replica = th.Redis(tmp_path / "replica", extra=["--replicaof", "127.0.0.1", str(master.port)]).start()
+    fake = FakeSentinel(("127.0.0.1", replica.port))
+    s = th.Suite(tmp_path / "suite", redis=master,
+                 env={"TETHER_REDIS": "redis+sentinel://127.0.0.1:%d/%s" % (fake.port, NAME)})
+    try:
+        d = s._daemon("replayd", "replayd")
+        d.start()
+        d.wait_healthy()
+
+        def refused():
+            status, body = d.readyz()
+            return status == 503 and b"is not the master" in body and b"slave" in body
+        th.wait_until(refused, 10, "replayd /readyz 503: the named node is a replica")
+        assert d.healthz() == 200
+        q0 = fake.queries
+        th.wait_until(lambda: fake.queries > q0 + 1, 10, "the sentinels asked again on every attempt")
+        # No command of replayd's ran there (only the pipelined handshake).
+        assert replica.command("DBSIZE") == 0
+        fake.answer = ("127.0.0.1", master.port)
+        d.wait_ready(15)
+        assert b"redis: sentinels name the master" in d.log.read_bytes()
+    finally:
+        s.stop()
+        fake.stop()
+        replica.stop()
+        master.stop()
