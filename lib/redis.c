@@ -10,17 +10,25 @@
  *
  *   DOWN --retry timer--> CONNECTING --PING answered--> UP --error/timeout--> DOWN
  *
- * While CONNECTING, only the handshake (SELECT, SCRIPT LOAD..., PING) is on
+ * CONNECTING goes through TCP connect, the TLS handshake (rediss://), then
+ * the pipelined handshake (AUTH, SELECT, SCRIPT LOAD..., ROLE for Sentinel,
+ * PING) queued in the output buffer from the start. Only the handshake is on
  * the wire; callers get -ENOTCONN and retry through their own clients, which
  * is cheaper and safer than queueing requests that could otherwise run
- * before SELECT.
+ * before AUTH or SELECT. TLS's WANT_READ / WANT_WRITE become the events
+ * watched on the socket: nothing polls.
+ *
+ * redis+sentinel://: the master's handle has two internal handles on the
+ * sentinels (tried in turn): one for SENTINEL get-master-addr-by-name,
+ * asked before every connection attempt, one subscribed to +switch-master,
+ * which drops the connection at once when the master moves.
  *
  * Every command, internal or not, is an rreq in one FIFO per handle, in send
- * order. hiredis answers in that order too, so the FIFO head is always the
+ * order. Redis answers in that order too, so the FIFO head is always the
  * next reply due and its deadline is the earliest one: the timeout sweep is a
  * single comparison. rreqs come from a free list and keep their formatted
  * command buffer across uses, so a steady stream of commands allocates
- * nothing here (hiredis still allocates its callback node and the replies).
+ * nothing here (redisReader still allocates the replies).
  * The buffer is kept until the reply because a NOSCRIPT answer means the
  * same bytes must be sent again.
  */

@@ -12,6 +12,10 @@
  *     any caller's command is accepted (so a caller never runs against the
  *     wrong database or unauthenticated). All of it again on every
  *     reconnection, AUTH first.
+ *   - Sentinel (redis+sentinel://): the master is asked of the sentinels
+ *     before every connection attempt, its ROLE checked in the handshake, a
+ *     +switch-master or a READONLY reply drops the connection so that the
+ *     next attempt finds the new master.
  *   - Reconnection with backoff (100 ms doubling to 2 s) whenever the
  *     connection drops or fails.
  *   - One command timeout per connection. Replies on a connection arrive in
@@ -151,9 +155,9 @@ const char *redis_last_error(const redis *r);
 /* Commands sent and not yet answered. */
 size_t redis_inflight(const redis *r);
 
-/* Takes a reply out of hiredis's hands: returns a new reply object with rep's
- * contents (free it with freeReplyObject) and leaves rep empty, so that
- * hiredis's free after the callback releases nothing of it. NULL on ENOMEM
+/* Takes a reply out of this module's hands: returns a new reply object with
+ * rep's contents (free it with freeReplyObject) and leaves rep empty, so that
+ * the free after the callback releases nothing of it. NULL on ENOMEM
  * (rep untouched). */
 redisReply *redis_reply_take(redisReply *rep);
 
