@@ -100,6 +100,7 @@ struct redis {
     char password[256]; /* from the URL (url_password) or the password file */
     int url_password;
     int auth_failed;    /* the last AUTH was refused: its error is logged once */
+    int auth_optional;  /* a sentinel given the master's password: may have none */
     uint32_t timeout_ms, ping_ms;
     int tls;               /* rediss:// */
     SSL_CTX *tls_ctx;
@@ -1103,6 +1104,10 @@ static void on_internal(redis *r, rreq *q, redisReply *rep)
         }
         break;
     case K_AUTH:
+        /* Sentinels often have no password of their own while the Redis
+         * nodes do: the master's password, tried on them, is not an error. */
+        if (rep->type == REDIS_REPLY_ERROR && r->auth_optional && strstr(rep->str, "without any password configured"))
+            break;
         if (rep->type == REDIS_REPLY_ERROR) {
             char why[sizeof(r->err)];
             snprintf(why, sizeof(why), "AUTH refused: %s", rep->str);
@@ -1536,6 +1541,7 @@ redis *redis_new(loop *l, const char *url, const redis_opts *o)
                 if (sp == 0) {
                     memcpy(r->sq->user, r->user, sizeof(r->user));
                     memcpy(r->ss->user, r->user, sizeof(r->user));
+                    r->sq->auth_optional = r->ss->auth_optional = 1;
                 }
                 r->sq->on_up = on_sentinel_up;
                 r->sq->hook_arg = r;

@@ -35,14 +35,15 @@ def _need():
         pytest.skip("not built: %s" % ", ".join(absent))
 
 
-def _group(tmp_path, password=None):
+def _group(tmp_path, password=None, sentinel_requirepass=True):
     auth = ["--masterauth", password] if password else []
     master = th.Redis(tmp_path / "master", aof=True, password=password, extra=auth).start()
     replica = th.Redis(tmp_path / "replica", password=password,
                        extra=["--replicaof", "127.0.0.1", str(master.port)] + auth).start()
     th.wait_until(lambda: b"master_link_status:up" in replica.command("INFO", "replication"), 10,
                   "replica in sync")
-    sentinels = [th.Sentinel(tmp_path / ("sentinel%d" % i), NAME, master.port, password=password).start()
+    sentinels = [th.Sentinel(tmp_path / ("sentinel%d" % i), NAME, master.port, password=password,
+                             requirepass=sentinel_requirepass).start()
                  for i in range(3)]
 
     def settled():
@@ -275,3 +276,27 @@ def test_a_replica_named_as_master_is_never_written_to(tmp_path):
         fake.stop()
         replica.stop()
         master.stop()
+
+
+def test_password_on_the_nodes_only_sentinels_without_one(tmp_path):
+    """The usual set-up: the Redis nodes require a password, the sentinels
+    do not. The URL's password, tried on the sentinels, is not an error."""
+    _need()
+    master, replica, sentinels = _group(tmp_path, "nodes-pw", sentinel_requirepass=False)
+    s = th.Suite(tmp_path / "suite", redis=master, env={"TETHER_REDIS": _url(sentinels, "nodes-pw")})
+    try:
+        s.start()
+
+        async def t():
+            room = tc.uid("nopw")
+            a = await tc.connect(s.ws_url(), token=s.token("a"))
+            await a.subscribe(room)
+            pub = await tc.connect(s.ws_url(), token=s.token("p"))
+            await pub.publish_many(room, 10)
+            await a.wait_seq(room, 10)
+        run(t())
+        assert b"AUTH refused" not in b"".join(d.log.read_bytes() for d in s.daemons.values())
+    finally:
+        s.stop()
+        for p in [master, replica] + sentinels:
+            p.stop()

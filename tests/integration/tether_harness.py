@@ -293,10 +293,12 @@ class Redis:
 
 class Sentinel:
     """One `redis-server --sentinel` monitoring `master_name` at
-    127.0.0.1:master_port (quorum 2, down after down_ms). password: the
-    sentinel's own requirepass and the one it uses with the Redis nodes."""
+    127.0.0.1:master_port (quorum 2, down after down_ms). password: the one
+    it uses with the Redis nodes, and its own requirepass unless
+    requirepass is False."""
 
-    def __init__(self, workdir, master_name, master_port, down_ms=1000, failover_ms=3000, password=None):
+    def __init__(self, workdir, master_name, master_port, down_ms=1000, failover_ms=3000, password=None,
+                 requirepass=True):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -309,9 +311,10 @@ class Sentinel:
             "sentinel down-after-milliseconds %s %d" % (master_name, down_ms),
             "sentinel failover-timeout %s %d" % (master_name, failover_ms),
             "sentinel parallel-syncs %s 1" % master_name]
-            + (["requirepass %s" % password, "sentinel auth-pass %s %s" % (master_name, password)] if password else [])
+            + (["sentinel auth-pass %s %s" % (master_name, password)] if password else [])
+            + (["requirepass %s" % password] if password and requirepass else [])
             + [""]))
-        self.password = password
+        self.password = password if requirepass else None
         self.proc = None
 
     def start(self):
