@@ -148,13 +148,31 @@ int cfg_bool(const char *name, int def)
     return def;
 }
 
+char *cfg_redact_url(const char *url, char *out, size_t outlen)
+{
+    if (!outlen)
+        return out;
+    /* The userinfo ends at the last '@' (a password may hold '@' or '/'). */
+    const char *sep = url ? strstr(url, "://") : NULL;
+    const char *at = sep ? strrchr(sep + 3, '@') : NULL;
+    const char *colon = at ? memchr(sep + 3, ':', (size_t)(at - sep - 3)) : NULL;
+    if (colon)
+        snprintf(out, outlen, "%.*s***%s", (int)(colon + 1 - url), url, at);
+    else
+        snprintf(out, outlen, "%s", url ? url : "");
+    return out;
+}
+
 void cfg_print(void)
 {
     json_t *o = json_object();
     for (int i = 0; i < nseen; i++) {
         const char *v = seen[i].value;
+        char red[512];
         if (seen[i].secret)
             v = (v && *v) ? "***" : "";
+        else if (v && strstr(v, "://"))
+            v = cfg_redact_url(v, red, sizeof(red));
         json_object_set_new(o, seen[i].name, v ? json_string(v) : json_null());
     }
     json_t *f = json_pack("{s:o,s:s,s:I}", "config", o, "instance", cfg_instance(), "incarnation",

@@ -8,6 +8,7 @@
 #ifndef TETHER_CONFIG_H
 #define TETHER_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Returns the variable's value or def (borrowed; valid for the process life). */
@@ -28,7 +29,14 @@ long long cfg_int(const char *name, long long def, long long min, long long max)
 /* "1/0/true/false/yes/no/on/off". */
 int cfg_bool(const char *name, int def);
 
-/* Logs {"msg":"config", name: value...} once. */
+/* Writes url into out (outlen bytes, always NUL-terminated when outlen > 0)
+ * with the password of its userinfo (scheme://user:password@...) replaced by
+ * "***", for logs and error messages. A value without one is copied as is.
+ * Returns out. */
+char *cfg_redact_url(const char *url, char *out, size_t outlen);
+
+/* Logs {"msg":"config", name: value...} once, secrets masked and URL
+ * passwords redacted. */
 void cfg_print(void);
 
 /* Parses "host:port" or ":port" (host defaults to 127.0.0.1) into host (size

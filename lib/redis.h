@@ -1,12 +1,21 @@
-/* redis.h -- a hiredis async connection driven by the process's loop.
+/* redis.h -- a Redis connection driven by the process's loop.
  *
- * hiredis 0.14.1 brings the protocol and pipelining but no event-loop glue of
+ * hiredis 0.14.1 brings the reply parser but no TLS, no event-loop glue of
  * ours, no connect or command timeouts and no reconnection. This module adds
  * them, so that replayd, sessiond and mediad each get one robust connection:
  *
- *   - Non-blocking connect to TETHER_REDIS-style URLs, SELECT of the database,
- *     SCRIPT LOAD of every registered script and a PING, before any caller's
- *     command is accepted (so a caller never runs against the wrong database).
+ *   - Non-blocking connect to TETHER_REDIS-style URLs, over TLS for
+ *     rediss:// (OpenSSL: SNI, the server's name or address verified against
+ *     its certificate, TETHER_REDIS_CA, optional client certificate), AUTH (when the URL
+ *     or TETHER_REDIS_PASSWORD_FILE gives a password), SELECT of the
+ *     database, SCRIPT LOAD of every registered script and a PING, before
+ *     any caller's command is accepted (so a caller never runs against the
+ *     wrong database or unauthenticated). All of it again on every
+ *     reconnection, AUTH first.
+ *   - Sentinel (redis+sentinel://): the master is asked of the sentinels
+ *     before every connection attempt, its ROLE checked in the handshake, a
+ *     +switch-master or a READONLY reply drops the connection so that the
+ *     next attempt finds the new master.
  *   - Reconnection with backoff (100 ms doubling to 2 s) whenever the
  *     connection drops or fails.
  *   - One command timeout per connection. Replies on a connection arrive in
@@ -52,13 +61,64 @@ typedef struct redis_opts {
     uint32_t ping_ms;          /* interval of readiness PINGs; 0: 1000 */
 } redis_opts;
 
-/* Parses redis://host[:port][/db] (host may be [v6]; port 6379 and db 0 by
- * default) into host (hostlen bytes), port and db. User info (passwords) is
- * rejected, because the URL is printed with the config. Returns 0 or -EINVAL. */
-int redis_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db);
+/* A parsed TETHER_REDIS URL:
+ *
+ *   redis://[user[:password]@]host[:port][/db]
+ *   rediss://[user[:password]@]host[:port][/db]     (TLS)
+ *   redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/<master-name>[/db]
+ *
+ * For Sentinel, the hosts are the sentinels (port 26379 by default, at most
+ * REDIS_MAX_SENTINELS) and the userinfo is the master's (and the sentinels'
+ * unless TETHER_SENTINEL_PASSWORD[_FILE] is set).
+ *
+ * host may be a name, an IPv4 address or a [v6] literal; port 6379 and db 0
+ * by default. user and password are percent-decoded (%XX); a password alone
+ * (redis://:pw@host) sends AUTH pw, user and password send AUTH user pw (a
+ * Redis 6+ ACL user). A user without a password takes the password from
+ * TETHER_REDIS_PASSWORD_FILE. */
+#define REDIS_MAX_SENTINELS 8
+
+typedef struct redis_target {
+    char host[256];
+    int port, db;
+    char user[128];       /* "" when none */
+    char password[256];   /* valid when has_password */
+    int has_password;
+    int tls;              /* rediss:// */
+    int sentinel;         /* redis+sentinel://: host/port unused */
+    int nsentinels;
+    struct {
+        char host[256];
+        int port;         /* 26379 by default */
+    } sentinels[REDIS_MAX_SENTINELS];
+    char master[128];     /* the master's name at the sentinels (percent-decoded) */
+} redis_target;
+
+/* Parses url into u. Returns 0 or -EINVAL (bad form, port out of range,
+ * a component too long, a bad %-escape or one that decodes to NUL). Log
+ * the URL only through cfg_redact_url. */
+int redis_url_parse(const char *url, redis_target *u);
+
+/* Everything redis_new would refuse, checked at start so that a daemon can
+ * fail fast naming the reason: the URL, TETHER_REDIS_PASSWORD_FILE (readable,
+ * and present when an ACL user has no password in the URL), and for
+ * rediss:// TETHER_REDIS_CA, TETHER_REDIS_CERT and TETHER_REDIS_KEY. Returns
+ * 0, or -errno with err (errlen bytes) saying what is wrong; never a
+ * password. */
+int redis_check_config(const char *url, char *err, size_t errlen);
+
+/* The password file named by TETHER_REDIS_PASSWORD_FILE, read when the URL
+ * carries no password: its content up to the first CR or LF. It is read
+ * again before every connection attempt, so a rotated password is picked up
+ * without a restart. Reads it into buf (buflen bytes). Returns the length,
+ * 0 (buf "") when the variable is unset or empty, or -errno
+ * (-ENAMETOOLONG for a password that does not fit). */
+int redis_password_file(char *buf, size_t buflen);
 
 /* Creates the handle and starts connecting at once. url and opts are copied.
- * Returns NULL (errno set: EINVAL for a bad URL, ENOMEM). */
+ * Returns NULL (errno set: EINVAL for a bad URL or a user without any
+ * password, the error of reading TETHER_REDIS_PASSWORD_FILE when the URL
+ * needs it, ENOMEM). */
 redis *redis_new(loop *l, const char *url, const redis_opts *opts);
 /* Fails every command in flight with -ECANCELED, closes the connection and
  * frees everything, scripts included. NULL is a no-op. Not from inside one of
@@ -95,9 +155,9 @@ const char *redis_last_error(const redis *r);
 /* Commands sent and not yet answered. */
 size_t redis_inflight(const redis *r);
 
-/* Takes a reply out of hiredis's hands: returns a new reply object with rep's
- * contents (free it with freeReplyObject) and leaves rep empty, so that
- * hiredis's free after the callback releases nothing of it. NULL on ENOMEM
+/* Takes a reply out of this module's hands: returns a new reply object with
+ * rep's contents (free it with freeReplyObject) and leaves rep empty, so that
+ * the free after the callback releases nothing of it. NULL on ENOMEM
  * (rep untouched). */
 redisReply *redis_reply_take(redisReply *rep);
 

@@ -26,6 +26,7 @@
 #include <glib.h>
 
 #include "config.h"
+#include "redis.h"
 #include "log.h"
 #include "md.h"
 #include "md_api.h"
@@ -204,10 +205,18 @@ int main(int argc, char **argv)
     const char *bus_in = cfg_str("TETHER_BUS_IN", "tcp://127.0.0.1:5550");
     const char *bus_out = cfg_str("TETHER_BUS_OUT", "tcp://127.0.0.1:5551");
     const char *http = cfg_str("TETHER_HTTP", "127.0.0.1:9103");
-    char host[256], err[256];
-    int port, db;
-    if (redis_parse_url(redis_url, host, sizeof(host), &port, &db) < 0)
-        fail("TETHER_REDIS", redis_url, "expected redis://host[:port][/db] (no password in the URL)");
+    char err[256];
+    char redis_shown[512], redis_err[256];
+    cfg_redact_url(redis_url, redis_shown, sizeof(redis_shown));
+    cfg_str("TETHER_REDIS_PASSWORD_FILE", "");
+    cfg_str("TETHER_REDIS_CA", "");
+    cfg_str("TETHER_REDIS_CERT", "");
+    cfg_str("TETHER_REDIS_KEY", "");
+    cfg_bool("TETHER_REDIS_TLS_INSECURE", 0);
+    cfg_secret("TETHER_SENTINEL_PASSWORD", "");
+    cfg_str("TETHER_SENTINEL_PASSWORD_FILE", "");
+    if (redis_check_config(redis_url, redis_err, sizeof(redis_err)) < 0)
+        fail("TETHER_REDIS", redis_shown, redis_err);
     if (md_ice_init(a.c.cfg.ifaces, err, sizeof(err)) < 0)
         fail("TETHER_MEDIA_IFACES", a.c.cfg.ifaces, err);
     if (md_srtp_init() < 0)
@@ -236,7 +245,7 @@ int main(int argc, char **argv)
     redis_opts ro = { .name = "mediad", .cmd_timeout_ms = 1000, .ping_ms = 1000 };
     a.c.r = redis_new(a.c.l, redis_url, &ro);
     if (!a.c.r)
-        fail("TETHER_REDIS", redis_url, strerror(errno));
+        fail("TETHER_REDIS", redis_shown, strerror(errno));
     a.c.floor = md_floor_new(&a.c);
     a.c.host = md_host_new(&a.c);
     a.c.rooms = md_rooms_new(&a.c);

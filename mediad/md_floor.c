@@ -296,7 +296,9 @@ static void sweep_cb(loop *l, loop_timer *t, void *arg)
     x->f = f;
     x->op = OP_SWEEP;
     const char *a[] = { "sweep", KEY_PREFIX, SWEEP_LIMIT };
-    if (run(f, x, "", 3, a) == 0)
+    /* KEYS[1] is not used by sweep (nor gw_dead), but it is checked against
+     * an ACL user's key patterns (~tether:*): the prefix always matches. */
+    if (run(f, x, KEY_PREFIX, 3, a) == 0)
         f->sweeping = 1;
 }
 
@@ -311,7 +313,7 @@ void md_floor_gw_dead(md_floor *f, const char *gw)
     snprintf(x->room, sizeof(x->room), "%s", gw);   /* for the log line */
     snprintf(grace, sizeof(grace), "%u", f->c->cfg.ptt_grace_ms);
     const char *a[] = { "gw_dead", gw, grace, KEY_PREFIX };
-    if (run(f, x, "", 4, a) < 0)
+    if (run(f, x, KEY_PREFIX, 4, a) < 0)
         metrics_inc(md_m.floor_errors);
 }
 

@@ -116,10 +116,17 @@ int main(void)
     if (scfg.history_burst < scfg.history_size)
         scfg.history_burst = scfg.history_size;
     scfg.meta_ttl_s = scfg.history_ttl_s > META_MIN_TTL_S ? scfg.history_ttl_s : META_MIN_TTL_S;
-    char host[256];
-    int port, db;
-    if (redis_parse_url(redis_url, host, sizeof(host), &port, &db) < 0)
-        fail("TETHER_REDIS", redis_url, "expected redis://host[:port][/db] (no password in the URL)");
+    char redis_shown[512], redis_err[256];
+    cfg_redact_url(redis_url, redis_shown, sizeof(redis_shown));
+    cfg_str("TETHER_REDIS_PASSWORD_FILE", "");
+    cfg_str("TETHER_REDIS_CA", "");
+    cfg_str("TETHER_REDIS_CERT", "");
+    cfg_str("TETHER_REDIS_KEY", "");
+    cfg_bool("TETHER_REDIS_TLS_INSECURE", 0);
+    cfg_secret("TETHER_SENTINEL_PASSWORD", "");
+    cfg_str("TETHER_SENTINEL_PASSWORD_FILE", "");
+    if (redis_check_config(redis_url, redis_err, sizeof(redis_err)) < 0)
+        fail("TETHER_REDIS", redis_shown, redis_err);
     if (strchr(endpoint, ','))
         fail("TETHER_REPLAYD", endpoint, "replayd binds one endpoint; the comma list is for clients");
     zauth_require("TETHER_BUS_IN", bus_in);

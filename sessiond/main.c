@@ -21,6 +21,7 @@
 
 #include "bus.h"
 #include "config.h"
+#include "redis.h"
 #include "log.h"
 #include "loop.h"
 #include "opkey.h"
@@ -109,10 +110,17 @@ int main(void)
     a.c.cfg.batch = 200; /* ~10 ms of Redis per sweep call at most */
     a.c.cfg.bus_stable_ms = 3000;
     a.c.cfg.operator_key = opkey_load();
-    char host[256];
-    int port, db;
-    if (redis_parse_url(redis_url, host, sizeof(host), &port, &db) < 0)
-        fail("TETHER_REDIS", redis_url, "expected redis://host[:port][/db] (no password in the URL)");
+    char redis_shown[512], redis_err[256];
+    cfg_redact_url(redis_url, redis_shown, sizeof(redis_shown));
+    cfg_str("TETHER_REDIS_PASSWORD_FILE", "");
+    cfg_str("TETHER_REDIS_CA", "");
+    cfg_str("TETHER_REDIS_CERT", "");
+    cfg_str("TETHER_REDIS_KEY", "");
+    cfg_bool("TETHER_REDIS_TLS_INSECURE", 0);
+    cfg_secret("TETHER_SENTINEL_PASSWORD", "");
+    cfg_str("TETHER_SENTINEL_PASSWORD_FILE", "");
+    if (redis_check_config(redis_url, redis_err, sizeof(redis_err)) < 0)
+        fail("TETHER_REDIS", redis_shown, redis_err);
     if (strchr(endpoint, ','))
         fail("TETHER_SESSIOND", endpoint, "sessiond binds one endpoint; the comma list is for clients");
     zauth_require("TETHER_BUS_IN", bus_in);

@@ -98,6 +98,11 @@ redis_ping() {
 
 start_redis() {
   local host port
+  case ${TETHER_REDIS:-redis://} in
+    redis://*@*|rediss://*|redis+sentinel://*)
+      say "redis:    TETHER_REDIS uses AUTH, TLS or Sentinel: not started or checked here"
+      return ;;
+  esac
   host=$(redis_host) port=$(redis_port)
   if redis_ping "$host" "$port"; then
     if pid_alive "$(pid_of redis)" redis-server; then

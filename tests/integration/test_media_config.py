@@ -75,7 +75,8 @@ def test_dtls_certificate_persisted_and_stable(suite):
     ("TETHER_MEDIA_IFACES", "no-such-interface0"),
     ("TETHER_MEDIAD", "tcp://127.0.0.1:1,tcp://127.0.0.1:2"),
     ("TETHER_PTT_MAX_MS", "soon"),
-    ("TETHER_REDIS", "redis://user:secret@127.0.0.1/0"),
+    ("TETHER_REDIS", "redis://user:secret@127.0.0.1:99999/0"),
+    ("TETHER_REDIS", "redis://user@127.0.0.1/0"),
 ])
 def test_bad_config_fails_fast_naming_the_variable(tmp_path, var, value):
     s = th.Suite(tmp_path, components=[])
@@ -85,6 +86,7 @@ def test_bad_config_fails_fast_naming_the_variable(tmp_path, var, value):
     p = subprocess.run([str(th.binary("mediad"))], env=env, capture_output=True, timeout=10, cwd=str(tmp_path))
     assert p.returncode != 0
     assert var.encode() in p.stdout + p.stderr, (p.stdout, p.stderr)
+    assert b"secret" not in p.stdout + p.stderr, "a password in the URL is never printed"
 
 
 def test_unreadable_certificate_fails_fast(tmp_path):

@@ -191,34 +191,84 @@ def _resp_read(f):
     raise RedisError("bad RESP reply %r" % line)
 
 
-def redis_command(port, *args, timeout=2.0):
+def _resp_encode(args):
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(parts)
+
+
+def redis_command(port, *args, timeout=2.0, auth=None):
     """Sends one command to redis on 127.0.0.1:port (a minimal RESP client, so
-    the tests need no Python redis package)."""
+    the tests need no Python redis package). auth: a password, or a (user,
+    password) pair, sent as AUTH first."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        parts = [b"*%d\r\n" % len(args)]
-        for a in args:
-            b = a if isinstance(a, bytes) else str(a).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        s.sendall(b"".join(parts))
+        pre = b""
+        if auth is not None:
+            pre = _resp_encode(("AUTH",) + (tuple(auth) if isinstance(auth, (tuple, list)) else (auth,)))
+        s.sendall(pre + _resp_encode(args))
         with s.makefile("rb") as f:
+            if pre:
+                _resp_read(f)
             return _resp_read(f)
+
+
+def make_tls_certs(d):
+    """A CA (ca.crt), a server certificate for localhost and 127.0.0.1
+    (srv.crt/srv.key) signed by it, a client certificate (cli.crt/cli.key)
+    and an unrelated CA (other.crt), made with openssl in d."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "srv.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    steps = [
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=tether-test-ca",
+        "req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 2 -subj /CN=other-ca",
+        "req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost",
+        "x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile srv.ext",
+        "req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=tether-client",
+        "x509 -req -in cli.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out cli.crt -days 2",
+    ]
+    for step in steps:
+        subprocess.run(["openssl"] + step.split(), cwd=str(d), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return d
 
 
 class Redis:
     """A redis-server of our own in `workdir`: no persistence by default, or
-    AOF with fsync on every write (aof=True) for durability tests."""
+    AOF with fsync on every write (aof=True) for durability tests.
 
-    def __init__(self, workdir, aof=False):
+    password: requirepass of the default user (the harness's own commands
+    use it). users: ACL rules, one string per user ("app on >pw ~tether:*
+    +@all"). url_auth: the userinfo the daemons' URL carries (already
+    percent-encoded), e.g. "app:p%40ss". tls: a directory made by
+    make_tls_certs; the daemons' URL is then rediss:// on tls_port (client
+    certificates required when tls_auth_clients), while `port` stays plain
+    for the harness's own commands."""
+
+    def __init__(self, workdir, aof=False, password=None, users=(), url_auth=None, tls=None,
+                 tls_auth_clients=False, extra=()):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.aof = aof
+        self.password = password
+        self.users = list(users)
+        self.url_auth = url_auth
+        self.tls = Path(tls) if tls else None
+        self.tls_auth_clients = tls_auth_clients
+        self.extra = list(extra)
+        self.tls_port = free_port() if tls else None
         self.port = free_port()
         self.proc = None
         self.log = self.dir / "redis.log"
 
     @property
     def url(self):
-        return "redis://127.0.0.1:%d/0" % self.port
+        auth = self.url_auth + "@" if self.url_auth else ""
+        if self.tls:
+            return "rediss://%s127.0.0.1:%d/0" % (auth, self.tls_port)
+        return "redis://%s127.0.0.1:%d/0" % (auth, self.port)
 
     def start(self):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
@@ -228,6 +278,15 @@ class Redis:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        for u in self.users:
+            args += ["--user"] + u.split()
+        if self.tls:
+            args += ["--tls-port", str(self.tls_port), "--tls-cert-file", str(self.tls / "srv.crt"),
+                     "--tls-key-file", str(self.tls / "srv.key"), "--tls-ca-cert-file", str(self.tls / "ca.crt"),
+                     "--tls-auth-clients", "yes" if self.tls_auth_clients else "no"]
+        args += self.extra
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -241,7 +300,7 @@ class Redis:
         return self
 
     def command(self, *args):
-        return redis_command(self.port, *args)
+        return redis_command(self.port, *args, auth=self.password)
 
     def kill9(self):
         if self.proc and self.proc.poll() is None:
@@ -261,6 +320,56 @@ class Redis:
         """Starts again on the same port and directory (AOF is replayed)."""
         self.stop()
         return self.start()
+
+
+class Sentinel:
+    """One `redis-server --sentinel` monitoring `master_name` at
+    127.0.0.1:master_port (quorum 2, down after down_ms). password: the one
+    it uses with the Redis nodes, and its own requirepass unless
+    requirepass is False."""
+
+    def __init__(self, workdir, master_name, master_port, down_ms=1000, failover_ms=3000, password=None,
+                 requirepass=True):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.name = master_name
+        self.conf = self.dir / "sentinel.conf"
+        self.log = self.dir / "sentinel.log"
+        self.conf.write_text("\n".join([
+            "port %d" % self.port, "bind 127.0.0.1", "dir %s" % self.dir, "logfile %s" % self.log,
+            "sentinel monitor %s 127.0.0.1 %d 2" % (master_name, master_port),
+            "sentinel down-after-milliseconds %s %d" % (master_name, down_ms),
+            "sentinel failover-timeout %s %d" % (master_name, failover_ms),
+            "sentinel parallel-syncs %s 1" % master_name]
+            + (["sentinel auth-pass %s %s" % (master_name, password)] if password else [])
+            + (["requirepass %s" % password] if password and requirepass else [])
+            + [""]))
+        self.password = password if requirepass else None
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", str(self.conf), "--sentinel"], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_or_raise(lambda: self.command("PING") == "PONG", 10, "sentinel on port %d" % self.port, self.proc)
+        return self
+
+    def command(self, *args):
+        return redis_command(self.port, *args, auth=self.password)
+
+    def master(self):
+        """SENTINEL master <name> as a dict of str."""
+        flat = self.command("SENTINEL", "master", self.name)
+        return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+    def master_addr(self):
+        host, port = self.command("SENTINEL", "get-master-addr-by-name", self.name)
+        return host.decode(), int(port)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 def _wait_or_raise(pred, timeout, what, proc):

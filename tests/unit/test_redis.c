@@ -1,5 +1,8 @@
 /* test_redis.c -- lib/redis against a real redis-server started by the test:
- * URL parsing, handshake (SELECT), pipelining order, EVALSHA and NOSCRIPT
+ * URL parsing and redaction, AUTH (password, ACL user, password file and its
+ * rotation, a wrong password), TLS (a CA, server and client certificates
+ * made with openssl: right CA, wrong CA, address mismatch, client
+ * certificate required, reconnection), handshake (SELECT), pipelining order, EVALSHA and NOSCRIPT
  * recovery, command timeouts that recycle the connection, -ENOTCONN while
  * down, reconnection after a Redis restart.
  */
@@ -9,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "log.h"
 #include "loop.h"
 #include "redis.h"
@@ -87,26 +91,244 @@ static redis *connect_db(int db, uint32_t timeout_ms)
 static void test_parse_url(void **state)
 {
     (void)state;
-    char host[64];
-    int port, db;
-    assert_int_equal(redis_parse_url("redis://127.0.0.1:6380/3", host, sizeof(host), &port, &db), 0);
-    assert_string_equal(host, "127.0.0.1");
-    assert_int_equal(port, 6380);
-    assert_int_equal(db, 3);
-    assert_int_equal(redis_parse_url("redis://redis", host, sizeof(host), &port, &db), 0);
-    assert_string_equal(host, "redis");
-    assert_int_equal(port, 6379);
-    assert_int_equal(db, 0);
-    assert_int_equal(redis_parse_url("redis://[::1]:7000/", host, sizeof(host), &port, &db), 0);
-    assert_string_equal(host, "::1");
-    assert_int_equal(port, 7000);
-    assert_int_equal(db, 0);
-    assert_int_equal(redis_parse_url("http://x:1/0", host, sizeof(host), &port, &db), -EINVAL);
-    assert_int_equal(redis_parse_url("redis://:pw@x:1/0", host, sizeof(host), &port, &db), -EINVAL);
-    assert_int_equal(redis_parse_url("redis://x:0/0", host, sizeof(host), &port, &db), -EINVAL);
-    assert_int_equal(redis_parse_url("redis://x:1/a", host, sizeof(host), &port, &db), -EINVAL);
-    assert_int_equal(redis_parse_url("redis://:1/0", host, sizeof(host), &port, &db), -EINVAL);
+    redis_target u;
+    assert_int_equal(redis_url_parse("redis://127.0.0.1:6380/3", &u), 0);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 3);
+    assert_string_equal(u.user, "");
+    assert_int_equal(u.has_password, 0);
+    assert_int_equal(redis_url_parse("redis://redis", &u), 0);
+    assert_string_equal(u.host, "redis");
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(u.db, 0);
+    assert_int_equal(redis_url_parse("redis://[::1]:7000/", &u), 0);
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(u.port, 7000);
+    assert_int_equal(u.db, 0);
+    assert_int_equal(redis_url_parse("redis://[fe80::1%25eth0]", &u), 0);
+    assert_string_equal(u.host, "fe80::1%25eth0");
+    assert_int_equal(u.port, 6379);
+    /* Password only: AUTH pw. */
+    assert_int_equal(redis_url_parse("redis://:s3cret@h:1/2", &u), 0);
+    assert_string_equal(u.user, "");
+    assert_int_equal(u.has_password, 1);
+    assert_string_equal(u.password, "s3cret");
+    assert_string_equal(u.host, "h");
+    assert_int_equal(u.port, 1);
+    assert_int_equal(u.db, 2);
+    /* ACL user and password, percent-decoded; raw '@' and '/' in the password. */
+    assert_int_equal(redis_url_parse("redis://te%74her:p%40ss%3Aw%2F0rd@[::1]:6390/1", &u), 0);
+    assert_string_equal(u.user, "tether");
+    assert_string_equal(u.password, "p@ss:w/0rd");
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(u.port, 6390);
+    assert_int_equal(u.db, 1);
+    assert_int_equal(redis_url_parse("redis://app:a@b/c@host", &u), 0);
+    assert_string_equal(u.password, "a@b/c");
+    assert_string_equal(u.host, "host");
+    /* User alone (the password comes from the file). */
+    assert_int_equal(redis_url_parse("redis://app@host:7/0", &u), 0);
+    assert_string_equal(u.user, "app");
+    assert_int_equal(u.has_password, 0);
+    assert_int_equal(u.sentinel, 0);
+    assert_int_equal(u.tls, 0);
+    /* TLS. */
+    assert_int_equal(redis_url_parse("rediss://:pw@[2001:db8::7]:6380/4", &u), 0);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.host, "2001:db8::7");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 4);
+    assert_string_equal(u.password, "pw");
+    /* Sentinel: hosts (default port 26379, v6 literals), master name, db. */
+    assert_int_equal(redis_url_parse("redis+sentinel://app:s%2Fcr@s1,s2:26380,[::1]:7/mymaster/3", &u), 0);
+    assert_int_equal(u.sentinel, 1);
+    assert_int_equal(u.nsentinels, 3);
+    assert_string_equal(u.sentinels[0].host, "s1");
+    assert_int_equal(u.sentinels[0].port, 26379);
+    assert_string_equal(u.sentinels[1].host, "s2");
+    assert_int_equal(u.sentinels[1].port, 26380);
+    assert_string_equal(u.sentinels[2].host, "::1");
+    assert_int_equal(u.sentinels[2].port, 7);
+    assert_string_equal(u.master, "mymaster");
+    assert_int_equal(u.db, 3);
+    assert_string_equal(u.user, "app");
+    assert_string_equal(u.password, "s/cr");
+    assert_int_equal(redis_url_parse("redis+sentinel://127.0.0.1:26379/m", &u), 0);
+    assert_int_equal(u.nsentinels, 1);
+    assert_string_equal(u.master, "m");
+    assert_int_equal(u.db, 0);
+    static const char *const bad_sentinel[] = {
+        "redis+sentinel://h1,h2", "redis+sentinel://h1/", "redis+sentinel://h1,/m", "redis+sentinel://,h1/m",
+        "redis+sentinel:///m", "redis+sentinel://h1/m/x", "redis+sentinel://h1/m%20x", "redis+sentinel://h1:0/m",
+        "redis+sentinel://a,b,c,d,e,f,g,h,i/m",
+    };
+    for (size_t i = 0; i < sizeof(bad_sentinel) / sizeof(bad_sentinel[0]); i++) {
+        if (redis_url_parse(bad_sentinel[i], &u) != -EINVAL)
+            fail_msg("accepted %s", bad_sentinel[i]);
+    }
+    /* Bad forms. */
+    static const char *const bad[] = {
+        "http://x:1/0", "redis:/x", "redis://", "redis://:1/0", "redis://x:0/0", "redis://x:65536",
+        "redis://x:-1", "redis://x:+1", "redis://x:1/a", "redis://x:1/-1", "redis://x:1/0/1", "redis://x?db=1",
+        "redis://x#f", "redis://[::1", "redis://[::1]x", "redis://[]:1", "redis://@x", "redis://u:p@",
+        "redis://:p%4@x", "redis://:p%zz@x", "redis://:p%00@x", "redis://u%@x", "redis://x:",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (redis_url_parse(bad[i], &u) != -EINVAL)
+            fail_msg("accepted %s", bad[i]);
+    }
+    char big[700];
+    snprintf(big, sizeof(big), "redis://:%0300d@x", 0);
+    assert_int_equal(redis_url_parse(big, &u), -EINVAL);
+    snprintf(big, sizeof(big), "redis://%0300d", 0);
+    assert_int_equal(redis_url_parse(big, &u), -EINVAL);
+    assert_int_equal(redis_url_parse(NULL, &u), -EINVAL);
     assert_int_equal(redis_new(L, "nope", NULL), NULL);
+    assert_int_equal(errno, EINVAL);
+    /* An ACL user with no password anywhere is refused at once. */
+    unsetenv("TETHER_REDIS_PASSWORD_FILE");
+    assert_int_equal(redis_new(L, "redis://app@127.0.0.1:1", NULL), NULL);
+    assert_int_equal(errno, EINVAL);
+}
+
+static void test_redact(void **state)
+{
+    (void)state;
+    char out[128];
+    assert_string_equal(cfg_redact_url("redis://:s3cret@h:1/2", out, sizeof(out)), "redis://:***@h:1/2");
+    assert_string_equal(cfg_redact_url("redis://app:a@b/c@host/0", out, sizeof(out)), "redis://app:***@host/0");
+    assert_string_equal(cfg_redact_url("redis://app@host", out, sizeof(out)), "redis://app@host");
+    assert_string_equal(cfg_redact_url("redis://[::1]:6379/0", out, sizeof(out)), "redis://[::1]:6379/0");
+    assert_string_equal(cfg_redact_url("redis+sentinel://u:pw@s1,s2/m/0", out, sizeof(out)),
+                        "redis+sentinel://u:***@s1,s2/m/0");
+    assert_string_equal(cfg_redact_url("rediss://:p@ss@h", out, sizeof(out)), "rediss://:***@h");
+    assert_string_equal(cfg_redact_url("tcp://127.0.0.1:5550", out, sizeof(out)), "tcp://127.0.0.1:5550");
+    assert_string_equal(cfg_redact_url("not a url: x@y", out, sizeof(out)), "not a url: x@y");
+    assert_string_equal(cfg_redact_url(NULL, out, sizeof(out)), "");
+    /* Truncation never reveals the password. */
+    char small[12];
+    cfg_redact_url("redis://u:topsecret@host", small, sizeof(small));
+    assert_null(strstr(small, "top"));
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
+/* One synchronous command on a new connection as the default user. */
+static void admin(const char *fmt, ...)
+{
+    struct timeval tv = { 2, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", g_port, tv);
+    assert_true(c && !c->err);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(rep);
+    if (rep->type == REDIS_REPLY_ERROR)
+        fail_msg("%s: %s", fmt, rep->str);
+    freeReplyObject(rep);
+    redisFree(c);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int run_cmd(redis *r, result *x, int argc, const char *const *argv)
+{
+    memset(x, 0, sizeof(*x));
+    if (redis_command(r, on_result, x, argc, argv, NULL) < 0)
+        return 0;
+    return run_until(&x->done, 2000);
+}
+
+static void test_auth_acl(void **state)
+{
+    (void)state;
+    admin("ACL SETUSER tether reset on >p@ss:w/0rd ~tether:* +@all");
+    char url[128];
+    snprintf(url, sizeof(url), "redis://tether:p%%40ss%%3Aw%%2F0rd@127.0.0.1:%d/0", g_port);
+    redis_opts o = { .name = "acl", .cmd_timeout_ms = 1000, .ping_ms = 100 };
+    redis *r = redis_new(L, url, &o);
+    assert_non_null(r);
+    assert_true(wait_ready(r, 3000));
+    result x;
+    const char *who[] = { "ACL", "WHOAMI" };
+    assert_true(run_cmd(r, &x, 2, who));
+    assert_string_equal(x.str, "tether");
+    const char *ok[] = { "SET", "tether:acl", "1" };
+    assert_true(run_cmd(r, &x, 3, ok));
+    assert_int_equal(x.type, REDIS_REPLY_STATUS);
+    const char *no[] = { "SET", "other:acl", "1" };
+    assert_true(run_cmd(r, &x, 3, no));
+    assert_int_equal(x.type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(x.str, "NOPERM"));
+    /* AUTH again first thing after a reconnect: without it the new
+     * connection would be the default user. */
+    redis_stats st0 = redis_get_stats(r);
+    admin("CLIENT KILL USER tether");
+    uint64_t end = tu_ms() + 3000;
+    while (redis_get_stats(r).reconnects == st0.reconnects && tu_ms() < end)
+        loop_run_once(L, 10);
+    assert_true(wait_ready(r, 3000));
+    assert_true(run_cmd(r, &x, 2, who));
+    assert_string_equal(x.str, "tether");
+    redis_free(r);
+    admin("DEL tether:acl");
+}
+
+static void test_auth_wrong_then_file_rotation(void **state)
+{
+    (void)state;
+    admin("ACL SETUSER rot reset on >first ~tether:* +@all");
+    char url[128], path[256];
+    snprintf(url, sizeof(url), "redis://rot:wrong@127.0.0.1:%d/0", g_port);
+    redis_opts o = { .name = "wrong", .cmd_timeout_ms = 1000, .ping_ms = 100 };
+    /* A wrong password: never up, a clear error, retried (no crash). */
+    redis *r = redis_new(L, url, &o);
+    assert_non_null(r);
+    assert_false(wait_ready(r, 800));
+    assert_non_null(strstr(redis_last_error(r), "AUTH refused"));
+    assert_non_null(strstr(redis_last_error(r), "WRONGPASS"));
+    assert_null(strstr(redis_last_error(r), "wrong"));
+    assert_true(redis_get_stats(r).disconnects >= 2);
+    redis_free(r);
+
+    /* The password file, re-read before each attempt. */
+    snprintf(path, sizeof(path), "%s/redis-pw-%d", tu_dir(), g_port);
+    write_file(path, "first\n");
+    setenv("TETHER_REDIS_PASSWORD_FILE", path, 1);
+    snprintf(url, sizeof(url), "redis://rot@127.0.0.1:%d/0", g_port);
+    r = redis_new(L, url, &o);
+    assert_non_null(r);
+    assert_true(wait_ready(r, 3000));
+    /* Rotation: the server changes first, the connection drops, the file
+     * catches up later; the next attempt after that gets in. */
+    admin("ACL SETUSER rot resetpass >second");
+    redis_stats st0 = redis_get_stats(r);
+    admin("CLIENT KILL USER rot");
+    uint64_t end = tu_ms() + 3000;
+    while (redis_get_stats(r).disconnects < st0.disconnects + 2 && tu_ms() < end)
+        loop_run_once(L, 10);
+    assert_false(wait_ready(r, 300));
+    assert_non_null(strstr(redis_last_error(r), "WRONGPASS"));
+    write_file(path, "second\r\n");
+    assert_true(wait_ready(r, 4000));
+    result x;
+    const char *who[] = { "ACL", "WHOAMI" };
+    assert_true(run_cmd(r, &x, 2, who));
+    assert_string_equal(x.str, "rot");
+    redis_free(r);
+    /* An unreadable file is an error of redis_new. */
+    setenv("TETHER_REDIS_PASSWORD_FILE", "/nonexistent/pw", 1);
+    assert_null(redis_new(L, url, &o));
+    assert_int_equal(errno, ENOENT);
+    unsetenv("TETHER_REDIS_PASSWORD_FILE");
+    unlink(path);
 }
 
 static void test_select_and_pipeline_order(void **state)
@@ -283,10 +505,214 @@ static void test_free_cancels(void **state)
     redis_free(NULL);
 }
 
+/* ---- TLS ------------------------------------------------------------------------ */
+
+static char g_tls_dir[256];
+
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
+/* A CA, a server certificate for localhost / 127.0.0.1 and a client
+ * certificate signed by it, and an unrelated CA. */
+static void make_certs(void)
+{
+    snprintf(g_tls_dir, sizeof(g_tls_dir), "%s/tls-%d", tu_dir(), (int)getpid());
+    const char *d = g_tls_dir;
+    assert_int_equal(sh("(mkdir -p %s && cd %s && "
+                        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=tether-test-ca && "
+                        "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 2 -subj /CN=other-ca && "
+                        "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost && "
+                        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > srv.ext && "
+                        "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile srv.ext && "
+                        "openssl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=tether-client && "
+                        "openssl x509 -req -in cli.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out cli.crt -days 2)"
+                        " >/dev/null 2>&1",
+                        d, d),
+                     0);
+}
+
+/* A Redis with a plain port (for admin) and a TLS port on 127.0.0.1 and
+ * 127.0.0.2 that requires client certificates when auth_clients. */
+static pid_t tls_redis_start(int port, int tls_port, int auth_clients)
+{
+    char ports[16], tports[16], log[256], cert[300], key[300], ca[300];
+    snprintf(ports, sizeof(ports), "%d", port);
+    snprintf(tports, sizeof(tports), "%d", tls_port);
+    snprintf(log, sizeof(log), "%s/redis-tls-%d.log", tu_dir(), tls_port);
+    snprintf(cert, sizeof(cert), "%s/srv.crt", g_tls_dir);
+    snprintf(key, sizeof(key), "%s/srv.key", g_tls_dir);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", g_tls_dir);
+    const char *argv[] = { "redis-server", "--port", ports, "--tls-port", tports, "--bind", "127.0.0.1", "127.0.0.2",
+                           "--save", "", "--appendonly", "no", "--tls-cert-file", cert, "--tls-key-file", key,
+                           "--tls-ca-cert-file", ca, "--tls-auth-clients", auth_clients ? "yes" : "no",
+                           "--requirepass", "tls-pw", NULL };
+    pid_t pid = tu_spawn(argv, NULL, log);
+    if (pid < 0)
+        return -1;
+    uint64_t end = tu_ms() + 5000;
+    while (tu_ms() < end) {
+        redisReply *rep = tu_redis(port, "PING");
+        int up = rep != NULL; /* NOAUTH is an answer too */
+        freeReplyObject(rep);
+        if (up)
+            return pid;
+        struct timespec ts = { 0, 10 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    tu_stop(pid, SIGKILL, 1000);
+    return -1;
+}
+
+static void tls_env(const char *ca, int client_cert)
+{
+    char path[320];
+    if (ca) {
+        snprintf(path, sizeof(path), "%s/%s", g_tls_dir, ca);
+        setenv("TETHER_REDIS_CA", path, 1);
+    } else {
+        unsetenv("TETHER_REDIS_CA");
+    }
+    if (client_cert) {
+        snprintf(path, sizeof(path), "%s/cli.crt", g_tls_dir);
+        setenv("TETHER_REDIS_CERT", path, 1);
+        snprintf(path, sizeof(path), "%s/cli.key", g_tls_dir);
+        setenv("TETHER_REDIS_KEY", path, 1);
+    } else {
+        unsetenv("TETHER_REDIS_CERT");
+        unsetenv("TETHER_REDIS_KEY");
+    }
+    unsetenv("TETHER_REDIS_TLS_INSECURE");
+}
+
+static redis *tls_connect(const char *host, int tls_port)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "rediss://:tls-pw@%s:%d/2", host, tls_port);
+    redis_opts o = { .name = "tls", .cmd_timeout_ms = 1000, .ping_ms = 100 };
+    return redis_new(L, url, &o);
+}
+
+/* Refused: never up within ms, and the reason names needle. */
+static void assert_refused(const char *host, int tls_port, const char *needle)
+{
+    redis *r = tls_connect(host, tls_port);
+    assert_non_null(r);
+    assert_false(wait_ready(r, 700));
+    if (!strstr(redis_last_error(r), needle))
+        fail_msg("error '%s' does not say '%s'", redis_last_error(r), needle);
+    assert_true(redis_get_stats(r).disconnects >= 1);
+    redis_free(r);
+}
+
+static void test_tls(void **state)
+{
+    (void)state;
+    make_certs();
+    int port = tu_free_port(), tport = tu_free_port();
+    pid_t pid = tls_redis_start(port, tport, 0);
+    assert_true(pid > 0);
+    char err[256];
+
+    /* The right CA, by address and by name (SNI, DNS name in the SAN). */
+    tls_env("ca.crt", 0);
+    static const char *const hosts[] = { "127.0.0.1", "localhost" };
+    for (int i = 0; i < 2; i++) {
+        redis *r = tls_connect(hosts[i], tport);
+        assert_non_null(r);
+        assert_true(wait_ready(r, 3000));
+        result x;
+        const char *set[] = { "SET", "tether:tls", "over tls" };
+        assert_true(run_cmd(r, &x, 3, set));
+        assert_int_equal(x.type, REDIS_REPLY_STATUS);
+        /* A large value crosses many TLS records both ways. */
+        static char big[300000];
+        memset(big, 'x', sizeof(big) - 1);
+        const char *setb[] = { "SET", "tether:big", big };
+        assert_true(run_cmd(r, &x, 3, setb));
+        const char *strlen_[] = { "STRLEN", "tether:big" };
+        assert_true(run_cmd(r, &x, 2, strlen_));
+        assert_int_equal(x.integer, (long long)sizeof(big) - 1);
+        /* A dropped TLS connection comes back with AUTH and SELECT. */
+        redis_stats st0 = redis_get_stats(r);
+        redisContext *c = redisConnect("127.0.0.1", port);
+        assert_true(c && !c->err);
+        freeReplyObject(redisCommand(c, "AUTH tls-pw"));
+        freeReplyObject(redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes"));
+        redisFree(c);
+        uint64_t end = tu_ms() + 3000;
+        while (redis_get_stats(r).reconnects == st0.reconnects && tu_ms() < end)
+            loop_run_once(L, 10);
+        assert_true(wait_ready(r, 3000));
+        const char *get[] = { "GET", "tether:tls" };
+        assert_true(run_cmd(r, &x, 2, get));
+        assert_string_equal(x.str, "over tls");
+        redis_free(r);
+    }
+    /* Another CA: refused, and said so. */
+    tls_env("other.crt", 0);
+    assert_refused("127.0.0.1", tport, "certificate verify failed");
+    /* The right CA but an address the certificate does not name. */
+    tls_env("ca.crt", 0);
+    assert_refused("127.0.0.2", tport, "certificate verify failed");
+    /* TETHER_REDIS_TLS_INSECURE (tests only) skips verification. */
+    tls_env("other.crt", 0);
+    setenv("TETHER_REDIS_TLS_INSECURE", "1", 1);
+    redis *r = tls_connect("127.0.0.2", tport);
+    assert_true(wait_ready(r, 3000));
+    redis_free(r);
+    /* Plain Redis protocol against the TLS port never comes up. */
+    tls_env("ca.crt", 0);
+    char url[96];
+    snprintf(url, sizeof(url), "redis://:tls-pw@127.0.0.1:%d", tport);
+    redis_opts o = { .name = "plain-to-tls", .cmd_timeout_ms = 300, .ping_ms = 100 };
+    r = redis_new(L, url, &o);
+    assert_false(wait_ready(r, 800));
+    redis_free(r);
+    /* Bad TLS files are configuration errors. */
+    setenv("TETHER_REDIS_CA", "/nonexistent/ca.crt", 1);
+    snprintf(url, sizeof(url), "rediss://127.0.0.1:%d", tport);
+    assert_true(redis_check_config(url, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "TETHER_REDIS_CA"));
+    assert_null(redis_new(L, url, NULL));
+    tls_env("ca.crt", 0);
+    setenv("TETHER_REDIS_CERT", "/nonexistent/cli.crt", 1);
+    assert_true(redis_check_config(url, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "TETHER_REDIS_CERT"));
+    tls_env("ca.crt", 0);
+    assert_int_equal(redis_check_config(url, err, sizeof(err)), 0);
+    tu_stop(pid, SIGKILL, 2000);
+
+    /* A server that requires client certificates. */
+    port = tu_free_port();
+    tport = tu_free_port();
+    pid = tls_redis_start(port, tport, 1);
+    assert_true(pid > 0);
+    tls_env("ca.crt", 0);
+    assert_refused("127.0.0.1", tport, "");
+    tls_env("ca.crt", 1);
+    r = tls_connect("127.0.0.1", tport);
+    assert_true(wait_ready(r, 3000));
+    redis_free(r);
+    tu_stop(pid, SIGKILL, 2000);
+    tls_env(NULL, 0);
+    sh("rm -rf %s", g_tls_dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_url),
+        cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_auth_acl),
+        cmocka_unit_test(test_auth_wrong_then_file_rotation),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_select_and_pipeline_order),
         cmocka_unit_test(test_evalsha_noscript),
         cmocka_unit_test(test_timeout_recycles),
