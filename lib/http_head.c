@@ -218,10 +218,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
     e->name = h->p;
     memcpy(h->p, key, klen + 1);
     h->p += klen + 1;
-    while (vlen && (*value == ' ' || *value == '\t')) {
-        value++;
-        vlen--;
-    }
+    /* MHD has skipped the whitespace before the value, not the one after. */
     while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
         vlen--;
     e->value = h->p;
