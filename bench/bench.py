@@ -3,8 +3,8 @@
 
 Starts Redis and the daemons on free loopback ports with the integration
 harness (tests/integration/tether_harness.py), pins the server side (Redis and
-every daemon) to CPU 0 and the load generator (`tether bench`) to CPU 1, as
-LIBNOTES.md's peer baselines were measured, runs the workloads and writes each
+every daemon) to CPU 0 and the load generator (`tether bench`) to CPU 1, the
+way the peer baselines (bench/compare/README.md) were measured, runs the workloads and writes each
 result to bench/results/<stamp>-<workload>.json plus a Markdown summary.
 
 Workloads (each on a fresh suite):

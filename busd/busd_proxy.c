@@ -191,7 +191,8 @@ static void on_text(busd_proxy *p, const char *s, size_t n)
 }
 
 /* Drains the control socket. ZMQ_FD is edge-triggered, so read until
- * ZMQ_EVENTS says nothing is left (see LIBNOTES.md). */
+ * ZMQ_EVENTS says nothing is left: one readiness edge may stand for
+ * several queued messages. */
 static void ctl_drain(busd_proxy *p)
 {
     for (;;) {

@@ -280,7 +280,7 @@ struct gw_room {
 
 /* Subscribes c to room at position want (re-subscribing moves the position).
  * The `subscribed` frame and missed messages follow asynchronously. Returns 0
- * or a PROTOCOL.md error code. */
+ * or a docs/protocol.md error code. */
 int gw_sub_start(gw_conn *c, const char *room, const gw_pos *want);
 /* Starts several subscriptions with one batched range read (hello). */
 void gw_sub_start_many(gw_conn *c, const gw_room_pos *rooms, size_t n);

@@ -24,7 +24,7 @@
 /* A publish's data once re-serialised as compact JSON: replayd's limit too. */
 #define GW_MAX_DATA 65536
 
-/* Error codes of PROTOCOL.md. */
+/* Error codes of docs/protocol.md. */
 enum {
     GW_E_INVALID = 4400,
     GW_E_NOT_FOUND = 4404,
@@ -95,13 +95,13 @@ typedef struct gw_cframe {
     double rtt_ms, loss_pct, jitter_ms, bandwidth_kbps;
 } gw_cframe;
 
-/* Limits applied by the decoders (defaults from PROTOCOL.md). */
+/* Limits applied by the decoders (defaults from docs/protocol.md). */
 typedef struct gw_limits {
     size_t max_frame;     /* bytes, 64 KiB */
     size_t max_rooms;     /* per connection, 256 */
 } gw_limits;
 
-/* Decodes one frame. Returns 0, or a PROTOCOL.md error code (4505 malformed,
+/* Decodes one frame. Returns 0, or a docs/protocol.md error code (4505 malformed,
  * 4400 invalid field, 4413 too large) with *why set to a static reason and
  * *id set to the frame's `id` when one could be read (for the error frame).
  * On error, out is cleared. */

@@ -8,7 +8,7 @@
  * last, so -EKEYEXPIRED ("get a fresh token") is never said about a token that
  * is also wrong in some other way.
  */
-#include "jwtcheck.h"
+#include "jwtcheck_int.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -35,21 +35,7 @@
 /* 9999-12-31T23:59:59Z: NumericDates beyond it are garbage, and bounding them
  * keeps every sum with the leeway far from overflow. */
 #define JWTV_MAX_DATE 253402300799LL
-#define JWTV_MAX_KEYS 1024
-#define JWTV_MAX_LINE 16384
-#define JWTV_MAX_PEM 65536
 #define JWTV_MAX_AUD 64
-#define JWTV_MIN_RSA_BITS 2048
-
-enum { KIND_HS, KIND_RS, KIND_ES };
-
-typedef struct jwtv_alg {
-    const char *name;
-    jwt_alg_t alg;
-    int kind;
-    const EVP_MD *(*md)(void);
-    int curve;  /* ES: the NID its curve must have */
-} jwtv_alg;
 
 static const jwtv_alg algs[] = {
     { "HS256", JWT_ALG_HS256, KIND_HS, EVP_sha256, 0 },
@@ -63,25 +49,7 @@ static const jwtv_alg algs[] = {
     { "ES512", JWT_ALG_ES512, KIND_ES, EVP_sha512, NID_secp521r1 },
 };
 
-/* One verification key. For HS, key holds the secret; for RS/ES, the public
- * key re-encoded as a SubjectPublicKeyInfo PEM (what libjwt expects), so a
- * certificate in the key file works the same as a bare public key. */
-typedef struct jwtv_key {
-    char kid[JWTV_MAX_KID + 1];
-    const jwtv_alg *alg;
-    unsigned char *key;
-    size_t keylen;
-} jwtv_key;
-
-struct jwtv {
-    jwtv_key *hs;     /* TETHER_JWT_SECRET, no kid; NULL when not set */
-    jwtv_key *keys;   /* the key file's lines */
-    size_t nkeys;
-    char *iss, *aud;  /* NULL: not checked */
-};
-
-__attribute__((format(printf, 3, 4)))
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
+void jwtv_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -92,7 +60,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static const jwtv_alg *alg_by_name(const char *name)
+const jwtv_alg *jwtv_alg_by_name(const char *name)
 {
     for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++)
         if (strcmp(algs[i].name, name) == 0)
@@ -100,7 +68,7 @@ static const jwtv_alg *alg_by_name(const char *name)
     return NULL;
 }
 
-static void key_wipe(jwtv_key *k)
+void jwtv_key_wipe(jwtv_key *k)
 {
     if (!k)
         return;
@@ -178,233 +146,6 @@ static json_t *segment_object(const char *s, size_t n)
     return j;
 }
 
-/* ---- key file ---------------------------------------------------------------- */
-
-/* Reads at most JWTV_MAX_PEM bytes of path into a new NUL-terminated buffer. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n;
-
-    if (!f)
-        return NULL;
-    buf = malloc(JWTV_MAX_PEM + 1);
-    if (!buf)
-        goto out;
-    n = fread(buf, 1, JWTV_MAX_PEM + 1, f);
-    if (ferror(f) || n > JWTV_MAX_PEM) {
-        free(buf);
-        buf = NULL;
-        goto out;
-    }
-    buf[n] = '\0';
-    *len = n;
-out:
-    fclose(f);
-    return buf;
-}
-
-/* Why pkey cannot serve alg, or NULL if it can. */
-static const char *key_unfit(const jwtv_alg *alg, const EVP_PKEY *pkey)
-{
-    char group[80];
-    size_t glen = 0;
-    int nid = NID_undef;
-
-    if (alg->kind == KIND_RS) {
-        if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA)
-            return "needs an RSA key";
-        return EVP_PKEY_get_bits(pkey) < JWTV_MIN_RSA_BITS ? "needs an RSA key of at least 2048 bits" : NULL;
-    }
-    if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_EC)
-        return "needs an EC key";
-    if (EVP_PKEY_get_group_name(pkey, group, sizeof group, &glen) == 1 &&
-        (nid = OBJ_sn2nid(group)) == NID_undef)
-        nid = EC_curve_nist2nid(group);
-    return nid == alg->curve ? NULL : "needs its own curve (ES256 P-256, ES384 P-384, ES512 P-521)";
-}
-
-/* Loads the public key for an RS/ES alg from a PEM public key or certificate,
- * checks that it fits the alg and stores it in k as SubjectPublicKeyInfo PEM.
- * Returns 0, or -1 with err set (prefixed with where). */
-static int load_public_key(jwtv_key *k, const char *path, const char *where, char *err, size_t errlen)
-{
-    size_t len = 0;
-    char *pem = slurp(path, &len);
-    BIO *in = NULL, *mem = NULL;
-    EVP_PKEY *pkey = NULL;
-    X509 *cert = NULL;
-    const char *unfit;
-    char *data;
-    long dlen;
-    int rc = -1;
-
-    /* The message for allocation failures; anything more specific replaces it. */
-    seterr(err, errlen, "%s: out of memory loading '%s'", where, path);
-    if (!pem) {
-        seterr(err, errlen, "%s: cannot read PEM file '%s' (missing, unreadable or over 64 KiB)", where, path);
-        goto out;
-    }
-    if (!(in = BIO_new_mem_buf(pem, (int)len)))
-        goto out;
-    if (!(pkey = PEM_read_bio_PUBKEY(in, NULL, NULL, NULL))) {
-        BIO_free(in);
-        if (!(in = BIO_new_mem_buf(pem, (int)len)))
-            goto out;
-        if ((cert = PEM_read_bio_X509(in, NULL, NULL, NULL)))
-            pkey = X509_get_pubkey(cert);
-    }
-    if (!pkey) {
-        seterr(err, errlen, "%s: '%s' holds no PEM public key (BEGIN PUBLIC KEY) or certificate", where, path);
-        goto out;
-    }
-    if ((unfit = key_unfit(k->alg, pkey))) {
-        seterr(err, errlen, "%s: %s %s; '%s' does not fit", where, k->alg->name, unfit, path);
-        goto out;
-    }
-    mem = BIO_new(BIO_s_mem());
-    if (!mem || PEM_write_bio_PUBKEY(mem, pkey) != 1)
-        goto out;
-    dlen = BIO_get_mem_data(mem, &data);
-    if (dlen <= 0 || !(k->key = malloc((size_t)dlen + 1)))
-        goto out;
-    memcpy(k->key, data, (size_t)dlen);
-    k->key[dlen] = '\0';
-    k->keylen = (size_t)dlen;
-    rc = 0;
-out:
-    ERR_clear_error();
-    BIO_free(mem);
-    BIO_free(in);
-    EVP_PKEY_free(pkey);
-    X509_free(cert);
-    free(pem);
-    return rc;
-}
-
-/* Parses one non-comment line "kid alg key" into k. Returns 0 or -1 (err set). */
-static int parse_key_line(jwtv *v, jwtv_key *k, char *line, const char *file, const char *where,
-                          char *err, size_t errlen)
-{
-    const char *ws = " \t";
-    char *kid, *alg, *rest, *end;
-    const char *slash;
-    char path[PATH_MAX];
-
-    kid = line;
-    alg = kid + strcspn(kid, ws);
-    if (*alg)
-        *alg++ = '\0';
-    alg += strspn(alg, ws);
-    rest = alg + strcspn(alg, ws);
-    if (*rest)
-        *rest++ = '\0';
-    rest += strspn(rest, ws);
-    end = rest + strlen(rest);
-    while (end > rest && (end[-1] == ' ' || end[-1] == '\t'))
-        *--end = '\0';
-    if (!*alg || !*rest) {
-        seterr(err, errlen, "%s: expected 'kid alg secret-or-PEM-path'", where);
-        return -1;
-    }
-    if (strlen(kid) > JWTV_MAX_KID) {
-        seterr(err, errlen, "%s: kid longer than %d bytes", where, JWTV_MAX_KID);
-        return -1;
-    }
-    for (size_t i = 0; i < v->nkeys; i++)
-        if (strcmp(v->keys[i].kid, kid) == 0) {
-            seterr(err, errlen, "%s: duplicate kid '%s'", where, kid);
-            return -1;
-        }
-    k->alg = alg_by_name(alg);
-    if (!k->alg) {
-        seterr(err, errlen, "%s: unknown alg '%.16s' (HS256/384/512, RS256/384/512, ES256/384/512)", where, alg);
-        return -1;
-    }
-    strcpy(k->kid, kid);
-    if (k->alg->kind == KIND_HS) {
-        k->keylen = strlen(rest);
-        k->key = (unsigned char *)strdup(rest);
-        if (!k->key) {
-            seterr(err, errlen, "%s: out of memory", where);
-            return -1;
-        }
-        return 0;
-    }
-    /* A relative PEM path belongs next to the key file, as in a mounted
-     * secret directory, not wherever the daemon happens to be started. */
-    slash = rest[0] == '/' ? NULL : strrchr(file, '/');
-    if (snprintf(path, sizeof path, "%.*s%s", slash ? (int)(slash - file) + 1 : 0, file, rest) >= (int)sizeof path) {
-        seterr(err, errlen, "%s: PEM path too long", where);
-        return -1;
-    }
-    return load_public_key(k, path, where, err, errlen);
-}
-
-static int load_key_file(jwtv *v, const char *file, char *err, size_t errlen)
-{
-    FILE *f = fopen(file, "r");
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int lineno = 0, rc = -1;
-    char where[PATH_MAX + 32];
-
-    if (!f) {
-        seterr(err, errlen, "TETHER_JWT_KEYS: cannot open '%s': %s", file, strerror(errno));
-        return -1;
-    }
-    while ((n = getline(&line, &cap, f)) >= 0) {
-        char *p = line;
-        jwtv_key *grown;
-
-        lineno++;
-        snprintf(where, sizeof where, "TETHER_JWT_KEYS %s line %d", file, lineno);
-        if (n > JWTV_MAX_LINE) {
-            seterr(err, errlen, "%s: line longer than %d bytes", where, JWTV_MAX_LINE);
-            goto out;
-        }
-        if ((size_t)n != strlen(line)) {
-            seterr(err, errlen, "%s: NUL byte in line", where);
-            goto out;
-        }
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        p += strspn(p, " \t");
-        if (*p == '\0' || *p == '#')
-            continue;
-        if (v->nkeys >= JWTV_MAX_KEYS) {
-            seterr(err, errlen, "%s: more than %d keys", where, JWTV_MAX_KEYS);
-            goto out;
-        }
-        grown = realloc(v->keys, (v->nkeys + 1) * sizeof *v->keys);
-        if (!grown) {
-            seterr(err, errlen, "%s: out of memory", where);
-            goto out;
-        }
-        v->keys = grown;
-        memset(&v->keys[v->nkeys], 0, sizeof *v->keys);
-        if (parse_key_line(v, &v->keys[v->nkeys], p, file, where, err, errlen) < 0) {
-            key_wipe(&v->keys[v->nkeys]);
-            goto out;
-        }
-        v->nkeys++;
-    }
-    if (ferror(f)) {
-        seterr(err, errlen, "TETHER_JWT_KEYS: error reading '%s'", file);
-        goto out;
-    }
-    rc = 0;
-out:
-    if (line) {
-        OPENSSL_cleanse(line, cap);
-        free(line);
-    }
-    fclose(f);
-    return rc;
-}
-
 /* ---- verifier ---------------------------------------------------------------- */
 
 static const char *nonempty(const char *s)
@@ -422,7 +163,7 @@ jwtv *jwtv_new(const char *hs_secret, const char *keys_file, const char *iss,
     keys_file = nonempty(keys_file);
     iss = nonempty(iss);
     aud = nonempty(aud);
-    seterr(err, errlen, "out of memory");
+    jwtv_seterr(err, errlen, "out of memory");
     if (!v || (iss && !(v->iss = strdup(iss))) || (aud && !(v->aud = strdup(aud))))
         goto out;
     if (hs_secret) {
@@ -430,20 +171,20 @@ jwtv *jwtv_new(const char *hs_secret, const char *keys_file, const char *iss,
         if (!v->hs || !(v->hs->key = (unsigned char *)strdup(hs_secret)))
             goto out;
         v->hs->keylen = strlen(hs_secret);
-        v->hs->alg = alg_by_name("HS256");
+        v->hs->alg = jwtv_alg_by_name("HS256");
     }
-    if (keys_file && load_key_file(v, keys_file, err, errlen) < 0)
+    if (keys_file && jwtv_load_key_file(v, keys_file, err, errlen) < 0)
         goto out;
     /* A key file without keys is a mistake even next to an HS secret. */
     if (keys_file && v->nkeys == 0) {
-        seterr(err, errlen, "TETHER_JWT_KEYS: no key in '%s'", keys_file);
+        jwtv_seterr(err, errlen, "TETHER_JWT_KEYS: no key in '%s'", keys_file);
         goto out;
     }
     if (!v->hs && v->nkeys == 0) {
-        seterr(err, errlen, "no JWT key: set TETHER_JWT_SECRET or TETHER_JWT_KEYS");
+        jwtv_seterr(err, errlen, "no JWT key: set TETHER_JWT_SECRET or TETHER_JWT_KEYS");
         goto out;
     }
-    seterr(err, errlen, "ok");
+    jwtv_seterr(err, errlen, "ok");
     ok = 1;
 out:
     if (!ok) {
@@ -457,10 +198,10 @@ void jwtv_free(jwtv *v)
 {
     if (!v)
         return;
-    key_wipe(v->hs);
+    jwtv_key_wipe(v->hs);
     free(v->hs);
     for (size_t i = 0; i < v->nkeys; i++)
-        key_wipe(&v->keys[i]);
+        jwtv_key_wipe(&v->keys[i]);
     free(v->keys);
     free(v->iss);
     free(v->aud);

@@ -6,7 +6,7 @@
  * decides everything itself: it parses the header first, picks the key by
  * `kid` (or the single configured key), pins the algorithm to that key's
  * configured one, lets libjwt check only the signature, and then validates
- * every claim (shared/PROTOCOL.md, section Authentication).
+ * every claim (docs/protocol.md, section Authentication).
  *
  * A jwtv is immutable after jwtv_new(), so one verifier may be shared by all
  * connections of a process.

@@ -303,7 +303,7 @@ void md_ice_remote_done(md_ice *t) { nice_agent_peer_candidate_gathering_done(t-
 int md_ice_restart(md_ice *t)
 {
     /* libnice forgets the remote credentials on restart: the caller sets
-     * the new ones afterwards (DESIGN.md's order). */
+     * the new ones afterwards, never before. */
     if (!nice_agent_restart_stream(t->agent, t->stream))
         return -EIO;
     fetch_creds(t);

@@ -10,7 +10,7 @@
 #define SS_MAX_USER 128 /* NAMES_MAX_USER (lib/names.h) */
 #define SS_MAX_EPOCH 64
 #define SS_MAX_CLIENT 256
-#define SS_MAX_ROOMS 256   /* rooms per connection (PROTOCOL.md) */
+#define SS_MAX_ROOMS 256   /* rooms per connection (docs/protocol.md) */
 #define SS_MAX_POSITIONS 300 /* positions kept from one close (a script takes ~1000 arguments) */
 #define SS_MAX_RECS 8
 #define SS_MAX_REC_LEN 256

@@ -1,6 +1,6 @@
 /* audio.js -- push-to-talk audio for one room: a WebRTC peer connection with
  * the server's media service (mediad), signaled with `media` frames
- * (PROTOCOL.md): the browser offers (`offer {sdp}`, trickled `candidate
+ * (docs/protocol.md): the browser offers (`offer {sdp}`, trickled `candidate
  * {candidate, mid}`), mediad answers (`answer {sdp}`, `candidate`), and
  * `restart` means the media path was lost: offer again.
  *

@@ -533,7 +533,7 @@ export class TetherClient extends EventTarget {
     const e = f.id ? this.outbox.find((x) => x.kind === 'publish' && x.id === f.id) : null;
     if (e && e.inflight) {
       if (f.code === 4500 || f.code === 4429) {
-        // PROTOCOL.md: retrying with the same id is safe.
+        // docs/protocol.md: retrying with the same id is safe.
         e.inflight = false;
         e.resend = true;
         e.notBefore = Date.now() + this.o.publishRetryMs;

@@ -63,7 +63,7 @@ export class Backoff {
   reset() { this.attempt = 0; this.upSince = 0; }
 }
 
-/* ---- close codes (PROTOCOL.md) ---------------------------------------------------- */
+/* ---- close codes (docs/protocol.md)------------------------------------------------ */
 
 const CLOSE_TEXT = {
   1000: 'the server ended the session (1000)',

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh -- the local runner behind `make run` / `make stop`: the whole Tether
-# suite on one machine, on loopback, with the DESIGN.md default ports.
+# suite on one machine, on loopback, with the default ports of docs/operations.md.
 #
 #   deploy/local/run.sh start    dev secrets, Redis (AOF), busd, replayd,
 #                                sessiond, mediad (those built), gateway, and a

@@ -15,7 +15,7 @@
  * Diagnostics (the effective config, errors) go to stderr, so stdout carries
  * events only and can be piped straight into a consumer.
  *
- * Loss is detected, never assumed away (DESIGN.md, "The bus"):
+ * Loss is detected, never assumed away (docs/architecture.md, "The bus"):
  *   - lib/bus.c checks source_seq per (source, topic) and reports a hole as
  *     {"gap":"source",...}: events of that topic from that process were lost.
  *   - Room messages also carry a per-room (epoch, seq). A jump in seq, or a

@@ -2,7 +2,7 @@
 //
 // A redis-server of our own and the built daemons (busd, replayd, sessiond
 // and mediad when built, one or more gateways) on free loopback ports,
-// configured only through the TETHER_* environment contract (DESIGN.md), as
+// configured only through the TETHER_* environment contract (docs/operations.md), as
 // tests/integration/tether_harness.py does for the Python tests. The
 // gateways serve the console from <repo>/web with dev tokens on.
 // Waiting is always polling a condition against a deadline.

@@ -2,9 +2,10 @@
 """pyclient.py -- the independent side of the chaos workload.
 
 N Tether clients in one asyncio process on Debian's python3-websockets,
-written from shared/PROTOCOL.md alone (no SDK, no daemon code), so that the
-chaos harness does not only watch our C SDK talk to our gateway. Each client
-does what PROTOCOL.md asks of a client and nothing more:
+written from the protocol's specification alone (docs/protocol.md; no SDK,
+no daemon code), so that the chaos harness does not only watch our C SDK
+talk to our gateway. Each client does what docs/protocol.md asks of a client
+and nothing more:
 
 - `hello` with its session and every room's position (`{}` the first time,
   `{"epoch": E, "seq": N}` once it has delivered something, `{"seq": 0}` for

@@ -8,7 +8,7 @@
                  built binary once on free loopback ports and reading its
                  "effective config" log line (plus the variables lib/ reads
                  with getenv); mediad, while it is not built, by the contract
-                 of DESIGN.md and its issue
+                 of docs/operations.md ("Configuration")
 """
 
 import json
@@ -49,7 +49,7 @@ def objs(variant):
 # ---- the variables each program reads ----------------------------------------------
 
 # mediad is being written in parallel: until build/bin/mediad exists, its
-# variables are the contract (DESIGN.md table + issue: TETHER_MEDIA_CERT).
+# variables are the contract (docs/operations.md configuration table, with TETHER_MEDIA_CERT).
 MEDIAD_CONTRACT = {"TETHER_REDIS", "TETHER_BUS_IN", "TETHER_BUS_OUT", "TETHER_MEDIAD", "TETHER_HTTP",
                    "TETHER_MEDIA_IFACES", "TETHER_MEDIA_PORTS", "TETHER_MEDIA_CERT", "TETHER_LOG_LEVEL"}
 PROGRAMS = ("busd", "replayd", "sessiond", "mediad", "gateway", "example-subscriber")

@@ -32,7 +32,7 @@ BIN = BUILD / "bin"
 # creates them; docs/operations.md says how).
 OPERATOR_SECRETS = {"tether-jwt", "tether-bus", "tether-mediad-dtls"}
 DAEMONS = ("gateway", "replayd", "sessiond", "busd", "mediad")
-# Which daemon binds each endpoint variable (DESIGN.md configuration table).
+# Which daemon binds each endpoint variable (docs/operations.md configuration table).
 BINDS = {"TETHER_BUS_IN": "busd", "TETHER_BUS_OUT": "busd", "TETHER_REPLAYD": "replayd",
          "TETHER_SESSIOND": "sessiond", "TETHER_MEDIAD": "mediad"}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")

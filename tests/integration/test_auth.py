@@ -1,4 +1,4 @@
-"""test_auth.py -- PROTOCOL.md "Transport" and "Authentication".
+"""test_auth.py -- docs/protocol.md "Transport" and "Authentication".
 
 hello/welcome fields, the token in the upgrade's Authorization header or in
 hello, HTTP 401 before any upgrade for a bad header token, close 4501 for a bad
@@ -224,7 +224,7 @@ def test_second_hello_does_not_change_user(suite):
 
 
 def test_refresh_token_in_band(suite):
-    # PROTOCOL.md `refresh {token}`; docs/protocol.md deviation 5: success is
+    # docs/protocol.md `refresh {token}`, deviation 5: success is
     # silent, a bad token gets error 4501, an expired one 4502, a token for
     # another user is refused; the connection stays open in every case.
     async def t():

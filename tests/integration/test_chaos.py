@@ -1,4 +1,4 @@
-"""test_chaos.py -- DESIGN.md "State and failure matrix", one row per test.
+"""test_chaos.py -- docs/architecture.md "Failure behaviour", one row per test.
 
 Processes are killed (SIGKILL) or drained (SIGTERM) under traffic and what
 must hold is checked end to end through real clients: every publish id gets

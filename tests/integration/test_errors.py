@@ -1,4 +1,4 @@
-"""test_errors.py -- PROTOCOL.md error frames, limits and close code 4505.
+"""test_errors.py -- docs/protocol.md error frames, limits and close code 4505.
 
 A failed request gets an `error` frame and the connection stays open: 4505 for
 a malformed frame (not JSON, not an object, unknown type), 4400 for an invalid

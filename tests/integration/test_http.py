@@ -1,5 +1,5 @@
-"""test_http.py -- the HTTP side: PROTOCOL.md "HTTP on the gateway port" and
-DESIGN.md "Operations".
+"""test_http.py -- the HTTP side: docs/protocol.md and
+docs/operations.md ("HTTP limits", probes and metrics).
 
 /healthz, /readyz and /metrics (Prometheus text) on every daemon; /readyz
 follows the dependencies; POST /v1/rooms/{room}/publish with a Bearer token
@@ -85,7 +85,7 @@ def test_replayd_readyz_follows_redis(suite):
 
 @pytest.mark.parametrize("dependency", ["replayd", "busd"])
 def test_gateway_readyz_follows_its_dependencies(suite, dependency):
-    # PROTOCOL.md: replayd (and sessiond); docs/protocol.md adds the bus.
+    # replayd (and sessiond) and the bus (docs/protocol.md).
     gw = suite.gateway
     missing = suite.missing_deps(gw)          # sessiond, until it is built
     assert gw.ready(missing)
@@ -114,7 +114,7 @@ def pick(reply):
 
 
 def test_http_publish_with_idempotency_key(suite):
-    # The body is the message's data, any JSON value (PROTOCOL.md does not
+    # The body is the message's data, any JSON value (docs/protocol.md does not
     # spell the body out; this is the gateway's reading, and ours).
     payload = {"data": {"text": "from http", "n": 1}}
 

@@ -1,4 +1,4 @@
-"""test_media_floor.py -- push-to-talk floor control end to end (PROTOCOL.md `ptt`).
+"""test_media_floor.py -- push-to-talk floor control end to end (docs/protocol.md `ptt`).
 
 Real processes (Redis, busd, replayd, sessiond, mediad, gateways) driven by
 WebSocket clients:

@@ -1,4 +1,4 @@
-"""test_positions.py -- PROTOCOL.md position rules on subscribe (and hello).
+"""test_positions.py -- docs/protocol.md position rules on subscribe (and hello).
 
 {} is live only (missed 0); {epoch, seq N} delivers exactly what follows N
 (N = 0: from seq 1) with recovered:true; {seq: 0} without epoch starts at the
@@ -21,7 +21,7 @@ SEQ_TO_ID = {}      # room -> {seq: id}, from the acks
 async def room_with(suite, n, user="pub"):
     """A new room holding n messages; returns (room, epoch, publisher).
     The publishes are pipelined, so which id got which seq is taken from the
-    acks (PROTOCOL.md promises no order among one connection's publishes)."""
+    acks (docs/protocol.md promises no order among one connection's publishes)."""
     room = tc.uid()
     pub = await tc.connect(suite.ws_url(), token=suite.token(user), name="pub")
     acks = await pub.publish_many(room, n, prefix="h") if n else []

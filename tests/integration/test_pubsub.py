@@ -1,4 +1,4 @@
-"""test_pubsub.py -- PROTOCOL.md subscribe / publish / ack / message.
+"""test_pubsub.py -- docs/protocol.md subscribe / publish / ack / message.
 
 Seq starts at 1 and grows by 1 per message; the ack carries the seq; messages
 carry room, seq, epoch, id, from, ts and data, and data round-trips any JSON
@@ -189,7 +189,7 @@ def test_two_subscribers_see_the_same_order(suite):
     run(t(), timeout=90)
 
 
-@pytest.mark.xfail(strict=False, reason="PROTOCOL.md promises no order among one connection's "
+@pytest.mark.xfail(strict=False, reason="docs/protocol.md promises no order among one connection's "
                    "publishes; drop this mark if the team decides to guarantee it")
 def test_pipelined_publishes_of_one_connection_keep_their_order(suite):
     async def t():

@@ -1,4 +1,4 @@
-"""test_resume.py -- PROTOCOL.md resume, sessions and presence.
+"""test_resume.py -- docs/protocol.md resume, sessions and presence.
 
 The resume path: after a network cut, hello {session, rooms: {r: {epoch,
 seq}}} delivers exactly the missed messages of every room and then the live

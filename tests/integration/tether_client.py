@@ -1,13 +1,13 @@
 """tether_client.py -- an independent client of the Tether protocol for tests.
 
-Written from shared/PROTOCOL.md only (no daemon code consulted): JWT minting
-(HS256/384/512 and deliberately broken variants) and an asyncio WebSocket
-client (python3-websockets 10.4, asyncio API) speaking tether.v1.json or
-tether.v1.proto. A background task reads every frame into `frames` (nothing is
+Written from the protocol's specification only (docs/protocol.md; no daemon
+code consulted): JWT minting (HS256/384/512 and deliberately broken
+variants) and an asyncio WebSocket client (python3-websockets 10.4, asyncio
+API) speaking tether.v1.json or tether.v1.proto. A background task reads every frame into `frames` (nothing is
 ever consumed away), files `message` frames per room, answers server `ping`s
 (unless auto_pong=False) and records the close code.
 
-Frames are dicts in the JSON shape of PROTOCOL.md in both sub-protocols; the
+Frames are dicts in the JSON shape of docs/protocol.md in both sub-protocols; the
 proto mapping lives in _to_proto/_from_proto.
 """
 

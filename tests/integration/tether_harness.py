@@ -2,7 +2,7 @@
 
 A real redis-server and the real Tether daemons (busd, replayd, gateway, and
 sessiond/mediad when built) on free loopback ports, configured only through
-the TETHER_* environment contract of DESIGN.md, the way an orchestrator would
+the TETHER_* environment contract of docs/operations.md, the way an orchestrator would
 run them. Everything here waits by polling a condition with a deadline; the
 only pauses are the poll intervals.
 

@@ -2,7 +2,7 @@
  * requests and releases, the server's answers, restoring a floor held when
  * the link dropped, and expiring requests that went stale offline. The
  * server side (mediad) does not exist yet; these pin the client's rules to
- * PROTOCOL.md's `ptt` frames. */
+ * the `ptt` frames of docs/protocol.md. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* test_frame.c -- the client wire format (gateway/gw_frame*.c), cmocka.
  *
- * Decoding: every client frame type of PROTOCOL.md in JSON and in protobuf
+ * Decoding: every client frame type of docs/protocol.md in JSON and in protobuf
  * decodes to the right fields, and every validation rule answers with its
  * code (4400 invalid field, 4505 malformed, 4413 too large), keeping the
  * publish id for the error frame. Encoding: the hand-written `message` JSON is

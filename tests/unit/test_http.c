@@ -261,6 +261,14 @@ static void test_route_200(void **state)
     assert_non_null(strstr(R.head, "Content-Type: text/plain; charset=utf-8\r\n"));
 }
 
+/* A header's value reaches the handler without the whitespace around it. */
+static void test_header_value_trimmed(void **state)
+{
+    (void)state;
+    assert_int_equal(roundtrip("GET /param?name=x HTTP/1.1\r\nHost: x\r\nX-Test: \t v 1 \t \r\n\r\n", &R), 200);
+    assert_string_equal(R.body, "x|v 1");
+}
+
 static void test_404(void **state)
 {
     (void)state;
@@ -853,6 +861,7 @@ int main(void)
     metrics_process_enable(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_route_200, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_value_trimmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_404, setup, teardown),
         cmocka_unit_test_setup_teardown(test_std_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_std_handler, setup, teardown),

@@ -1,6 +1,6 @@
 /* pb_dialect.c -- the three protocols peerbench speaks, on top of pb_net.c.
  *
- * tether  PROTOCOL.md, JSON sub-protocol: hello with a per-connection HS256
+ * tether  docs/protocol.md, JSON sub-protocol: hello with a per-connection HS256
  *         token and the room, resume with {session, rooms: {room: {epoch,
  *         seq}}}; `subscribed.recovered` says whether it was whole.
  * nchan   WebSocket subscriber on /sub/<room> with the ws+meta.nchan
