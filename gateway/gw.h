@@ -23,6 +23,7 @@
 #include "jwtcheck.h"
 #include "loop.h"
 #include "rpc.h"
+#include "u64map.h"
 #include "wsframe.h"
 
 typedef struct gw_conn gw_conn;
@@ -75,7 +76,7 @@ typedef struct gw {
     jwtv *jwt;
     gw_config cfg;
     hmap *rooms;      /* name -> gw_room */
-    hmap *conns;      /* "%llx" id -> gw_conn */
+    u64map *conns;    /* id -> gw_conn */
     hmap *sessions;   /* session id -> gw_conn */
     gw_conn *conn_list;
     gw_conn *dirty;                /* connections with frames to write */

@@ -28,13 +28,9 @@
 
 static void dirty_del(gw_conn *c);
 
-static void idkey(char *buf, size_t n, uint64_t id) { snprintf(buf, n, "%llx", (unsigned long long)id); }
-
 gw_conn *gw_conn_find(uint64_t id)
 {
-    char k[24];
-    idkey(k, sizeof(k), id);
-    return hmap_get(G.conns, k);
+    return u64map_get(G.conns, id);
 }
 
 gw_conn *gw_conn_open(int fd, int proto)
@@ -47,9 +43,7 @@ gw_conn *gw_conn_open(int fd, int proto)
     c->id = ++G.next_conn_id;
     c->proto = proto ? 1 : 0;
     c->created_ms = c->last_rx_ms = c->last_ping_ms = loop_now_ms(G.l);
-    char k[24];
-    idkey(k, sizeof(k), c->id);
-    if (hmap_put(G.conns, k, c) < 0) {
+    if (u64map_put(G.conns, c->id, c) < 0) {
         free(c);
         return NULL;
     }
@@ -81,9 +75,7 @@ void gw_conn_closed(gw_conn *c)
         gw_sub_stop(c->subs[c->nsubs - 1]);
     if (c->session[0] && hmap_get(G.sessions, c->session) == c)
         hmap_del(G.sessions, c->session);
-    char k[24];
-    idkey(k, sizeof(k), c->id);
-    hmap_del(G.conns, k);
+    u64map_del(G.conns, c->id);
     if (c->prev)
         c->prev->next = c->next;
     else

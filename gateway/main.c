@@ -232,7 +232,7 @@ int main(void)
 
     G.l = loop_new();
     G.rooms = hmap_new();
-    G.conns = hmap_new();
+    G.conns = u64map_new();
     G.sessions = hmap_new();
     if (!G.l || !G.rooms || !G.conns || !G.sessions) {
         LOG_ERROR("out of memory at start", NULL);
