@@ -47,8 +47,10 @@ static int run_str(char (*keys)[24], char (*miss)[24], size_t n, times *t)
         return -1;
     double a = now_ns();
     for (size_t i = 0; i < n; i++)
-        if (hmap_put(m, keys[i], (void *)(i + 1)) < 0)
+        if (hmap_put(m, keys[i], (void *)(i + 1)) < 0) {
+            hmap_free(m);
             return -1;
+        }
     double b = now_ns();
     for (size_t i = 0; i < n; i++)
         sink += (uintptr_t)hmap_get(m, keys[i]);
@@ -74,8 +76,10 @@ static int run_fmt(size_t n, times *t)
     double a = now_ns();
     for (size_t i = 1; i <= n; i++) {
         snprintf(k, sizeof(k), "%llx", (unsigned long long)i);
-        if (hmap_put(m, k, (void *)i) < 0)
+        if (hmap_put(m, k, (void *)i) < 0) {
+            hmap_free(m);
             return -1;
+        }
     }
     double b = now_ns();
     for (size_t i = 1; i <= n; i++) {
@@ -84,7 +88,7 @@ static int run_fmt(size_t n, times *t)
     }
     double c = now_ns();
     for (size_t i = 1; i <= n; i++) {
-        snprintf(k, sizeof(k), "%llx", (unsigned long long)(i + n));
+        snprintf(k, sizeof(k), "%llx", (unsigned long long)i + n);
         sink += (uintptr_t)hmap_get(m, k);
     }
     double d = now_ns();
@@ -105,8 +109,10 @@ static int run_u64(size_t n, times *t)
         return -1;
     double a = now_ns();
     for (size_t i = 1; i <= n; i++)
-        if (u64map_put(m, i, (void *)i) < 0)
+        if (u64map_put(m, i, (void *)i) < 0) {
+            u64map_free(m);
             return -1;
+        }
     double b = now_ns();
     for (size_t i = 1; i <= n; i++)
         sink += (uintptr_t)u64map_get(m, i);
@@ -134,29 +140,33 @@ int main(int argc, char **argv)
         n = 100000;
     char (*rooms)[24] = malloc(n * sizeof(*rooms));
     char (*rmiss)[24] = malloc(n * sizeof(*rmiss));
-    if (!rooms || !rmiss)
+    if (!rooms || !rmiss) {
+        free(rooms);
+        free(rmiss);
         return 1;
+    }
     for (size_t i = 0; i < n; i++) {
         snprintf(rooms[i], sizeof(rooms[i]), "room-%zu", i);
         snprintf(rmiss[i], sizeof(rmiss[i]), "moor-%zu", i);
     }
     times bs = { 1e18, 1e18, 1e18, 1e18 }, bi = bs, bu = bs, t;
-    for (int r = 0; r < 21; r++) {
-        if (run_str(rooms, rmiss, n, &t) < 0)
-            return 1;
-        best(&bs, &t);
-        if (run_fmt(n, &t) < 0)
-            return 1;
-        best(&bi, &t);
-        if (run_u64(n, &t) < 0)
-            return 1;
-        best(&bu, &t);
+    int rc = 0;
+    for (int r = 0; r < 21 && !rc; r++) {
+        if (run_str(rooms, rmiss, n, &t) < 0 || (best(&bs, &t), run_fmt(n, &t) < 0) ||
+            (best(&bi, &t), run_u64(n, &t) < 0))
+            rc = 1;
+        else
+            best(&bu, &t);
+    }
+    free(rooms);
+    free(rmiss);
+    if (rc) {
+        fprintf(stderr, "hmap_bench: out of memory\n");
+        return 1;
     }
     printf("%zu keys\n", n);
     print("hmap \"room-<n>\"", &bs);
     print("snprintf+hmap id", &bi);
     print("u64map id", &bu);
-    free(rooms);
-    free(rmiss);
     return 0;
 }
