@@ -119,15 +119,21 @@ md_sess *md_room_talker(md_room *r)
         list_node *n;
         list_foreach(n, &r->members) {
             md_sess *s = list_entry(n, md_sess, link);
-            if (!r->talker && !s->dead && s->conn == r->holder_conn && !strcmp(s->gw, r->holder_gw))
+            if (!s->dead && s->conn == r->holder_conn && !strcmp(s->gw, r->holder_gw)) {
                 r->talker = s;
+                break;
+            }
         }
         /* The holder may have resumed on another connection whose floor
          * event is still on its way: its user's session talks meanwhile. */
-        list_foreach(n, &r->members) {
-            md_sess *s = list_entry(n, md_sess, link);
-            if (!r->talker && !s->dead && !strcmp(s->user, r->holder))
-                r->talker = s;
+        if (!r->talker) {
+            list_foreach(n, &r->members) {
+                md_sess *s = list_entry(n, md_sess, link);
+                if (!s->dead && !strcmp(s->user, r->holder)) {
+                    r->talker = s;
+                    break;
+                }
+            }
         }
     }
     r->talker_known = 1;
