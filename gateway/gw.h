@@ -21,8 +21,10 @@
 #include "gw_frame.h"
 #include "hmap.h"
 #include "jwtcheck.h"
+#include "list.h"
 #include "loop.h"
 #include "rpc.h"
+#include "u64map.h"
 #include "wsframe.h"
 
 typedef struct gw_conn gw_conn;
@@ -75,10 +77,10 @@ typedef struct gw {
     jwtv *jwt;
     gw_config cfg;
     hmap *rooms;      /* name -> gw_room */
-    hmap *conns;      /* "%llx" id -> gw_conn */
+    u64map *conns;    /* id -> gw_conn */
     hmap *sessions;   /* session id -> gw_conn */
-    gw_conn *conn_list;
-    gw_conn *dirty;                /* connections with frames to write */
+    list_node conn_list;           /* every gw_conn (link), newest first */
+    list_node dirty;               /* connections with frames to write (dlink) */
     int flush_deferred;
     unsigned nconns;               /* every WebSocket connection */
     unsigned nhello;               /* those past hello (TETHER_MAX_CONNS) */
@@ -128,9 +130,8 @@ struct gw_conn {
     uint32_t nheld;
     char client[64];
     uint32_t inflight_pub;
-    gw_conn *next, *prev;
-    gw_conn *dnext, *dprev;   /* on G.dirty: frames queued, not yet written */
-    unsigned dirty : 1;
+    list_node link;           /* on G.conn_list */
+    list_node dlink;          /* on G.dirty: frames queued, not yet written */
     unsigned rx_paused : 1;   /* the hello is pending: not reading */
     unsigned deflate : 1;     /* permessage-deflate negotiated */
     unsigned preauth : 1;     /* counted in G.npreauth (before hello) */

@@ -28,13 +28,9 @@
 
 static void dirty_del(gw_conn *c);
 
-static void idkey(char *buf, size_t n, uint64_t id) { snprintf(buf, n, "%llx", (unsigned long long)id); }
-
 gw_conn *gw_conn_find(uint64_t id)
 {
-    char k[24];
-    idkey(k, sizeof(k), id);
-    return hmap_get(G.conns, k);
+    return u64map_get(G.conns, id);
 }
 
 gw_conn *gw_conn_open(int fd, int proto)
@@ -47,16 +43,11 @@ gw_conn *gw_conn_open(int fd, int proto)
     c->id = ++G.next_conn_id;
     c->proto = proto ? 1 : 0;
     c->created_ms = c->last_rx_ms = c->last_ping_ms = loop_now_ms(G.l);
-    char k[24];
-    idkey(k, sizeof(k), c->id);
-    if (hmap_put(G.conns, k, c) < 0) {
+    if (u64map_put(G.conns, c->id, c) < 0) {
         free(c);
         return NULL;
     }
-    c->next = G.conn_list;
-    if (G.conn_list)
-        G.conn_list->prev = c;
-    G.conn_list = c;
+    list_insert_head(&G.conn_list, &c->link);
     G.nconns++;
     G.st.conns_opened++;
     return c;
@@ -81,15 +72,8 @@ void gw_conn_closed(gw_conn *c)
         gw_sub_stop(c->subs[c->nsubs - 1]);
     if (c->session[0] && hmap_get(G.sessions, c->session) == c)
         hmap_del(G.sessions, c->session);
-    char k[24];
-    idkey(k, sizeof(k), c->id);
-    hmap_del(G.conns, k);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        G.conn_list = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    u64map_del(G.conns, c->id);
+    list_remove(&c->link);
     G.nconns--;
     if (c->counted)
         G.nhello--;
@@ -130,19 +114,7 @@ void gw_conn_closed(gw_conn *c)
 static unsigned char *scratch;
 static size_t scratch_cap;
 
-static void dirty_del(gw_conn *c)
-{
-    if (!c->dirty)
-        return;
-    if (c->dprev)
-        c->dprev->dnext = c->dnext;
-    else
-        G.dirty = c->dnext;
-    if (c->dnext)
-        c->dnext->dprev = c->dprev;
-    c->dnext = c->dprev = NULL;
-    c->dirty = 0;
-}
+static void dirty_del(gw_conn *c) { list_remove(&c->dlink); }
 
 static void flush_deferred(loop *l, void *arg)
 {
@@ -154,14 +126,9 @@ static void flush_deferred(loop *l, void *arg)
 
 static void dirty_add(gw_conn *c)
 {
-    if (c->dirty)
+    if (list_linked(&c->dlink))
         return;
-    c->dirty = 1;
-    c->dprev = NULL;
-    c->dnext = G.dirty;
-    if (G.dirty)
-        G.dirty->dprev = c;
-    G.dirty = c;
+    list_insert_head(&G.dirty, &c->dlink);
     /* gw_ws.c flushes at the end of every callback that can queue frames;
      * the deferred call covers any other path. */
     if (!G.flush_deferred && loop_defer(G.l, flush_deferred, NULL) == 0)
@@ -264,8 +231,8 @@ static void conn_flush_now(gw_conn *c)
 void gw_conn_flush_all(void)
 {
     gw_append_flush();
-    while (G.dirty)
-        conn_flush_now(G.dirty);
+    while (!list_empty(&G.dirty))
+        conn_flush_now(list_entry(G.dirty.next, gw_conn, dlink));
 }
 
 void gw_conn_rx_pause(gw_conn *c, int paused)
@@ -703,8 +670,9 @@ void gw_conn_sweep(void)
 {
     uint64_t now = loop_now_ms(G.l);
     int64_t wall_s = (int64_t)time(NULL);
-    for (gw_conn *c = G.conn_list, *nx; c; c = nx) {
-        nx = c->next;
+    list_node *n, *nx;
+    list_foreach_safe(n, nx, &G.conn_list) {
+        gw_conn *c = list_entry(n, gw_conn, link);
         if (c->close_code)
             continue;
         if (!c->ready) {
@@ -731,7 +699,9 @@ void gw_conn_sweep(void)
 
 void gw_conn_drain_all(void)
 {
-    for (gw_conn *c = G.conn_list; c; c = c->next) {
+    list_node *n;
+    list_foreach(n, &G.conn_list) {
+        gw_conn *c = list_entry(n, gw_conn, link);
         if (c->close_code)
             continue;
         /* Spread the comebacks over the drain window so that the remaining

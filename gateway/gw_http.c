@@ -229,7 +229,9 @@ static void state_reply(rpc_client *rc, int status, const bus_env *rep, void *ar
             seq = g->rooms[i]->seq;
     /* A live connection on this gateway knows a fresher position. */
     int connected = g->connected;
-    for (gw_conn *c = G.conn_list; c; c = c->next) {
+    list_node *n;
+    list_foreach(n, &G.conn_list) {
+        gw_conn *c = list_entry(n, gw_conn, link);
         if (!c->ready || c->close_code || strcmp(c->claims.sub, w->user) != 0)
             continue;
         gw_sub *s = gw_conn_find_sub(c, w->room);

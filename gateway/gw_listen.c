@@ -57,12 +57,12 @@ typedef struct pre_sock {
     int tracked;         /* counted in its peer_ent */
     size_t seen;         /* bytes the last peek saw */
     loop_timer deadline;
-    struct pre_sock *prev, *next;
+    list_node link;      /* on pres */
 } pre_sock;
 
 static int lfd = -1;
 static hmap *peers;
-static pre_sock *pres;
+static list_node pres = LIST_HEAD_INIT(pres); /* sockets before their head */
 static loop_timer accept_timer;
 static char head[HEAD_MAX + 1];
 
@@ -156,12 +156,7 @@ static void pre_unlink(pre_sock *p)
 {
     loop_timer_stop(G.l, &p->deadline);
     loop_del_fd(G.l, p->fd);
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        pres = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    list_remove(&p->link);
     G.npreauth--;
 }
 
@@ -622,10 +617,7 @@ static void on_accept(loop *l, int fd, unsigned events, void *arg)
             e->conns++;
             p->tracked = 1;
         }
-        p->next = pres;
-        if (pres)
-            pres->prev = p;
-        pres = p;
+        list_insert_head(&pres, &p->link);
         G.npreauth++;
         loop_timer_start(l, &p->deadline, G.cfg.head_timeout_ms, 0, pre_timeout, p);
     }
@@ -705,8 +697,8 @@ void gw_listen_stop(void)
         close(lfd);
         lfd = -1;
     }
-    while (pres)
-        pre_drop(pres);
+    while (!list_empty(&pres))
+        pre_drop(list_entry(pres.next, pre_sock, link));
     if (peers) {
         hmap_iter it = { 0 };
         const char *k;

@@ -569,7 +569,7 @@ static void publish_snapshot(uint64_t snapshot_id)
     uint32_t parts = (G.nconns + SNAPSHOT_PART - 1) / SNAPSHOT_PART;
     if (parts == 0)
         parts = 1;
-    gw_conn *c = G.conn_list;
+    list_node *n_at = list_first(&G.conn_list);
     for (uint32_t part = 1; part <= parts; part++) {
         Tether__Bus__GwConn *gc = calloc(SNAPSHOT_PART, sizeof(*gc));
         Tether__Bus__GwConn **gp = calloc(SNAPSHOT_PART, sizeof(*gp));
@@ -577,7 +577,8 @@ static void publish_snapshot(uint64_t snapshot_id)
         size_t n = 0;
         if (!gc || !gp || !rooms)
             goto next;
-        for (; c && n < SNAPSHOT_PART; c = c->next) {
+        for (; n_at && n < SNAPSHOT_PART; n_at = list_next(&G.conn_list, n_at)) {
+            gw_conn *c = list_entry(n_at, gw_conn, link);
             if (!c->ready || c->close_code || !c->session[0])
                 continue;
             tether__bus__gw_conn__init(&gc[n]);

@@ -230,9 +230,11 @@ int main(void)
     zauth_require("TETHER_MEDIAD", G.cfg.mediad);
     cfg_print();
 
+    list_init(&G.conn_list);
+    list_init(&G.dirty);
     G.l = loop_new();
     G.rooms = hmap_new();
-    G.conns = hmap_new();
+    G.conns = u64map_new();
     G.sessions = hmap_new();
     if (!G.l || !G.rooms || !G.conns || !G.sessions) {
         LOG_ERROR("out of memory at start", NULL);
@@ -298,8 +300,9 @@ int main(void)
     while (!g_stop)
         loop_run(G.l);
     gw_listen_stop();
-    for (gw_conn *c = G.conn_list, *nx; c; c = nx) {
-        nx = c->next;
+    list_node *n, *nx;
+    list_foreach_safe(n, nx, &G.conn_list) {
+        gw_conn *c = list_entry(n, gw_conn, link);
         loop_timer_stop(G.l, &c->close_timer);
         loop_del_fd(G.l, c->fd);
         close(c->fd);

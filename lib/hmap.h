@@ -3,6 +3,7 @@
  * Keys are copied in; values are borrowed pointers the map never frees.
  * Iteration order is unspecified; deleting the entry just returned by
  * hmap_next() is allowed during iteration, other mutations are not.
+ * Integer keys go in lib/u64map.h instead of through a printed string.
  */
 #ifndef TETHER_HMAP_H
 #define TETHER_HMAP_H
@@ -32,7 +33,14 @@ void *hmap_del(hmap *m, const char *key);
  * while (hmap_next(m, &it, &k, &v)) ...  */
 int hmap_next(const hmap *m, hmap_iter *it, const char **key, void **val);
 
-/* FNV-1a, exposed for consistent hashing elsewhere. */
+/* The map's hash: SipHash-2-4 under a 128-bit key drawn from getrandom()
+ * once per process (the process aborts if it cannot get one), so a client
+ * that picks names cannot aim them at one bucket. Not stable across
+ * processes: never store it or send it. */
 uint64_t hmap_hash(const char *s, size_t len);
+/* SipHash-2-4 of data under an explicit key (key bytes as in the paper). */
+uint64_t hmap_siphash24(const unsigned char key[16], const void *data, size_t len);
+/* The process's key, for tests that compare two processes. */
+void hmap_seed(uint64_t out[2]);
 
 #endif

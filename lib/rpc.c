@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "hmap.h"
+#include "u64map.h"
 #include "log.h"
 #include "zauth.h"
 #include "zsock.h"
@@ -27,7 +27,7 @@ typedef struct pending {
 struct rpc_client {
     loop *l;
     zsock *z;
-    hmap *calls;     /* "%llx" id -> pending */
+    u64map *calls;   /* request id -> pending */
     uint64_t next_id;
     Tether__Bus__Source src;
     rpc_client_stats st;
@@ -48,16 +48,12 @@ struct rpc_server {
     rpc_server_stats st;
 };
 
-static void idkey(char *buf, size_t n, uint64_t id) { snprintf(buf, n, "%llx", (unsigned long long)id); }
-
 /* ---- client ---------------------------------------------------------------------- */
 
 static void finish(pending *p, int status, const bus_env *rep)
 {
     rpc_client *c = p->c;
-    char k[24];
-    idkey(k, sizeof(k), p->id);
-    hmap_del(c->calls, k);
+    u64map_del(c->calls, p->id);
     loop_timer_stop(c->l, &p->t);
     rpc_reply_cb *cb = p->cb;
     void *arg = p->arg;
@@ -100,9 +96,7 @@ static void on_client_msg(zsock *s, zmq_msg_t *parts, size_t n, void *arg)
     bus_env *e = tether__bus__envelope__unpack(NULL, zmq_msg_size(&parts[1]), zmq_msg_data(&parts[1]));
     if (!e)
         return;
-    char k[24];
-    idkey(k, sizeof(k), e->req_id);
-    pending *p = hmap_get(c->calls, k);
+    pending *p = u64map_get(c->calls, e->req_id);
     if (p) {
         c->st.replies++;
         finish(p, 0, e);
@@ -120,7 +114,7 @@ rpc_client *rpc_client_new(loop *l, const char *endpoints, const char *service)
     if (!c)
         return NULL;
     c->l = l;
-    c->calls = hmap_new();
+    c->calls = u64map_new();
     /* Request ids are unique per incarnation; mixing in the start time keeps
      * a restarted client from matching a reply meant for its predecessor. */
     c->next_id = (cfg_incarnation() & 0xffffffffu) << 24;
@@ -160,7 +154,7 @@ fail:
     free(list);
     if (s)
         zmq_close(s);
-    hmap_free(c->calls);
+    u64map_free(c->calls);
     free(c);
     return NULL;
 }
@@ -169,12 +163,12 @@ void rpc_client_free(rpc_client *c)
 {
     if (!c)
         return;
-    hmap_iter it = { 0 };
-    const char *k;
+    u64map_iter it = { 0 };
+    uint64_t k;
     void *v;
-    while (hmap_next(c->calls, &it, &k, &v))
+    while (u64map_next(c->calls, &it, &k, &v))
         finish(v, -ECANCELED, NULL);
-    hmap_free(c->calls);
+    u64map_free(c->calls);
     zsock_free(c->z);
     free(c);
 }
@@ -192,9 +186,7 @@ uint64_t rpc_call(rpc_client *c, bus_env *req, uint32_t timeout_ms, uint32_t att
     req->ts = loop_wall_ms();
     p->len = tether__bus__envelope__get_packed_size(req);
     p->buf = malloc(p->len ? p->len : 1);
-    char k[24];
-    idkey(k, sizeof(k), p->id);
-    if (!p->buf || hmap_put(c->calls, k, p) < 0) {
+    if (!p->buf || u64map_put(c->calls, p->id, p) < 0) {
         free(p->buf);
         free(p);
         return 0;
@@ -212,9 +204,7 @@ uint64_t rpc_call(rpc_client *c, bus_env *req, uint32_t timeout_ms, uint32_t att
 
 void rpc_cancel(rpc_client *c, uint64_t req_id)
 {
-    char k[24];
-    idkey(k, sizeof(k), req_id);
-    pending *p = hmap_del(c->calls, k);
+    pending *p = u64map_del(c->calls, req_id);
     if (!p)
         return;
     loop_timer_stop(c->l, &p->t);
@@ -222,7 +212,7 @@ void rpc_cancel(rpc_client *c, uint64_t req_id)
     free(p);
 }
 
-unsigned rpc_pending(const rpc_client *c) { return (unsigned)hmap_count(c->calls); }
+unsigned rpc_pending(const rpc_client *c) { return (unsigned)u64map_count(c->calls); }
 
 rpc_client_stats rpc_client_get_stats(const rpc_client *c) { return c->st; }
 

@@ -32,7 +32,9 @@ void md_fwd_rtp(md_room *r, md_sess *from, const uint8_t *pkt, const md_rtp_hdr 
     const uint8_t *payload = pkt + h->hdr_len;
     unsigned sent = 0;
     double bytes = 0;
-    for (md_sess *l = r->members; l; l = l->next) {
+    list_node *ln;
+    list_foreach(ln, &r->members) {
+        md_sess *l = list_entry(ln, md_sess, link);
         if (l == from || !md_sess_can_forward(l))
             continue;
         uint16_t seq;
@@ -62,7 +64,9 @@ void md_fwd_reports(md_room *r)
     uint64_t now = loop_mono_ms();
     int64_t wall = loop_wall_ms();
     md_sess *talker = md_room_talker(r);
-    for (md_sess *l = r->members; l; l = l->next) {
+    list_node *ln;
+    list_foreach(ln, &r->members) {
+        md_sess *l = list_entry(ln, md_sess, link);
         if (l->dead || !l->out || !md_sess_can_forward(l))
             continue;
         int n;

@@ -61,6 +61,7 @@ static md_room *room_new(md_rooms *rs, const char *name)
     if (!r)
         return NULL;
     r->rs = rs;
+    list_init(&r->members);
     snprintf(r->name, sizeof(r->name), "%s", name);
     if (hmap_put(rs->rooms, r->name, r) < 0) {
         free(r);
@@ -82,11 +83,7 @@ static void room_free(md_room *r)
 static void room_add(md_room *r, md_sess *s)
 {
     s->room = r;
-    s->prev = NULL;
-    s->next = r->members;
-    if (r->members)
-        r->members->prev = s;
-    r->members = s;
+    list_insert_head(&r->members, &s->link);
     r->nmembers++;
     r->talker_known = 0;
 }
@@ -99,13 +96,7 @@ static void sess_drop(md_sess *s, int keep_room)
     md_rooms *rs = r->rs;
     if (hmap_get(rs->sess, s->key) == s)
         hmap_del(rs->sess, s->key);
-    if (s->prev)
-        s->prev->next = s->next;
-    else if (r->members == s)
-        r->members = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->next = s->prev = NULL;
+    list_remove(&s->link);
     r->nmembers--;
     r->talker_known = 0;
     if (r->talker == s)
@@ -125,14 +116,25 @@ md_sess *md_room_talker(md_room *r)
         return r->talker;
     r->talker = NULL;
     if (r->holder[0]) {
-        for (md_sess *s = r->members; s && !r->talker; s = s->next)
-            if (!s->dead && s->conn == r->holder_conn && !strcmp(s->gw, r->holder_gw))
+        list_node *n;
+        list_foreach(n, &r->members) {
+            md_sess *s = list_entry(n, md_sess, link);
+            if (!s->dead && s->conn == r->holder_conn && !strcmp(s->gw, r->holder_gw)) {
                 r->talker = s;
+                break;
+            }
+        }
         /* The holder may have resumed on another connection whose floor
          * event is still on its way: its user's session talks meanwhile. */
-        for (md_sess *s = r->members; s && !r->talker; s = s->next)
-            if (!s->dead && !strcmp(s->user, r->holder))
-                r->talker = s;
+        if (!r->talker) {
+            list_foreach(n, &r->members) {
+                md_sess *s = list_entry(n, md_sess, link);
+                if (!s->dead && !strcmp(s->user, r->holder)) {
+                    r->talker = s;
+                    break;
+                }
+            }
+        }
     }
     r->talker_known = 1;
     return r->talker;

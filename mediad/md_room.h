@@ -18,13 +18,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "list.h"
 #include "md.h"
 #include "md_sess.h"
 
 struct md_room {
     md_rooms *rs;
     char name[MD_MAX_ROOM + 1];
-    md_sess *members;
+    list_node members;           /* md_sess (link), newest first */
     unsigned nmembers;
     uint64_t floor_seq;          /* of the last floor event applied */
     char holder[MD_MAX_USER + 1];/* "" when the floor is idle */

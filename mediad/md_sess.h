@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "list.h"
 #include "md.h"
 #include "md_dtls.h"
 #include "md_ice.h"
@@ -35,7 +36,7 @@ typedef struct md_sess md_sess;
 struct md_sess {
     md_ctx *c;
     md_room *room;
-    md_sess *next, *prev;        /* the room's members */
+    list_node link;              /* on the room's members */
     char key[MD_SESS_KEY];       /* gw/conn/room */
     char gw[MD_MAX_GW + 1];
     uint64_t conn;

@@ -23,6 +23,7 @@
 #include "bus.h"
 #include "hmap.h"
 #include "log.h"
+#include "u64map.h"
 #include "loop.h"
 #include "zsock.h"
 #include "test_replayd_util.h"
@@ -300,7 +301,7 @@ struct ts_gw {
     uint64_t incarnation;
     Tether__Bus__Source src;
     zsock *dealer;
-    hmap *calls;
+    u64map *calls;
     uint64_t next_id;
     hmap *seqs; /* topic -> last source_seq */
     loop_timer hb_t;
@@ -327,7 +328,7 @@ static inline ts_gw *ts_gw_new(const char *instance, uint64_t incarnation)
     g->src.service = (char *)"gateway";
     g->src.instance = g->instance;
     g->src.incarnation = incarnation;
-    g->calls = hmap_new();
+    g->calls = u64map_new();
     g->seqs = hmap_new();
     g->next_id = incarnation << 8;
     g->snap_parts = 1;
@@ -345,9 +346,7 @@ static inline void ts_gw_connect(ts_gw *g, const char *rpc_ep) { zmq_connect(zso
 static inline void ts_call_finish(ts_pend *c, int status, const bus_env *rep)
 {
     ts_gw *g = c->g;
-    char k[24];
-    snprintf(k, sizeof(k), "%" PRIx64, c->id);
-    hmap_del(g->calls, k);
+    u64map_del(g->calls, c->id);
     loop_timer_stop(W.l, &c->t);
     ts_cb *cb = c->cb;
     void *arg = c->arg;
@@ -362,12 +361,12 @@ static inline void ts_gw_free(ts_gw *g)
     if (!g)
         return;
     loop_timer_stop(W.l, &g->hb_t);
-    hmap_iter it = { 0 };
-    const char *k;
+    u64map_iter it = { 0 };
+    uint64_t k;
     void *v;
-    while (hmap_next(g->calls, &it, &k, &v))
+    while (u64map_next(g->calls, &it, &k, &v))
         ts_call_finish(v, -ECANCELED, NULL);
-    hmap_free(g->calls);
+    u64map_free(g->calls);
     hmap_free(g->seqs);
     zsock_free(g->dealer);
     free(g->conns);
@@ -383,9 +382,7 @@ static inline void ts_gw_msg(zsock *s, zmq_msg_t *parts, size_t n, void *arg)
     bus_env *e = tether__bus__envelope__unpack(NULL, zmq_msg_size(&parts[1]), zmq_msg_data(&parts[1]));
     if (!e)
         return;
-    char k[24];
-    snprintf(k, sizeof(k), "%" PRIx64, e->req_id);
-    ts_pend *c = hmap_get(g->calls, k);
+    ts_pend *c = u64map_get(g->calls, e->req_id);
     if (c)
         ts_call_finish(c, 0, e);
     tether__bus__envelope__free_unpacked(e, NULL);
@@ -432,9 +429,7 @@ static inline uint64_t ts_call_async(ts_gw *g, bus_env *req, uint32_t timeout_ms
     c->left = attempts;
     c->cb = cb;
     c->arg = arg;
-    char k[24];
-    snprintf(k, sizeof(k), "%" PRIx64, c->id);
-    hmap_put(g->calls, k, c);
+    u64map_put(g->calls, c->id, c);
     ts_call_send(c);
     loop_timer_start(W.l, &c->t, timeout_ms, 0, ts_call_timeout, c);
     return c->id;
