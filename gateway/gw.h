@@ -212,6 +212,8 @@ gw_conn *gw_conn_find(uint64_t id);
 void gw_conn_sweep(void);
 /* SIGTERM: hints every connection to reconnect, spread over the drain window. */
 void gw_conn_drain_all(void);
+/* n bytes from getrandom (gw_session.c); aborts if the kernel gives none. */
+void gw_random(void *p, size_t n);
 /* Verifies a token from the upgrade's Authorization header. Returns 0 or the
  * close code. */
 int gw_conn_auth_header(gw_conn *c, const char *token);

@@ -706,7 +706,12 @@ void gw_conn_drain_all(void)
             continue;
         /* Spread the comebacks over the drain window so that the remaining
          * gateways see a ramp, not a wall. */
-        uint32_t after = G.cfg.drain_ms ? (uint32_t)((uint64_t)rand() % G.cfg.drain_ms) : 0;
+        uint32_t after = 0;
+        if (G.cfg.drain_ms) {
+            uint32_t r;
+            gw_random(&r, sizeof(r));
+            after = r % G.cfg.drain_ms;
+        }
         gw_conn_send_take(c, gw_enc_reconnect(c->proto, after, "server draining"));
         gw_conn_close(c, 4000, "draining");
     }

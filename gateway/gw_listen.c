@@ -564,7 +564,9 @@ static void on_accept(loop *l, int fd, unsigned events, void *arg)
     (void)arg;
     uint64_t now = loop_now_ms(l);
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct sockaddr_storage ss;
+        /* Zeroed: a peer address the kernel does not fill in (AF_UNSPEC)
+         * is read as no family, never as stack garbage. */
+        struct sockaddr_storage ss = {0};
         socklen_t sl = sizeof(ss);
         int cfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {

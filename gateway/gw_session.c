@@ -86,15 +86,21 @@ static void send_event(bus_env *req)
 
 /* ---- session ids ----------------------------------------------------------------- */
 
+void gw_random(void *p, size_t n)
+{
+    /* getrandom on Linux >= 3.17 does not fail for small sizes. If it ever
+     * does, a guessable fallback would make session ids guessable: stop. */
+    if (getrandom(p, n, 0) != (ssize_t)n) {
+        LOG_ERROR("getrandom failed", "{s:s}", "error", strerror(errno));
+        abort();
+    }
+}
+
 static void new_session_id(char *out, size_t n)
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char r[16];
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-        uint64_t t = loop_mono_ms() ^ ((uint64_t)rand() << 20);
-        memcpy(r, &t, 8);
-        memcpy(r + 8, &G.next_conn_id, 8);
-    }
+    gw_random(r, sizeof(r));
     size_t o = 0;
     for (size_t i = 0; i < sizeof(r) && o + 1 < n; i++)
         out[o++] = b64[r[i] & 63];

@@ -55,19 +55,25 @@ static void load_origins(gw_config *c, const char *v)
             continue;
         if (!strcmp(t, "*"))
             any = 1;
-        list[c->norigins++] = t;
+        /* Each origin its own copy, kept for the process's life in list. */
+        if (!(list[c->norigins++] = strdup(t))) {
+            fprintf(stderr, "TETHER_ALLOWED_ORIGINS: out of memory\n");
+            exit(2);
+        }
     }
+    free(dup);
     if (!list || (!any && !c->norigins)) {
         fprintf(stderr, "TETHER_ALLOWED_ORIGINS: '%s' names no origin (use * for any)\n", v);
         exit(2);
     }
     if (any) {
+        for (size_t i = 0; i < c->norigins; i++)
+            free(list[i]);
         free(list);
-        free(dup);
         c->norigins = 0;
         return;
     }
-    c->origins = list; /* dup holds the strings for the process's life */
+    c->origins = list;
 }
 
 static void load_config(void)

@@ -43,7 +43,7 @@ int zauth_derive(const void *secret, size_t len, const char *label, uint8_t sk[Z
 /* 1 if a ZeroMQ endpoint stays on this host: tcp:// to 127.0.0.0/8, [::1]
  * or localhost (on both sides of a "source;destination" pair), inproc://,
  * ipc://. 0 otherwise (wildcards, other hosts, other transports). */
-int zauth_is_loopback(const char *endpoint);
+int zauth_is_loopback(const char *ep);
 
 /* Reads TETHER_BUS_SECRET[_FILE] and TETHER_BUS_SECRET_PREVIOUS[_FILE] once
  * (later calls return the first result) and derives the keys; a bad value

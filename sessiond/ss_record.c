@@ -54,14 +54,15 @@ int ss_record_parse(const ss_res *res, ss_record *rec)
                 continue;
             /* A position must read "<epoch> <seq>"; one that does not names
              * no room. */
-            const char *sp = k[0] == 'p' ? strchr(v, ' ') : NULL;
+            const int is_pos = k[0] == 'p';
+            const char *sp = is_pos ? strchr(v, ' ') : NULL;
             size_t el = sp ? (size_t)(sp - v) : 0;
-            if (k[0] == 'p' && (!sp || el > SS_MAX_EPOCH))
+            if (is_pos && (!sp || el > SS_MAX_EPOCH))
                 continue;
             ss_room_pos *p = room_slot(rec, cap, k + 2);
             if (!p)
                 continue;
-            if (k[0] == 'm') {
+            if (!is_pos) {
                 p->member = 1;
             } else {
                 memcpy(p->epoch, v, el);

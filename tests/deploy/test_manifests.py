@@ -365,8 +365,65 @@ def test_only_the_gateway_is_reachable_from_outside(objs):
                     assert "world" in src
                 else:
                     assert "world" not in src, "%s:%s open to the world" % (name, p["name"])
-                    if p["name"] == "http":
+                    if p["name"] in ("http", "admin"):
                         assert "ns:monitoring" in src, "%s metrics not scrapable" % name
+
+
+def metrics_port(c, prog):
+    """The container port /metrics is served on: the gateway's admin port
+    (TETHER_ADMIN_HTTP), every other daemon's http port (TETHER_HTTP)."""
+    return k8s.container_port(c, "admin" if prog == "gateway" else "http")
+
+
+def test_gateway_metrics_on_the_admin_port(objs):
+    """TETHER_ADMIN_HTTP binds the container port `admin`, reachable by the
+    kubelet and Prometheus, and is another port than the public one."""
+    found = 0
+    for w, c, prog in tether(objs):
+        if prog != "gateway":
+            continue
+        found += 1
+        ep = k8s.endpoint(env_of(objs, c).get("TETHER_ADMIN_HTTP", ""))
+        assert ep, "gateway: no usable TETHER_ADMIN_HTTP"
+        admin = k8s.container_port(c, "admin")
+        assert admin and ep[1] == admin["containerPort"], (ep, admin)
+        assert ep[0] in ("0.0.0.0", "*", "10.0.0.1"), "gateway binds admin on %s" % ep[0]
+        assert admin["containerPort"] != k8s.container_port(c, "http")["containerPort"]
+    assert found == 1
+
+
+def test_prometheus_scrapes_the_metrics_port(objs):
+    for w, c, prog in tether(objs):
+        ann = w["spec"]["template"]["metadata"].get("annotations", {})
+        where = "%s/%s" % (w["metadata"]["name"], c["name"])
+        assert ann.get("prometheus.io/scrape") == "true", where
+        assert ann.get("prometheus.io/path") == "/metrics", where
+        p = metrics_port(c, prog)
+        assert p, "%s: no metrics port" % where
+        assert ann.get("prometheus.io/port") == str(p["containerPort"]), where
+
+
+def test_no_service_exposes_a_metrics_port(objs):
+    """The public Service does not carry the gateway's admin port, and no
+    Service carries another daemon's metrics port."""
+    checked = 0
+    for svc in k8s.by_kind(objs, "Service"):
+        ws = [w for w in k8s.workloads(objs) if k8s.selects(svc["spec"]["selector"], k8s.pod_labels(w))]
+        for w in ws:
+            for c in k8s.pod_spec(w)["containers"]:
+                if not k8s.is_tether_image(c):
+                    continue
+                prog = k8s.binary_of(c)
+                mp = metrics_port(c, prog)
+                if not mp:
+                    continue
+                for sp in svc["spec"]["ports"]:
+                    t = k8s.container_port(c, sp.get("targetPort", sp["port"]))
+                    assert not t or t["containerPort"] != mp["containerPort"], \
+                        "Service %s exposes %s's metrics port %d" % (svc["metadata"]["name"], prog, mp["containerPort"])
+                    assert sp["port"] != mp["containerPort"], (svc["metadata"]["name"], sp)
+                checked += 1
+    assert checked >= 1
 
 
 def test_redis_only_from_the_daemons(objs):

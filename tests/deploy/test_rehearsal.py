@@ -201,6 +201,18 @@ def test_every_pod_becomes_ready(cluster):
         th.wait_until(ok, 20, "%s readiness %s" % (p.name, hg["path"]))
 
 
+def test_metrics_answer_where_prometheus_scrapes(cluster):
+    """/metrics answers on the port the pod's annotations name; the gateway's
+    public port (the Service's) does not serve it."""
+    for p in cluster["pods"].values():
+        ann = p.w["spec"]["template"]["metadata"].get("annotations", {})
+        port = int(ann["prometheus.io/port"])
+        status, _, body = p.get(ann["prometheus.io/path"], port)
+        assert status == 200 and b"# TYPE" in body, "%s /metrics on %d: %s" % (p.name, port, status)
+        if p.prog == "gateway":
+            assert p.get("/metrics", "http")[0] == 404, "gateway /metrics on the public port"
+
+
 def test_processes_listen_on_exactly_their_declared_ports(cluster):
     for p in cluster["pods"].values():
         declared = {cp["containerPort"] for cp in p.c.get("ports", []) if cp.get("protocol", "TCP") == "TCP"}

@@ -243,7 +243,7 @@ typedef struct u8v {
     const char *s;
     size_t n;
 } u8v;
-#define V(lit) { lit, sizeof lit - 1 }
+#define V(lit) { lit, sizeof(lit) - 1 }
 
 static const u8v u8_valid[] = {
     V(""),
