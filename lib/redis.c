@@ -1248,7 +1248,7 @@ static void on_master_addr(redis *sq, int status, redisReply *rep, void *arg)
         rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING ||
         rep->element[0]->len >= sizeof(r->host)) {
         snprintf(r->err, sizeof(r->err), "sentinel: no address for master '%.60s' (%s)", r->master,
-                 status < 0 ? "no answer" : rep->type == REDIS_REPLY_NIL ? "unknown name"
+                 status < 0 || !rep ? "no answer" : rep->type == REDIS_REPLY_NIL ? "unknown name"
                                           : rep->str                     ? rep->str
                                                                          : "unexpected reply");
         went_down(r, NULL);

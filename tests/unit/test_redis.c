@@ -516,7 +516,8 @@ static int sh(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof(cmd), fmt, ap);
     va_end(ap);
-    return system(cmd);
+    /* The test's own fixed openssl commands in its own directory: no outside input. */
+    return system(cmd); // NOLINT(cert-env33-c)
 }
 
 /* A CA, a server certificate for localhost / 127.0.0.1 and a client
