@@ -344,7 +344,7 @@ void gw_sess_conn_closed(gw_conn *c)
         for (uint32_t i = 0; i < c->nsubs; i++) {
             tether__bus__room_pos__init(&pos[i]);
             pos[i].room = c->subs[i]->room->name;
-            pos[i].epoch = c->subs[i]->room->epoch;
+            pos[i].epoch = (char *)gw_room_epoch(c->subs[i]->room);
             pos[i].seq = c->subs[i]->pos;
             pp[i] = &pos[i];
         }
