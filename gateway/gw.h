@@ -253,11 +253,9 @@ struct gw_sub {
     gw_pos want;         /* the position asked for */
     unsigned announced : 1;  /* `subscribed` sent */
     unsigned reading : 1;    /* a range read for this sub is in flight */
-    unsigned presence_pending : 1; /* members asked from sessiond, not yet answered */
-    unsigned presence_resync : 1;  /* more changes came than pre_events holds: fetch members again */
-    gw_buf *members;         /* presence {members} to send after `subscribed` */
-    gw_buf *pre_events[16];  /* presence changes seen before `subscribed` */
-    uint32_t npre;
+    unsigned held : 1;       /* another module holds the first read (members being
+                              * fetched); it calls gw_sub_resume_read() when done */
+    struct gw_sub_presence *presence; /* the session module's (gw_session.c), or NULL */
 };
 
 struct gw_room {

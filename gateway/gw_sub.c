@@ -10,7 +10,7 @@
  *
  * First reads of a room wait until its bus subscription is confirmed (the
  * probe in gw_room.c), and until the members asked for the subscriber are
- * there (presence_pending).
+ * there (held).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -321,7 +321,7 @@ static void read_batch(gw_conn *c, gw_sub **all, uint32_t nall)
     if (!subs)
         return;
     for (uint32_t i = 0; i < nall; i++)
-        if (all[i]->announced || (all[i]->room->bus_ready && !all[i]->presence_pending))
+        if (all[i]->announced || (all[i]->room->bus_ready && !all[i]->held))
             subs[n++] = all[i];
     if (!n) {
         if (subs != stackv)
@@ -463,7 +463,7 @@ static gw_sub *sub_create(gw_conn *c, const char *room, const gw_pos *want, int 
 
 void gw_sub_resume_read(gw_sub *s)
 {
-    if (s->announced || s->reading || s->presence_pending)
+    if (s->announced || s->reading || s->held)
         return;
     if (!sub_try_instant(s) && s->room->bus_ready)
         sub_read(s);
@@ -473,7 +473,7 @@ void gw_sub_resume_read(gw_sub *s)
 static int sub_try_instant(gw_sub *s)
 {
     gw_room *r = s->room;
-    if (s->want.kind != GW_POS_LIVE || !gw_order_known(r->order) || !r->bus_ready || s->presence_pending)
+    if (s->want.kind != GW_POS_LIVE || !gw_order_known(r->order) || !r->bus_ready || s->held)
         return 0;
     uint64_t head = gw_order_head(r->order), max_seen = gw_order_max_seen(r->order);
     gw_conn_send_take(s->conn, gw_enc_subscribed(s->conn->proto, r->name, gw_order_epoch(r->order),

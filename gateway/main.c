@@ -216,20 +216,13 @@ static void on_signal(loop *l, int signo, void *arg)
     gw_conn_drain_all();
 }
 
-/* The session module's part in a subscription: the join, then members. */
-static void sub_created(gw_sub *s)
-{
-    gw_sess_room(s->conn, s->room->name, 1);
-    gw_sess_members(s);
-}
-
 /* Rooms and subscriptions tell media and sessions through these. */
 static const gw_room_hooks room_hooks = {
     .room_open = gw_media_room_open,
     .room_close = gw_media_room_close,
-    .sub_created = sub_created,
+    .sub_created = gw_sess_sub_created,
     .sub_announced = gw_sess_after_subscribed,
-    .sub_stopping = gw_sub_presence_clear,
+    .sub_stopping = gw_sess_sub_stopping,
 };
 
 int main(void)
