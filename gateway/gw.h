@@ -5,8 +5,9 @@
  * 6455 on lib/wsframe); every other request is handed, unread, to lib/http,
  * which gw_http.c serves (health, metrics, REST API). gw_conn.c authenticates
  * connections and runs the client protocol, and gw_room.c keeps one gw_room
- * per room that has local subscribers: the room's epoch and head, a ring of
- * recent messages, and the ordering, gap repair and resume logic. main.c
+ * per room that has local subscribers, its ordering (epoch, head, ring of
+ * recent messages, gap repair) in the pure core gw_order.c, and gw_sub.c
+ * catches subscribers up (resume, range reads). main.c
  * wires config, the loop, the bus and the replayd client together.
  *
  * Everything runs on one thread: lib/loop, one epoll loop.
@@ -19,6 +20,7 @@
 
 #include "bus.h"
 #include "gw_frame.h"
+#include "gw_order.h"
 #include "hmap.h"
 #include "jwtcheck.h"
 #include "list.h"
@@ -30,7 +32,6 @@
 typedef struct gw_conn gw_conn;
 typedef struct gw_room gw_room;
 typedef struct gw_sub gw_sub;
-typedef struct gw_msg gw_msg;
 
 typedef struct gw_config {
     char http_host[128];
@@ -232,7 +233,19 @@ uint64_t gw_append(const char *user, const char *room, const char *id, const cha
 /* Sends the queued appends now (called at the end of each batch of work). */
 void gw_append_flush(void);
 
-/* ---- rooms (gw_room.c) ---------------------------------------------------------- */
+/* ---- rooms (gw_room.c) and subscribers (gw_sub.c) --------------------------------- */
+
+/* What rooms and subscriptions tell the rest of the gateway, registered once
+ * (main.c) so that room code does not know which modules listen. Any hook
+ * may be NULL. */
+typedef struct gw_room_hooks {
+    void (*room_open)(gw_room *r);    /* a room gets its first subscriber */
+    void (*room_close)(gw_room *r);   /* ... and loses its last one */
+    void (*sub_created)(gw_sub *s);   /* s joined its room, nothing sent yet */
+    void (*sub_announced)(gw_sub *s); /* `subscribed` was sent for s */
+    void (*sub_stopping)(gw_sub *s);  /* s is about to be freed */
+} gw_room_hooks;
+void gw_room_set_hooks(const gw_room_hooks *h);
 
 struct gw_sub {
     gw_room *room;
@@ -243,39 +256,20 @@ struct gw_sub {
     gw_pos want;         /* the position asked for */
     unsigned announced : 1;  /* `subscribed` sent */
     unsigned reading : 1;    /* a range read for this sub is in flight */
-    unsigned presence_pending : 1; /* members asked from sessiond, not yet answered */
-    unsigned presence_resync : 1;  /* more changes came than pre_events holds: fetch members again */
-    gw_buf *members;         /* presence {members} to send after `subscribed` */
-    gw_buf *pre_events[16];  /* presence changes seen before `subscribed` */
-    uint32_t npre;
-};
-
-struct gw_msg {
-    unsigned refs;
-    uint64_t seq;
-    int64_t ts;
-    char *id, *from, *data;
-    gw_buf *enc[2];      /* lazily encoded: [0] JSON, [1] proto */
+    unsigned held : 1;       /* another module holds the first read (members being
+                              * fetched); it calls gw_sub_resume_read() when done */
+    struct gw_sub_presence *presence; /* the session module's (gw_session.c), or NULL */
 };
 
 struct gw_room {
     char name[GW_MAX_ROOM + 1];
     char topic[GW_MAX_ROOM + 8];
     char ptopic[GW_MAX_ROOM + 12];   /* presence.<name> */
-    char epoch[GW_MAX_EPOCH + 1];
-    int known;               /* epoch/head learned from replayd */
-    int resync;              /* a newer epoch was seen: re-read the room's head */
+    gw_order *order;         /* epoch, head, ring, pending (gw_order.c) */
     int bus_ready;           /* our own probe came back on room.<name> */
     loop_timer probe_timer;
-    uint64_t head;           /* highest contiguous seq delivered */
-    uint64_t max_seen;       /* highest seq known to exist */
-    gw_msg **ring;           /* recent messages, by seq % ring_size */
-    gw_msg **pend;           /* out of order, ascending seq */
-    uint32_t npend;
-    char pend_epoch[GW_MAX_EPOCH + 1]; /* before the room is known: the epoch of pend */
     gw_sub *subs;
     uint32_t nsubs;
-    int repairing;
     uint64_t repair_req;
     loop_timer repair_timer;
     uint64_t gen;
@@ -294,6 +288,8 @@ gw_sub *gw_conn_find_sub(gw_conn *c, const char *room);
 /* Bus events. */
 void gw_room_on_bus(const bus_env *env);
 unsigned gw_room_count(void);
+/* The room's epoch as this gateway knows it ("" until known). */
+const char *gw_room_epoch(const gw_room *r);
 /* What this gateway delivered in room: 1, its epoch (copied into epoch,
  * cap bytes) and the seq delivered up to; 0 when it holds nothing there. A
  * publish carries it to replayd as a floor (AppendReq.floor_*). */

@@ -350,7 +350,7 @@ void gw_sess_conn_closed(gw_conn *c)
         for (uint32_t i = 0; i < c->nsubs; i++) {
             tether__bus__room_pos__init(&pos[i]);
             pos[i].room = c->subs[i]->room->name;
-            pos[i].epoch = c->subs[i]->room->epoch;
+            pos[i].epoch = (char *)gw_room_epoch(c->subs[i]->room);
             pos[i].seq = c->subs[i]->pos;
             pp[i] = &pos[i];
         }
@@ -424,13 +424,36 @@ uint64_t gw_sess_call_get(const char *user, rpc_reply_cb *cb, void *arg)
 
 /* ---- presence ------------------------------------------------------------------------- */
 
-void gw_sub_presence_clear(gw_sub *s)
+/* What a subscription's presence needs until its `subscribed` is sent. */
+struct gw_sub_presence {
+    int resync;             /* more changes came than pre_events holds: fetch members again */
+    gw_buf *members;        /* presence {members} to send after `subscribed` */
+    gw_buf *pre_events[16]; /* presence changes seen before `subscribed` */
+    uint32_t npre;
+};
+
+static void presence_drop(gw_sub_presence *p)
 {
-    gw_buf_unref(s->members);
-    s->members = NULL;
-    for (uint32_t i = 0; i < s->npre; i++)
-        gw_buf_unref(s->pre_events[i]);
-    s->npre = 0;
+    gw_buf_unref(p->members);
+    p->members = NULL;
+    for (uint32_t i = 0; i < p->npre; i++)
+        gw_buf_unref(p->pre_events[i]);
+    p->npre = 0;
+}
+
+void gw_sess_sub_created(gw_sub *s)
+{
+    s->presence = calloc(1, sizeof(*s->presence));
+    gw_sess_room(s->conn, s->room->name, 1);
+    gw_sess_members(s);
+}
+
+void gw_sess_sub_stopping(gw_sub *s)
+{
+    if (s->presence)
+        presence_drop(s->presence);
+    free(s->presence);
+    s->presence = NULL;
 }
 
 typedef struct members_ctx {
@@ -462,11 +485,11 @@ static void members_reply(rpc_client *rc, int status, const bus_env *rep, void *
     gw_sub *s = c ? gw_conn_find_sub(c, x->room) : NULL;
     if (!s || s->gen != x->gen)
         goto out;
-    s->presence_pending = 0;
+    s->held = 0;
     if (status == 0 && rep && rep->payload_case == TETHER__BUS__ENVELOPE__PAYLOAD_PRESENCE_REP) {
         S.last_ok_ms = loop_now_ms(G.l);
-        gw_buf_unref(s->members);
-        s->members = members_frame(c->proto, rep->presence_rep, x->room);
+        gw_buf_unref(s->presence->members);
+        s->presence->members = members_frame(c->proto, rep->presence_rep, x->room);
         if (s->announced)
             gw_sess_after_subscribed(s);
     }
@@ -479,6 +502,8 @@ out:
 
 static void members_fetch(gw_sub *s, uint32_t timeout_ms)
 {
+    if (!s->presence)
+        return; /* out of memory at its start: no members list */
     members_ctx *x = calloc(1, sizeof(*x));
     if (!x)
         return;
@@ -491,7 +516,7 @@ static void members_fetch(gw_sub *s, uint32_t timeout_ms)
     req.payload_case = TETHER__BUS__ENVELOPE__PAYLOAD_PRESENCE_REQ;
     req.presence_req = &pr;
     if (rpc_call(G.sessiond, &req, timeout_ms, 1, members_reply, x)) {
-        s->presence_pending = 1;
+        s->held = 1;
     } else {
         free(x);
     }
@@ -509,15 +534,18 @@ void gw_sess_members(gw_sub *s)
 
 void gw_sess_after_subscribed(gw_sub *s)
 {
-    if (s->members) {
-        gw_conn_send(s->conn, s->members);
-        for (uint32_t i = 0; i < s->npre; i++)
-            gw_conn_send(s->conn, s->pre_events[i]);
+    gw_sub_presence *p = s->presence;
+    if (!p)
+        return;
+    if (p->members) {
+        gw_conn_send(s->conn, p->members);
+        for (uint32_t i = 0; i < p->npre; i++)
+            gw_conn_send(s->conn, p->pre_events[i]);
     }
-    gw_sub_presence_clear(s);
+    presence_drop(p);
     /* More changes than were kept: a fresh list replaces what was dropped. */
-    if (s->presence_resync && !s->presence_pending && G.sessiond) {
-        s->presence_resync = 0;
+    if (p->resync && !s->held && G.sessiond) {
+        p->resync = 0;
         members_fetch(s, 1000);
     }
 }
@@ -538,16 +566,17 @@ static void on_presence(const Tether__Bus__PresenceEvent *p)
             continue;
         if (s->announced) {
             gw_conn_send(s->conn, enc[proto]);
-        } else if (s->members || s->presence_pending) {
+        } else if (s->presence && (s->presence->members || s->held)) {
             /* Not announced yet: kept, and sent after the members list, in
              * order. Changes that arrive while the list is still being
              * fetched are kept too: the list may predate them (a join
              * storm lost exactly those, tests/chaos). Replaying a change
              * the list already has is harmless; the last one wins. */
-            if (s->npre < sizeof(s->pre_events) / sizeof(s->pre_events[0]))
-                s->pre_events[s->npre++] = gw_buf_ref(enc[proto]);
+            gw_sub_presence *ps = s->presence;
+            if (ps->npre < sizeof(ps->pre_events) / sizeof(ps->pre_events[0]))
+                ps->pre_events[ps->npre++] = gw_buf_ref(enc[proto]);
             else
-                s->presence_resync = 1;
+                ps->resync = 1;
         }
     }
     gw_buf_unref(enc[0]);
@@ -564,7 +593,7 @@ void gw_sess_on_gap(const char *topic)
         return;
     LOG_INFO("presence events lost, refreshing members", "{s:s}", "room", r->name);
     for (gw_sub *s = r->subs; s; s = s->rnext)
-        if (s->announced && !s->presence_pending)
+        if (s->announced && !s->held)
             members_fetch(s, 1000);
 }
 

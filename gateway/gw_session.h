@@ -30,7 +30,11 @@ void gw_sess_quality(gw_conn *c, const quality_in *in, const quality_out *out);
 void gw_sess_members(gw_sub *s);
 /* Right after s's `subscribed`: the members frame and what happened since. */
 void gw_sess_after_subscribed(gw_sub *s);
-void gw_sub_presence_clear(gw_sub *s);
+/* Hooks (gw_room_hooks): a subscription is created (joined, members asked
+ * for, its presence state allocated) and stopped (that state freed). */
+typedef struct gw_sub_presence gw_sub_presence;
+void gw_sess_sub_created(gw_sub *s);
+void gw_sess_sub_stopping(gw_sub *s);
 /* Bus events on presence.* and sess.snapshot, and detected losses. */
 void gw_sess_on_bus(const bus_env *env);
 void gw_sess_on_gap(const char *topic);

@@ -222,6 +222,15 @@ static void on_signal(loop *l, int signo, void *arg)
     gw_conn_drain_all();
 }
 
+/* Rooms and subscriptions tell media and sessions through these. */
+static const gw_room_hooks room_hooks = {
+    .room_open = gw_media_room_open,
+    .room_close = gw_media_room_close,
+    .sub_created = gw_sess_sub_created,
+    .sub_announced = gw_sess_after_subscribed,
+    .sub_stopping = gw_sess_sub_stopping,
+};
+
 int main(void)
 {
     log_init("gateway");
@@ -238,6 +247,7 @@ int main(void)
 
     list_init(&G.conn_list);
     list_init(&G.dirty);
+    gw_room_set_hooks(&room_hooks);
     G.l = loop_new();
     G.rooms = hmap_new();
     G.conns = u64map_new();
