@@ -1,45 +1,10 @@
 /* gw_route.c -- the gateway's HTTP routes as a pure function (see gw_route.h). */
 #include "gw_route.h"
 
+#include "pct.h"
+
 #include <stdio.h>
 #include <string.h>
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int gw_percent_decode(const char *in, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    if (!cap)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        char ch = in[i];
-        if (ch == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
-            if (hi < 0 || lo < 0 || (hi | lo) == 0)
-                return -1;
-            ch = (char)(hi << 4 | lo);
-            i += 2;
-        } else if (ch == 0) {
-            return -1;
-        }
-        if (o + 1 >= cap)
-            return -1;
-        out[o++] = ch;
-    }
-    out[o] = 0;
-    return (int)o;
-}
 
 /* A strict whitelist for files under the web root: no '..', no hidden
  * files, no odd bytes. */
@@ -101,7 +66,7 @@ int gw_route_match(const char *method, const char *path, gw_route *r)
             return set(r, GW_RT_NOT_FOUND, "not found");
         if (post != want_post)
             return set(r, GW_RT_BAD_METHOD, want_post ? "use POST" : "use GET");
-        if (gw_percent_decode(path + pl, ul - pl - sl, r->room, sizeof(r->room)) < 0 || !gw_valid_room(r->room)) {
+        if (pct_decode(path + pl, ul - pl - sl, r->room, sizeof(r->room)) < 0 || !gw_valid_room(r->room)) {
             r->room[0] = 0;
             return set(r, GW_RT_BAD_ROOM, "invalid room name");
         }

@@ -29,9 +29,6 @@ typedef struct gw_route {
     char file[256];                  /* for GW_RT_STATIC: "/index.html" for "/" */
 } gw_route;
 
-/* Percent-decodes in[0..n) into out (NUL-terminated). Returns the decoded
- * length, or -1 for a bad or NUL escape or when out (cap bytes) is too small. */
-int gw_percent_decode(const char *in, size_t n, char *out, size_t cap);
 
 /* Routes method ("GET", "HEAD", "POST", ...) and path (raw, without the
  * query) into r. Returns r->kind. */

@@ -33,6 +33,8 @@
  * same bytes must be sent again.
  */
 #include "redis.h"
+#include "config.h"
+#include "pct.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -158,42 +160,6 @@ struct redis {
 static void connect_now(redis *r);
 
 /* ---- URL ---------------------------------------------------------------------- */
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into out (outlen bytes, NUL-terminated). */
-static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            if (i + 2 >= n)
-                return -EINVAL;
-            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -EINVAL;
-            c = hi * 16 + lo;
-            if (c == 0)
-                return -EINVAL;
-            i += 2;
-        }
-        if (o + 1 >= outlen)
-            return -EINVAL;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return 0;
-}
 
 /* Parses host[:port] in [s, e) ([v6] literals too). Returns 0 or -EINVAL. */
 static int parse_hostport(const char *s, const char *e, char *host, size_t hostlen, int *port, int defport)
@@ -430,6 +396,17 @@ fail:
 }
 
 static int sentinel_password(char *buf, size_t len);
+
+void redis_config_note(void)
+{
+    cfg_str("TETHER_REDIS_PASSWORD_FILE", "");
+    cfg_str("TETHER_REDIS_CA", "");
+    cfg_str("TETHER_REDIS_CERT", "");
+    cfg_str("TETHER_REDIS_KEY", "");
+    cfg_bool("TETHER_REDIS_TLS_INSECURE", 0);
+    cfg_secret("TETHER_SENTINEL_PASSWORD", "");
+    cfg_str("TETHER_SENTINEL_PASSWORD_FILE", "");
+}
 
 int redis_check_config(const char *url, char *err, size_t errlen)
 {

@@ -106,6 +106,10 @@ int redis_url_parse(const char *url, redis_target *u);
  * 0, or -errno with err (errlen bytes) saying what is wrong; never a
  * password. */
 int redis_check_config(const char *url, char *err, size_t errlen);
+/* Names the other variables the connection reads (TETHER_REDIS_PASSWORD_FILE,
+ * _CA, _CERT, _KEY, _TLS_INSECURE, TETHER_SENTINEL_PASSWORD[_FILE]) in the
+ * effective configuration that cfg_print logs, secrets masked. */
+void redis_config_note(void);
 
 /* The password file named by TETHER_REDIS_PASSWORD_FILE, read when the URL
  * carries no password: its content up to the first CR or LF. It is read

@@ -118,13 +118,7 @@ int main(void)
     scfg.meta_ttl_s = scfg.history_ttl_s > META_MIN_TTL_S ? scfg.history_ttl_s : META_MIN_TTL_S;
     char redis_shown[512], redis_err[256];
     cfg_redact_url(redis_url, redis_shown, sizeof(redis_shown));
-    cfg_str("TETHER_REDIS_PASSWORD_FILE", "");
-    cfg_str("TETHER_REDIS_CA", "");
-    cfg_str("TETHER_REDIS_CERT", "");
-    cfg_str("TETHER_REDIS_KEY", "");
-    cfg_bool("TETHER_REDIS_TLS_INSECURE", 0);
-    cfg_secret("TETHER_SENTINEL_PASSWORD", "");
-    cfg_str("TETHER_SENTINEL_PASSWORD_FILE", "");
+    redis_config_note();
     if (redis_check_config(redis_url, redis_err, sizeof(redis_err)) < 0)
         fail("TETHER_REDIS", redis_shown, redis_err);
     if (strchr(endpoint, ','))

@@ -11,7 +11,7 @@
  *  - a static file is whitelisted: it starts with '/', has no "..", no
  *    hidden file, nothing outside [A-Za-z0-9/._-], and fits its buffer;
  *  - the standard routes are only ever the three exact paths;
- *  - gw_percent_decode never writes past its buffer, NUL-terminates what it
+ *  - pct_decode never writes past its buffer, NUL-terminates what it
  *    returns, never yields a NUL byte, and decoding text without '%' is the
  *    identity.
  */
@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "gateway/gw_route.h"
+#include "pct.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -90,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The decoder on its own, into a buffer sized by the input. */
     size_t cap = (size_t)(data[0] & 63) + 1;
     char *out = malloc(cap);
-    int n = gw_percent_decode(path, plen, out, cap);
+    int n = pct_decode(path, plen, out, cap);
     if (n >= 0) {
         CHECK((size_t)n < cap && out[n] == 0 && strlen(out) == (size_t)n);
         if (!memchr(path, '%', plen))
