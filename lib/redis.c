@@ -493,18 +493,20 @@ static void fifo_push(redis *r, rreq *q)
     r->inflight++;
 }
 
-static void fifo_remove(redis *r, rreq *q)
+/* Unlinks and returns the oldest command in flight (NULL if none). */
+static rreq *fifo_pop(redis *r)
 {
-    if (q->prev)
-        q->prev->next = q->next;
+    rreq *q = r->head;
+    if (!q)
+        return NULL;
+    r->head = q->next;
+    if (r->head)
+        r->head->prev = NULL;
     else
-        r->head = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    else
-        r->tail = q->prev;
+        r->tail = NULL;
     q->next = q->prev = NULL;
     r->inflight--;
+    return q;
 }
 
 /* Formats argc arguments (prefix first, then argv) as a RESP array into q->buf. */
@@ -685,9 +687,8 @@ static void finish(redis *r, rreq *q, int status, redisReply *rep);
 /* Fails every command in flight, oldest first. */
 static void fail_inflight(redis *r, int status)
 {
-    while (r->head) {
-        rreq *q = r->head;
-        fifo_remove(r, q);
+    rreq *q;
+    while ((q = fifo_pop(r)) != NULL) {
         if (q->kind == K_LOAD)
             q->script->loading = 0;
         finish(r, q, status, NULL);
@@ -852,13 +853,12 @@ static int dispatch(redis *r)
                 return -1;
             continue;
         }
-        rreq *q = r->head;
+        rreq *q = fifo_pop(r);
         if (!q) {
             freeReplyObject(rep);
             recycle(r, -ECONNRESET, "a reply to no command");
             return -1;
         }
-        fifo_remove(r, q);
         r->last_reply = loop_now_ms(r->l);
         on_reply(r, q, rep);
         freeReplyObject(rep);
