@@ -290,6 +290,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     http_req *r = *con_cls;
     if (!r || s->stopping)
         return MHD_NO;
+    r->seen = 1;
     switch (r->stage) {
     case REQ_HEAD: {
         int st = http_req_take_head(r, mc, method, version);
@@ -436,8 +437,15 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
             tell_unparsed(c);
         if (c) {
             loop_timer_stop(s->l, &c->deadline);
-            if (c->req)
-                c->req->conn = NULL;
+            if (c->req) {
+                http_req *r = c->req;
+                r->conn = NULL;
+                /* MHD reports the end only of requests its access handler
+                 * saw; one shut down before its head was whole (414, the
+                 * deadline) is freed here. */
+                if (!r->seen)
+                    http_req_free(r);
+            }
             free(c);
         }
         *socket_context = NULL;

@@ -57,6 +57,7 @@ struct http_req {
     http_conn *conn;           /* NULL once detached (or out of memory) */
     int stage;
     int in_handler;            /* the handler is running: replies are queued on return */
+    int seen;                  /* MHD called the access handler for it, so it reports its end (on_completed) */
     int susp;                  /* the connection is suspended: r is on srv->susp */
     int watched;               /* fd is in srv->wep */
     int left;                  /* the client went away while suspended */

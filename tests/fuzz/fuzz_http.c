@@ -106,7 +106,7 @@ static int drain(int fd, char *acc, size_t *acclen, size_t cap)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    http_opts o = { .max_conns = 4, .per_ip_conns = 4, .max_body = 4096 };
+    http_opts o = { .max_conns = 4, .per_ip_conns = 4, .max_body = 4096, .timeout_ms = 300 };
     http_server *s = http_server_new_opts(L, NULL, &o, handler, NULL);
     CHECK(s);
     int sv[2];
@@ -138,9 +138,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (gotlen >= 5)
         CHECK(memcmp(got, "HTTP/", 5) == 0);
-    /* The client leaves; whatever is still held is detached. */
+    /* The client leaves; whatever is still held is detached, and every
+     * connection is gone by the server's deadline (300 ms here: a request
+     * shut down under MHD before its head was whole, e.g. 414, may linger
+     * until then, never longer, and leaks nothing). */
     close(sv[0]);
-    for (int i = 0; i < BUDGET && http_server_connections(s) > 0; i++)
+    for (int i = 0; i < 1000 && http_server_connections(s) > 0; i++)
         loop_run_once(L, 1);
     CHECK(http_server_connections(s) == 0);
     for (int k = 0; k < npending; k++) {
