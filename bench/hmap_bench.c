@@ -146,8 +146,8 @@ int main(int argc, char **argv)
         return 1;
     }
     for (size_t i = 0; i < n; i++) {
-        snprintf(rooms[i], sizeof(rooms[i]), "room-%zu", i);
-        snprintf(rmiss[i], sizeof(rmiss[i]), "moor-%zu", i);
+        snprintf(rooms[i], sizeof(rooms[i]), "room-%u", (unsigned)i);
+        snprintf(rmiss[i], sizeof(rmiss[i]), "moor-%u", (unsigned)i);
     }
     times bs = { 1e18, 1e18, 1e18, 1e18 }, bi = bs, bu = bs, t;
     int rc = 0;
