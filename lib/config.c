@@ -73,15 +73,21 @@ static const char *secret_file(const char *name)
     size_t n = fread(buf, 1, CFG_MAX_SECRET_FILE + 1, f);
     int err = ferror(f);
     fclose(f);
-    if (err)
-        die(var, path, "cannot be read");
-    if (n > CFG_MAX_SECRET_FILE)
-        die(var, path, "is larger than 64 KiB");
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        n--;
+    if (!err && n <= CFG_MAX_SECRET_FILE)
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+            n--;
+    const char *why = err                       ? "cannot be read"
+                      : n > CFG_MAX_SECRET_FILE ? "is larger than 64 KiB"
+                      : !n || memchr(buf, 0, n) ? "is empty or holds a NUL byte"
+                                                : NULL;
+    if (why) {
+        free(buf); /* the process ends: nothing of it is kept */
+        die(var, path, why);
+    }
     buf[n] = 0;
-    if (!n || strlen(buf) != n)
-        die(var, path, "is empty or holds a NUL byte");
+    char *kept = realloc(buf, n + 1); /* kept for the process life: its size, not 64 KiB */
+    if (kept)
+        buf = kept;
     record(var, path, 0);
     return buf;
 }
@@ -89,11 +95,11 @@ static const char *secret_file(const char *name)
 const char *cfg_secret(const char *name, const char *def)
 {
     const char *v = getenv(name);
-    const char *f = secret_file(name);
-    if (!v || !*v)
-        v = f;
-    if (!v || !*v)
-        v = def;
+    char *f = (char *)secret_file(name);
+    if (v && *v)
+        free(f); /* read only to be checked: the variable wins */
+    else
+        v = f ? f : def; /* a file's secret is never empty */
     record(name, v, 1);
     return v;
 }
